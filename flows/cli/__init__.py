@@ -1,0 +1,21 @@
+"""The ``offset-cube`` command line (typer). Each command lives in its own module of this package.
+
+Commands import Prefect lazily, after :func:`flows.runtime.configure_prefect_env` has run, so that every
+Prefect process of ours is offline and uses a project-local ``PREFECT_HOME``.
+"""
+
+from __future__ import annotations
+
+from flows.cli import jobs as _jobs  # noqa: F401  (registers plan, run)
+from flows.cli import stubs as _stubs  # noqa: F401  (commands filled in by later stages)
+from flows.cli.app import app
+from flows.runtime import configure_prefect_env
+
+
+def main() -> None:
+    """Console-script entry point."""
+    configure_prefect_env()
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,141 @@
+"""``offset-cube plan`` and ``offset-cube run``: a job from YAML and/or flags."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from flows.cli.app import EXIT_FAILED, app, fail, user_errors, warn
+from offset_cube.config import JobConfig, load_job
+from offset_cube.planning import Plan, plan_pairs
+from offset_cube.search import search_scenes
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="Job YAML (see examples/job.yaml).", dir_okay=False)
+]
+AreaOpt = Annotated[str | None, typer.Option(help="Area: WKT polygon (lon lat) or GeoJSON file path.")]
+StartOpt = Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")]
+EndOpt = Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD (default today).")]
+SearchOpt = Annotated[str | None, typer.Option(help="'asf', 'file:PATH' or 'local:FOLDER'.")]
+EngineOpt = Annotated[str | None, typer.Option(help="'builtin' or 'isce2'.")]
+OutOpt = Annotated[Path | None, typer.Option(help="Output folder (cube, pairs, caches).")]
+
+
+def build_job(
+    config: Path | None,
+    area: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    search: str | None = None,
+    engine: str | None = None,
+    out: Path | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JobConfig:
+    """The job from ``config`` with the command-line flags applied on top (flags win)."""
+    overrides: dict[str, Any] = {
+        "area": area,
+        "start": start,
+        "end": end,
+        "search": search,
+        "engine": engine,
+        "storage.out": str(out) if out else None,
+        **(extra or {}),
+    }
+    if config is None and area is None:
+        raise fail("give a job file (--config job.yaml) or at least --area and --start")
+    with user_errors():
+        return load_job(config, overrides)
+
+
+def make_plan(job: JobConfig) -> Plan:
+    """Search and plan without Prefect (for ``plan``); the cube is consulted to skip finished pairs."""
+    from offset_cube.cube.lookup import existing_pair_ids
+
+    with user_errors():
+        scenes = search_scenes(job)
+        plan = plan_pairs(job, scenes, existing=existing_pair_ids(job.storage.cube_path))
+    return plan
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = None,
+    area: AreaOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    search: SearchOpt = None,
+    engine: EngineOpt = None,
+    out: OutOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show the pairs a run would process (nothing is downloaded or written)."""
+    job = build_job(config, area, start, end, search, engine, out)
+    the_plan = make_plan(job)
+    for message in the_plan.warnings:
+        warn(message)
+    for skipped in the_plan.skipped:
+        warn(f"skipping {skipped.pair.label}: {skipped.reason}")
+    if as_json:
+        typer.echo(json.dumps([p.summary() for p in the_plan.pairs], indent=2))
+    else:
+        _print_plan_table(the_plan)
+    if not the_plan.pairs:
+        typer.echo(_no_pairs_message(the_plan), err=True)
+
+
+def _no_pairs_message(the_plan: Plan) -> str:
+    if not the_plan.acquisitions:
+        return "no acquisitions found for this area and date range: no pairs"
+    if len(the_plan.acquisitions) == 1:
+        return "only one acquisition found: a pair needs two dates of one track, so there are no pairs"
+    if the_plan.already_done:
+        return f"all {len(the_plan.already_done)} pair(s) are already in the cube"
+    return "no pairs: each track has a single acquisition or every pair was skipped"
+
+
+def _print_plan_table(the_plan: Plan) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(the_plan.pairs)} pair(s), polarisation {the_plan.polarization or '-'}")
+    for column in ("track", "dir", "reference", "secondary", "Δt (d)", "search (px)", "scenes"):
+        table.add_column(column)
+    for p in the_plan.pairs:
+        table.add_row(
+            str(p.track),
+            p.direction.value[:3],
+            p.reference.date.isoformat(),
+            p.secondary.date.isoformat(),
+            f"{p.dt_days:.1f}",
+            f"{p.search_px[0]}x{p.search_px[1]}",
+            f"{len(p.reference.scenes)}+{len(p.secondary.scenes)}",
+        )
+    Console().print(table)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    area: AreaOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    search: SearchOpt = None,
+    engine: EngineOpt = None,
+    out: OutOpt = None,
+) -> None:
+    """Run the job: every new pair into the cube, through the Prefect flow."""
+    job = build_job(config, area, start, end, search, engine, out)
+    state = run_flow(job)
+    if state.is_failed() or state.is_crashed():
+        raise fail(state.message or "the run failed", code=EXIT_FAILED)
+    typer.echo(state.message or "done")
+
+
+def run_flow(job: JobConfig) -> Any:
+    """Run the flow in this process with the job's task runner; return the final Prefect state."""
+    from flows.pipeline import flow_for
+
+    return flow_for(job)(job, return_state=True)

@@ -1,0 +1,184 @@
+"""The offset-cube flow: search → plan → per pair (download, orbits, render, engine, product) → cube → report.
+
+Wiring only: every stage is a task in :mod:`tasks`, and every task wraps a plain function of
+:mod:`offset_cube`. Pairs run concurrently; one failed pair never stops the others, and the run ends Failed
+only when a pair failed, naming which and why.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+from prefect import State, flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict
+
+from offset_cube.config import Engine, JobConfig
+from offset_cube.planning import Pair, Plan
+from offset_cube.stages import PairOutcome
+from tasks.cube import insert_into_cube
+from tasks.download import download_scene
+from tasks.engine import run_engine
+from tasks.inputs import PairDeferred, gather_inputs
+from tasks.orbits import fetch_orbit
+from tasks.plan import existing_pairs_task, plan_task, publish_plan_table
+from tasks.product import make_product
+from tasks.render import render_pair
+from tasks.search import search_task
+
+
+class RunSummary(BaseModel):
+    """What a flow run did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: str
+    cube: Path
+    pairs_planned: int
+    outcomes: list[PairOutcome]
+    message: str
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+
+def flow_run_name() -> str:
+    """``<job name> <start>..<end>`` for the Prefect UI."""
+    job = flow_run.parameters.get("job")
+    if isinstance(job, JobConfig):
+        return f"{job.name} {job.start}..{job.end_date}"
+    if isinstance(job, dict):
+        return f"{job.get('name', 'offset-cube')} {job.get('start')}..{job.get('end') or 'today'}"
+    return "offset-cube"
+
+
+@flow(
+    name="offset-cube",
+    flow_run_name=flow_run_name,
+    task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=4)),
+    validate_parameters=True,
+)
+def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
+    """Process every new pair of the job's tracks into the job's velocity cube."""
+    logger = get_run_logger()
+    scenes = search_task(job)
+    existing = existing_pairs_task(job)
+    plan = plan_task(job, scenes, existing)
+    publish_plan_table(plan)
+    outcomes = [PairOutcome(pair_id=p, label=p, status="already-done") for p in plan.already_done]
+    outcomes += [
+        PairOutcome(pair_id=s.pair.pair_id, label=s.pair.label, status="skipped", message=s.reason)
+        for s in plan.skipped
+    ]
+    if not plan.pairs:
+        message = _nothing_to_do(plan, len(scenes))
+        logger.info(message)
+        return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
+
+    chains = _submit_pairs(plan, job)
+    wait([f for chain in chains.values() for f in chain])
+    pair_outcomes = [_outcome(pair, chain) for pair, chain in zip(plan.pairs, chains.values(), strict=True)]
+    outcomes += pair_outcomes
+    publish_plan_table(plan, {o.pair_id: o.status for o in pair_outcomes})
+
+    products = sorted(o.product for o in pair_outcomes if o.status == "completed" and o.product)
+    if products:
+        insert_into_cube(products, job)
+    summary = _summary(job, plan, outcomes)
+    create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        details = "; ".join(f"{o.label}: {o.message}" for o in failed)
+        logger.error("%d pair(s) failed: %s", len(failed), details)
+        return Failed(message=f"{len(failed)} of {len(plan.pairs)} pair(s) failed: {details}", data=summary)
+    logger.info(summary.message)
+    return Completed(message=summary.message, data=summary)
+
+
+def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
+    """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
+    results = job.storage.out / ".prefect-results"
+    download = download_scene.with_options(result_storage=results)
+    orbit = fetch_orbit.with_options(result_storage=results)
+    engine = run_engine.with_options(result_storage=results)
+    # Futures stand in for task inputs (Prefect resolves them), which the task signatures cannot express.
+    downloads: dict[str, Any] = {s.product_id: download.submit(s, job) for s in plan.scenes()}
+    orbits: dict[str, Any] = {s.product_id: orbit.submit(s, job) for s in plan.scenes()}
+    chains: dict[str, list[PrefectFuture[Any]]] = {}
+    for pair in plan.pairs:
+        ref, sec = pair.reference.product_ids, pair.secondary.product_ids
+        upstream = [downloads[i] for i in ref + sec] + [orbits[i] for i in ref + sec]
+        inputs: Any = gather_inputs.submit(
+            pair,
+            job,
+            [downloads[i] for i in ref],
+            [downloads[i] for i in sec],
+            [orbits[i] for i in ref],
+            [orbits[i] for i in sec],
+        )
+        chain: list[PrefectFuture[Any]] = [*upstream, inputs]
+        if job.engine is Engine.ISCE2:
+            rendered = render_pair.submit(inputs, job)
+            chain.append(rendered)
+            result: Any = engine.submit(inputs, job, wait_for=[rendered], return_state=False)
+        else:
+            result = engine.submit(inputs, job)
+        product = make_product.submit(pair, result, job)
+        chains[pair.pair_id] = [*chain, result, product]
+    return chains
+
+
+def _outcome(pair: Pair, chain: list[PrefectFuture[Any]]) -> PairOutcome:
+    """Completed with its product path, or the first stage that did not complete and why."""
+    for future in chain:
+        state = future.state
+        if state.is_completed():
+            continue
+        error = state.result(raise_on_failure=False)
+        if isinstance(error, PairDeferred):
+            return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="deferred", message=str(error))
+        message = str(error) if isinstance(error, BaseException) else (state.message or state.name or "not run")
+        return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="failed", message=message)
+    return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="completed", product=chain[-1].result())
+
+
+def _nothing_to_do(plan: Plan, n_scenes: int) -> str:
+    if n_scenes == 0:
+        return "no scenes found for this area and date range; nothing to do"
+    if plan.already_done and not plan.skipped:
+        return f"no new pairs: all {len(plan.already_done)} pair(s) are already in the cube"
+    if len(plan.acquisitions) < 2 and not plan.skipped:
+        return f"only {len(plan.acquisitions)} acquisition(s) found; a pair needs two dates of one track"
+    return f"no pairs to process ({len(plan.skipped)} skipped, {len(plan.already_done)} already in the cube)"
+
+
+def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSummary:
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("completed", "failed", "deferred", "skipped")}
+    message = (
+        f"{counts['completed']} pair(s) completed, {counts['failed']} failed, {counts['deferred']} deferred, "
+        f"{counts['skipped']} skipped, {len(plan.already_done)} already in the cube"
+    )
+    return RunSummary(
+        job=job.name,
+        cube=job.storage.cube_path,
+        pairs_planned=len(plan.pairs),
+        outcomes=outcomes,
+        message=message,
+    )
+
+
+def _summary_markdown(summary: RunSummary) -> str:
+    lines = [f"# {summary.job}", "", summary.message, "", "| pair | status | detail |", "|---|---|---|"]
+    lines += [f"| {o.label} | {o.status} | {o.message.replace('|', '/')[:300]} |" for o in summary.outcomes]
+    return "\n".join(lines)
+
+
+def flow_for(job: JobConfig) -> Any:
+    """The flow with the task runner the job asks for (threads, or Dask when configured)."""
+    workers = job.concurrency.pairs + job.concurrency.downloads
+    return offset_cube.with_options(task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=workers)))

@@ -1,0 +1,100 @@
+"""Write files and folders so that readers only ever see them whole.
+
+Everything is written under a temporary name in the destination's own folder (same file system) and renamed
+into place when complete. An interrupted write leaves only a ``.tmp-*`` entry, which later writes ignore and
+:func:`remove_stale_temporaries` deletes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+TMP_PREFIX = ".tmp-"
+
+
+def _temporary_sibling(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, *, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path`` (file or folder).
+
+    With ``replace=False`` an existing ``path`` is an error (:class:`FileExistsError`). On any exception the
+    temporary is deleted and ``path`` is left as it was.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(target)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise FileNotFoundError(f"nothing was written to {tmp} for {target}")
+        _fsync_tree(tmp)
+        if target.exists():
+            if not replace:
+                raise FileExistsError(f"{target} already exists")
+            old = _temporary_sibling(target)
+            target.rename(old)
+            tmp.rename(target)
+            _remove(old)
+        else:
+            tmp.rename(target)
+        _fsync_dir(target.parent)
+    finally:
+        if tmp.exists():
+            _remove(tmp)
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+    """Delete leftovers of interrupted atomic writes in ``folder`` (not recursive); return what was removed."""
+    removed: list[Path] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if entry.name.startswith(TMP_PREFIX):
+            _remove(entry)
+            removed.append(entry)
+    return removed
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync_tree(path: Path) -> None:
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    for file in files:
+        fd = os.open(file, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,575 @@
+"""The job description: one pydantic model, loadable from YAML, usable as the Prefect flow's parameter.
+
+Conventions used by every field:
+- window, search and skip sizes are ``(width, height)`` = (range samples, azimuth lines);
+- ``search`` is the *half* search range, as ISCE2's Ampcor properties;
+- speeds are metres per year (365.25 days), distances metres, times days unless the name says otherwise;
+- relative paths are resolved against the current directory when the model is built, so the flow (which may
+  run in another process) always receives absolute paths.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from offset_cube.area import area_to_wkt, parse_area
+from offset_cube.errors import ConfigError
+
+#: Sentinel-1A's first IW SLC data available from ASF (the mission's routine operations began 2014-10-03).
+S1_FIRST_DATA = dt.date(2014, 10, 3)
+
+
+class Engine(StrEnum):
+    BUILTIN = "builtin"
+    ISCE2 = "isce2"
+
+
+class FlightDirection(StrEnum):
+    ASCENDING = "ASCENDING"
+    DESCENDING = "DESCENDING"
+
+
+class Polarization(StrEnum):
+    HH = "HH"
+    VV = "VV"
+    HV = "HV"
+    VH = "VH"
+
+
+class TrackingMode(StrEnum):
+    AMPLITUDE = "amplitude"
+    COMPLEX = "complex"
+
+
+class Swath(StrEnum):
+    IW1 = "IW1"
+    IW2 = "IW2"
+    IW3 = "IW3"
+
+
+def _size_pair(value: Any) -> Any:
+    """Accept ``[w, h]``, ``(w, h)``, ``"WxH"`` or a single int (square)."""
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        if len(parts) != 2:
+            raise ValueError(f"{value!r} is not WIDTHxHEIGHT (e.g. 64x16)")
+        try:
+            return (int(parts[0]), int(parts[1]))
+        except ValueError as err:
+            raise ValueError(f"{value!r} is not WIDTHxHEIGHT with whole numbers (e.g. 64x16)") from err
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (value, value)
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
+Size = Annotated[
+    tuple[Annotated[int, Field(ge=1, le=4096)], Annotated[int, Field(ge=1, le=4096)]],
+    BeforeValidator(_size_pair),
+]
+
+
+class StrictModel(BaseModel):
+    """Base of every config section: unknown keys are errors, values are re-validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+
+
+class TrackingConfig(StrictModel):
+    """Dense-offset tracking parameters shared by both engines."""
+
+    window: Size = Field((64, 16), description="Correlation window (width, height) in (range samples, azimuth lines).")
+    search: Size | None = Field(
+        None,
+        description=(
+            "Half search range (width, height) in pixels for a pair `search_reference_days` apart; scaled "
+            "linearly with each pair's time separation. None: derived from `max_speed_m_per_yr` only."
+        ),
+    )
+    search_reference_days: float = Field(
+        12.0, gt=0, le=366, description="Time separation (days) at which `search` applies."
+    )
+    skip: Size = Field((32, 8), description="Output sampling (width, height): one offset every skip pixels.")
+    oversampling: int = Field(
+        32, ge=1, le=256, description="Correlation-surface oversampling factor (a power of two, as ISCE2)."
+    )
+    mode: TrackingMode = Field(
+        TrackingMode.AMPLITUDE,
+        description="'amplitude' (incoherent, robust over fast ice) or 'complex' (coherent, most precise).",
+    )
+    search_margin_px: int = Field(
+        2,
+        ge=0,
+        le=64,
+        description="Pixels added to the speed-derived search so the peak never sits on its border.",
+    )
+
+    _mode_lower = field_validator("mode", mode="before")(_lower)
+
+    @field_validator("oversampling")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"oversampling must be a power of two (1, 2, 4, ... 256); got {value}")
+        return value
+
+
+class GridConfig(StrictModel):
+    """The cube's fixed map grid."""
+
+    crs: str = Field(
+        "auto",
+        description=(
+            "'auto' (EPSG:3031 south of -60°, EPSG:3413 north of 60°, else the UTM zone of the area's centroid) "
+            "or any CRS pyproj understands, e.g. 'EPSG:32633'."
+        ),
+    )
+    spacing_m: float = Field(120.0, ge=10.0, le=10_000.0, description="Grid spacing in metres (ITS_LIVE: 120).")
+
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, value: str) -> str:
+        if value.strip().lower() == "auto":
+            return "auto"
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            crs = CRS.from_user_input(value)
+        except CRSError as err:
+            raise ValueError(f"grid.crs {value!r} is not a CRS pyproj knows (e.g. 'auto', 'EPSG:3031')") from err
+        if not crs.is_projected:
+            raise ValueError(f"grid.crs {value!r} is not a projected CRS; velocities need metres")
+        return value
+
+
+class StorageConfig(StrictModel):
+    """Where things are written. Unset folders default to sub-folders of `out`."""
+
+    out: Path = Field(Path("offset-cube-output"), description="Root folder of this job's outputs.")
+    scene_cache: Path | None = Field(None, description="Downloaded SAFE zips (default: <out>/scenes).")
+    orbit_cache: Path | None = Field(None, description="Orbit .EOF files; may be pre-filled (default: <out>/orbits).")
+    work: Path | None = Field(None, description="Per-pair working folders (default: <out>/pairs).")
+    cube: Path | None = Field(None, description="The velocity cube Zarr store (default: <out>/cube.zarr).")
+
+    @field_validator("out", "scene_cache", "orbit_cache", "work", "cube")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+    @property
+    def scene_dir(self) -> Path:
+        return self.scene_cache or self.out / "scenes"
+
+    @property
+    def orbit_dir(self) -> Path:
+        return self.orbit_cache or self.out / "orbits"
+
+    @property
+    def pairs_dir(self) -> Path:
+        return self.work or self.out / "pairs"
+
+    @property
+    def cube_path(self) -> Path:
+        return self.cube or self.out / "cube.zarr"
+
+
+class Isce2Config(StrictModel):
+    """How to find and run ISCE2's topsApp.py (engine: isce2)."""
+
+    python: Path | None = Field(None, description="Python executable of the ISCE2 environment.")
+    conda_prefix: Path | None = Field(None, description="Conda environment prefix holding ISCE2.")
+    isce_home: Path | None = Field(None, description="ISCE_HOME (the installed `isce` package folder).")
+    dem: Path | None = Field(None, description="DEM for topsApp (ISCE raster with .xml, or a GeoTIFF).")
+    geocode_dem: Path | None = Field(None, description="Coarser DEM defining the geocoded grid (optional).")
+    omp_num_threads: int = Field(2, ge=1, le=256, description="OMP_NUM_THREADS for topsApp.")
+    deadline_hours: float = Field(8.0, gt=0, le=168, description="Kill topsApp's process group after this.")
+    use_gpu: bool = Field(False, description="topsApp `use GPU` (silently CPU on conda-forge builds).")
+    snr_threshold_factor: float | None = Field(
+        None, ge=0, description="topsApp `SNR Threshold factor` for filteroffsets; None disables masking."
+    )
+    roi_margin_deg: float = Field(0.05, ge=0, le=5, description="Margin around the area's bbox for ROI.")
+    geocode_margin_deg: float = Field(0.02, ge=0, le=5, description="Margin around the clip box for geocoding.")
+
+    @field_validator("python", "conda_prefix", "isce_home", "dem", "geocode_dem")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+
+class BuiltinConfig(StrictModel):
+    """Options of the built-in engine (SAFE zips → offsets without ISCE2)."""
+
+    backend: Literal["numpy", "cupy"] = Field("numpy", description="Tracker backend.")
+    workers: int = Field(2, ge=1, le=256, description="Threads for the tracker's FFTs and tiles.")
+    memory_budget_mb: int = Field(512, ge=32, le=1_000_000, description="Tracker working memory per tile batch.")
+    bias_removal: Literal["none", "median", "plane"] = Field(
+        "median", description="Residual offset bias removal over stable ground (or the slowest quantile)."
+    )
+    stable_quantile: float = Field(
+        0.2, gt=0, le=1, description="Fraction of slowest windows treated as stable when no mask is given."
+    )
+    height_m: float = Field(
+        0.0, ge=-500, le=9000, description="Constant ellipsoidal height for geometry when no DEM is given."
+    )
+    dem: Path | None = Field(None, description="Optional DEM (GeoTIFF, ellipsoidal heights) for geometry.")
+
+    @field_validator("dem")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().absolute()
+
+
+class ProductConfig(StrictModel):
+    """Masking of the per-pair product before it enters the cube."""
+
+    snr_threshold: float = Field(4.0, ge=0, le=1000, description="Offsets with SNR below this are invalid.")
+    outlier_mad_k: float = Field(5.0, gt=0, le=100, description="Invalid where |value - local median| > k * local MAD.")
+    outlier_window: int = Field(5, ge=3, le=51, description="Local median window (odd, in product pixels).")
+
+    @field_validator("outlier_window")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"outlier_window must be odd; got {value}")
+        return value
+
+
+class DownloadConfig(StrictModel):
+    """Scene downloads from ASF."""
+
+    earthdata_secret: str | None = Field(
+        None,
+        description=(
+            "Name of a Prefect Secret block holding Earthdata credentials ('user:password' or a token). "
+            "Falls back to EARTHDATA_USERNAME/EARTHDATA_PASSWORD or EARTHDATA_TOKEN, then ~/.netrc."
+        ),
+    )
+    retries: int = Field(4, ge=0, le=20, description="Retries of a transient download failure.")
+    retry_delay_s: float = Field(30.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="Socket timeout of one HTTP read.")
+
+
+class OrbitConfig(StrictModel):
+    """Precise/restituted orbit files."""
+
+    allow_resorb: bool = Field(
+        False,
+        description=(
+            "Use a restituted orbit (RESORB) when no precise one (POEORB, published ~20 days later) exists; "
+            "otherwise the pair is deferred to a later run."
+        ),
+    )
+    allow_annotation: bool = Field(
+        False, description="Built-in engine only: fall back to the SAFE annotation's state vectors."
+    )
+    cdse_secret: str | None = Field(
+        None, description="Prefect Secret block with Copernicus Data Space credentials (optional source)."
+    )
+
+
+class CleanupConfig(StrictModel):
+    """What to delete once it is no longer needed."""
+
+    delete_scenes: bool = Field(False, description="Delete a SAFE zip once every pair that needs it finished.")
+    pair_files: Literal["keep", "minimal"] = Field(
+        "keep", description="'minimal': keep only what the cube needs in each pair folder."
+    )
+
+
+class ConcurrencyConfig(StrictModel):
+    """Limits on parallel work."""
+
+    pairs: int = Field(2, ge=1, le=256, description="Pairs processed at once.")
+    downloads: int = Field(2, ge=1, le=32, description="Scene downloads at once in a flow run.")
+    engines: int = Field(1, ge=1, le=256, description="Engine runs at once (global limit across workers).")
+
+
+class RunnerConfig(StrictModel):
+    """Prefect task runner."""
+
+    task_runner: Literal["threads", "dask"] = Field("threads", description="'threads' or 'dask' (prefect-dask).")
+    dask_address: str | None = Field(None, description="Scheduler address of an existing Dask cluster.")
+    dask_workers: int = Field(2, ge=1, le=1024, description="Workers of a temporary local Dask cluster.")
+
+
+class MonitorConfig(StrictModel):
+    """Scheduled pickup of new acquisitions."""
+
+    lookback_days: int = Field(
+        30, ge=0, le=3650, description="Search from the cube's latest acquisition minus this many days."
+    )
+
+
+class JobConfig(StrictModel):
+    """Everything one offset-cube job needs. See examples/job.yaml for a commented template."""
+
+    name: str = Field(
+        "offset-cube",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Job name (letters, digits, '-', '_', '.'); used in flow-run names.",
+    )
+    area: str = Field(description="Area of interest: WKT (lon lat, WGS84) or a GeoJSON file path.")
+    start: dt.date = Field(description="First acquisition date (UTC), on or after 2014-10-03.")
+    end: dt.date | None = Field(None, description="Last acquisition date (UTC); default today.")
+    track: list[Annotated[int, Field(ge=1, le=175)]] | None = Field(
+        None, description="Relative orbit(s) to keep; default all tracks over the area."
+    )
+    direction: FlightDirection | None = Field(None, description="ASCENDING or DESCENDING; default both.")
+    polarization: Polarization | None = Field(
+        None, description="Default from the data: HH in polar regions (|lat| >= 60°), else VV."
+    )
+    swaths: list[Swath] | None = Field(None, description="IW swaths; default those covering the area.")
+    search: str = Field("asf", description="'asf', 'file:PATH' (ASF GeoJSON / CMR UMM export) or 'local:FOLDER'.")
+    max_gap_days: int | None = Field(
+        None, ge=1, le=3650, description="Drop pairs further apart than this; default none (all pairs kept)."
+    )
+    engine: Engine = Field(Engine.BUILTIN, description="'builtin' or 'isce2'.")
+    max_speed_m_per_yr: float = Field(
+        1000.0, gt=0, le=20_000, description="Fastest expected surface speed; sets the minimum search range."
+    )
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    grid: GridConfig = Field(default_factory=GridConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    isce2: Isce2Config = Field(default_factory=Isce2Config)
+    builtin: BuiltinConfig = Field(default_factory=BuiltinConfig)
+    product: ProductConfig = Field(default_factory=ProductConfig)
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
+    orbits: OrbitConfig = Field(default_factory=OrbitConfig)
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+
+    _direction_upper = field_validator("direction", "polarization", mode="before")(_upper)
+    _engine_lower = field_validator("engine", mode="before")(_lower)
+
+    @field_validator("swaths", mode="before")
+    @classmethod
+    def _swaths_upper(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [v for v in value.replace(",", " ").split() if v]
+        if isinstance(value, list):
+            return [v.upper() if isinstance(v, str) else f"IW{v}" if isinstance(v, int) else v for v in value]
+        return value
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _track_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("area")
+    @classmethod
+    def _area(cls, value: str) -> str:
+        # Normalise to repaired WKT so the job is self-contained wherever the flow runs.
+        return area_to_wkt(parse_area(value))
+
+    @field_validator("search")
+    @classmethod
+    def _search_source(cls, value: str) -> str:
+        kind, _, arg = value.partition(":")
+        if kind == "asf" and not arg:
+            return "asf"
+        if kind in ("file", "local") and arg:
+            path = Path(arg).expanduser().absolute()
+            if kind == "file" and not path.is_file():
+                raise ValueError(f"search file {arg!r} does not exist")
+            if kind == "local" and not path.is_dir():
+                raise ValueError(f"local catalog folder {arg!r} does not exist")
+            return f"{kind}:{path}"
+        raise ValueError(f"search {value!r} is not one of 'asf', 'file:PATH', 'local:FOLDER'")
+
+    @field_validator("start")
+    @classmethod
+    def _start_in_mission(cls, value: dt.date) -> dt.date:
+        today = utc_today()
+        if value < S1_FIRST_DATA:
+            raise ValueError(f"start {value} is before Sentinel-1's first data ({S1_FIRST_DATA})")
+        if value > today:
+            raise ValueError(f"start {value} is after today ({today})")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Self:
+        end = self.end_date
+        if end < self.start:
+            raise ValueError(f"end {end} is before start {self.start}")
+        if end > utc_today():
+            raise ValueError(f"end {end} is after today ({utc_today()}); leave it empty for 'today'")
+        for problem in engine_parameter_problems(self.engine, self.tracking.window, self.tracking.search):
+            raise ValueError(problem)
+        return self
+
+    @property
+    def end_date(self) -> dt.date:
+        """The end date, `today` (UTC) when not given."""
+        return self.end or utc_today()
+
+    @property
+    def search_kind(self) -> Literal["asf", "file", "local"]:
+        kind = self.search.partition(":")[0]
+        if kind == "file":
+            return "file"
+        if kind == "local":
+            return "local"
+        return "asf"
+
+    @property
+    def search_path(self) -> Path | None:
+        kind, _, arg = self.search.partition(":")
+        return Path(arg) if kind in ("file", "local") else None
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the whole job (for cache keys and provenance)."""
+        import hashlib
+
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+def engine_parameter_problems(engine: Engine, window: tuple[int, int], search: tuple[int, int] | None) -> list[str]:
+    """Reasons why ``engine`` cannot run these window/search sizes (empty when it can).
+
+    ISCE2's CPU DenseAmpcor needs even windows, a half search range of at least 8 (its 16-pixel zoom window must
+    fit in 2*search+1) and smaller than twice the window. The built-in tracker needs even windows too (the window
+    centre must fall on a pixel boundary shared by both images) and a search of at least 1 pixel.
+    """
+    problems: list[str] = []
+    names = ("width", "height")
+    for name, size in zip(names, window, strict=True):
+        if size % 2:
+            problems.append(f"tracking.window {name} must be even for the {engine.value} engine; got {size}")
+    if search is not None:
+        for name, size, win in zip(names, search, window, strict=True):
+            if engine is Engine.ISCE2 and size < 8:
+                problems.append(f"tracking.search {name} must be >= 8 for ISCE2's ampcor; got {size}")
+            if engine is Engine.ISCE2 and size >= 2 * win:
+                problems.append(
+                    f"tracking.search {name} must be < 2 x window {name} ({2 * win}) for ISCE2's ampcor; got {size}"
+                )
+    return problems
+
+
+def utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def load_job(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> JobConfig:
+    """Build a job from a YAML file and/or overrides (dotted keys allowed: ``{"storage.out": "x"}``).
+
+    Every problem becomes one :class:`ConfigError` whose message names the file, the field and what is valid.
+    """
+    raw: dict[str, Any] = {}
+    origin = "job"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        raw = _read_yaml(path)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        _set_dotted(raw, key, value)
+    try:
+        return JobConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{origin}: {format_validation_error(err)}") from None
+
+
+def job_from_dict(raw: Mapping[str, Any], origin: str = "job") -> JobConfig:
+    try:
+        return JobConfig.model_validate(dict(raw))
+    except ValidationError as err:
+        raise ConfigError(f"{origin}: {format_validation_error(err)}") from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read job file {path}: {err.strerror or err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}".replace("\n", " ")) from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of job fields at the top level, got {type(data).__name__}")
+    return data
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    node = raw
+    *parents, last = key.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[last] = value
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem, joined with '; ': where, what was given, what is valid."""
+    messages = []
+    for item in err.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "job"
+        if item["type"] == "extra_forbidden":
+            allowed = _allowed_fields(item["loc"][:-1])
+            messages.append(f"unknown field '{where}'" + (f" (valid: {', '.join(allowed)})" if allowed else ""))
+            continue
+        if item["type"] == "missing":
+            messages.append(f"field '{where}' is required")
+            continue
+        msg = str(item["msg"]).removeprefix("Value error, ")
+        given = item.get("input")
+        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+        messages.append(f"{where}: {msg}{shown}" if where != "job" else f"{msg}")
+    return "; ".join(messages)
+
+
+def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = JobConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def dump_job_yaml(job: JobConfig) -> str:
+    """The job as YAML (JSON-compatible values), e.g. to save beside a cube for provenance."""
+    data = json.loads(job.model_dump_json())
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def ceil_div(value: float, step: float) -> int:
+    return math.ceil(value / step - 1e-9)

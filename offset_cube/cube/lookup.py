@@ -1,0 +1,25 @@
+"""Which pairs a cube already holds, so planning can skip them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+
+from offset_cube.errors import CubeError
+
+#: 1-D variable along ``mid_date`` holding each layer's pair id (see :attr:`offset_cube.planning.Pair.pair_id`).
+PAIR_ID_VARIABLE = "pair_id"
+
+
+def existing_pair_ids(cube_path: Path) -> set[str]:
+    """Pair ids of the layers in the cube at ``cube_path``; empty when there is no cube yet."""
+    if not cube_path.exists():
+        return set()
+    try:
+        with xr.open_zarr(cube_path, consolidated=False) as cube:
+            if PAIR_ID_VARIABLE not in cube.variables:
+                raise CubeError(f"cube {cube_path} has no '{PAIR_ID_VARIABLE}' variable; is it an offset-cube cube?")
+            return {str(v) for v in cube[PAIR_ID_VARIABLE].values}
+    except (OSError, ValueError, KeyError) as err:
+        raise CubeError(f"cannot read cube {cube_path}: {err}") from err

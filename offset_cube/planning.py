@@ -1,0 +1,276 @@
+"""From scenes to acquisitions to pairs.
+
+An *acquisition* is one pass over the area: every slice (frame) of one track and flight direction sensed on one
+UTC date (slices of one data-take stay together even across midnight). A *pair* joins two consecutive
+acquisitions of the same track; pairs never cross tracks. Each pair gets its time separation and a search
+range large enough for the fastest expected ice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from offset_cube.area import parse_area
+from offset_cube.config import (
+    Engine,
+    FlightDirection,
+    JobConfig,
+    Polarization,
+    Swath,
+    engine_parameter_problems,
+)
+from offset_cube.scenes import Scene
+
+log = logging.getLogger(__name__)
+
+DAYS_PER_YEAR = 365.25
+#: Slant-range pixel spacing c / (2 f_s) of IW SLCs (f_s = 64.345238 MHz), metres.
+SLANT_RANGE_SPACING_M = 2.329562
+#: Smallest annotated IW azimuth pixel spacing (IW3, ~13.90 m; IW1 13.96 m), metres.
+AZIMUTH_SPACING_M = 13.88
+#: Largest incidence angle (degrees) at the far edge of each IW swath; the ground-range pixel
+#: (slant spacing / sin θ) is smallest there, so a displacement spans the most pixels.
+FAR_INCIDENCE_DEG = {Swath.IW1: 36.9, Swath.IW2: 41.8, Swath.IW3: 46.0}
+#: Polar regions, where Sentinel-1 IW acquires HH(+HV) rather than VV(+VH).
+POLAR_LATITUDE_DEG = 60.0
+
+
+class Acquisition(BaseModel):
+    """All slices of one pass of one track on one date."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    track: int
+    direction: FlightDirection
+    date: dt.date
+    scenes: tuple[Scene, ...] = Field(min_length=1)
+
+    @property
+    def start(self) -> dt.datetime:
+        return min(s.start for s in self.scenes)
+
+    @property
+    def stop(self) -> dt.datetime:
+        return max(s.stop for s in self.scenes)
+
+    @property
+    def product_ids(self) -> list[str]:
+        return [s.product_id for s in self.scenes]
+
+    @property
+    def label(self) -> str:
+        return self.date.strftime("%Y%m%d")
+
+
+class Pair(BaseModel):
+    """Two consecutive acquisitions of one track; the earlier one is the reference."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reference: Acquisition
+    secondary: Acquisition
+    search_px: tuple[int, int] = Field(description="Half search range (width, height) in pixels.")
+    search_widened: bool = Field(False, description="True when max speed needed more than the configured search.")
+
+    @property
+    def track(self) -> int:
+        return self.reference.track
+
+    @property
+    def direction(self) -> FlightDirection:
+        return self.reference.direction
+
+    @property
+    def dt_days(self) -> float:
+        """Time separation of the two acquisitions in days (from the first slices' sensing starts)."""
+        return (self.secondary.start - self.reference.start).total_seconds() / 86400.0
+
+    @property
+    def mid_time(self) -> dt.datetime:
+        return self.reference.start + (self.secondary.start - self.reference.start) / 2
+
+    @property
+    def pair_id(self) -> str:
+        """Folder and cube-layer id, e.g. ``20180807_20180819_t146``."""
+        return f"{self.reference.label}_{self.secondary.label}_t{self.track:03d}"
+
+    @property
+    def label(self) -> str:
+        """Human label for logs and the Prefect UI, e.g. ``track-146 20180807→20180819``."""
+        return f"track-{self.track} {self.reference.label}→{self.secondary.label}"
+
+    @property
+    def scenes(self) -> tuple[Scene, ...]:
+        return self.reference.scenes + self.secondary.scenes
+
+    def summary(self) -> dict[str, Any]:
+        """The pair as the JSON plan shows it."""
+        return {
+            "track": self.track,
+            "direction": self.direction.value,
+            "reference_date": self.reference.date.isoformat(),
+            "secondary_date": self.secondary.date.isoformat(),
+            "dt_days": round(self.dt_days, 4),
+            "reference_scenes": self.reference.product_ids,
+            "secondary_scenes": self.secondary.product_ids,
+            "search": list(self.search_px),
+        }
+
+
+class SkippedPair(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    pair: Pair
+    reason: str
+
+
+class Plan(BaseModel):
+    """What a run will do."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    polarization: Polarization | None
+    acquisitions: tuple[Acquisition, ...]
+    pairs: tuple[Pair, ...]
+    skipped: tuple[SkippedPair, ...] = ()
+    already_done: tuple[str, ...] = Field((), description="Pair ids found in the cube and not redone.")
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def tracks(self) -> list[int]:
+        return sorted({a.track for a in self.acquisitions})
+
+    def scenes(self) -> list[Scene]:
+        """Every scene needed by the planned pairs, once each, oldest first."""
+        found = {s.product_id: s for p in self.pairs for s in p.scenes}
+        return sorted(found.values(), key=lambda s: (s.start, s.product_id))
+
+
+def choose_polarization(job: JobConfig, scenes: Sequence[Scene]) -> Polarization | None:
+    """The co-polarisation to process: the job's, else the one most scenes hold (ties: HH if polar, else VV)."""
+    if job.polarization is not None:
+        return job.polarization
+    if not scenes:
+        return None
+    polar = abs(parse_area(job.area).centroid.y) >= POLAR_LATITUDE_DEG
+    preferred, other = (Polarization.HH, Polarization.VV) if polar else (Polarization.VV, Polarization.HH)
+    n_pref = sum(preferred in s.polarisations for s in scenes)
+    n_other = sum(other in s.polarisations for s in scenes)
+    return preferred if n_pref >= n_other else other
+
+
+def required_search_px(job: JobConfig, dt_days: float) -> tuple[int, int]:
+    """Half search range (width, height) that covers ``max_speed × dt`` plus the margin.
+
+    Uses nominal IW geometry: the smallest ground-range pixel of the swaths in use (far edge) and the smallest
+    azimuth pixel, so the range is never too small anywhere in the swath.
+    """
+    displacement_m = job.max_speed_m_per_yr * dt_days / DAYS_PER_YEAR
+    swaths = job.swaths or list(Swath)
+    far = max(FAR_INCIDENCE_DEG[s] for s in swaths)
+    ground_range_m = SLANT_RANGE_SPACING_M / math.sin(math.radians(far))
+    margin = job.tracking.search_margin_px
+    width = math.ceil(displacement_m / ground_range_m) + margin
+    height = math.ceil(displacement_m / AZIMUTH_SPACING_M) + margin
+    return max(width, 1), max(height, 1)
+
+
+def search_window(job: JobConfig, dt_days: float) -> tuple[tuple[int, int], bool]:
+    """Search range for a pair ``dt_days`` apart, and whether it had to be widened beyond the configured one."""
+    required = required_search_px(job, dt_days)
+    minimum = 8 if job.engine is Engine.ISCE2 else 1  # ISCE2's 16-pixel zoom window needs 2*search+1 >= 16
+    configured = job.tracking.search
+    if configured is None:
+        return (max(required[0], minimum), max(required[1], minimum)), False
+    scale = dt_days / job.tracking.search_reference_days
+    scaled = tuple(max(math.ceil(v * scale - 1e-9), minimum) for v in configured)
+    final = (max(scaled[0], required[0]), max(scaled[1], required[1]))
+    return final, final != scaled
+
+
+def make_acquisitions(scenes: Iterable[Scene]) -> list[Acquisition]:
+    """Group scenes by (track, direction, UTC date); slices of one data-take stay together across midnight."""
+    by_key: dict[tuple[int, FlightDirection, dt.date], list[Scene]] = defaultdict(list)
+    datatake_key: dict[tuple[str, str], tuple[int, FlightDirection, dt.date]] = {}
+    for scene in sorted(scenes, key=lambda s: (s.start, s.product_id)):
+        take = (scene.mission, scene.name.datatake)
+        key = datatake_key.get(take) or (scene.relative_orbit, scene.flight_direction, scene.date)
+        datatake_key.setdefault(take, key)
+        by_key[key].append(scene)
+    acquisitions = [
+        Acquisition(track=track, direction=direction, date=date, scenes=tuple(group))
+        for (track, direction, date), group in by_key.items()
+    ]
+    return sorted(acquisitions, key=lambda a: (a.track, a.direction.value, a.date))
+
+
+def plan_pairs(job: JobConfig, scenes: Sequence[Scene], existing: Collection[str] = ()) -> Plan:
+    """Plan every pair of consecutive acquisitions per track, minus those whose ids are in ``existing``."""
+    warnings: list[str] = []
+    polarization = choose_polarization(job, scenes)
+    usable = [s for s in scenes if polarization is None or polarization in s.polarisations]
+    if len(usable) < len(scenes):
+        dropped = sorted(s.product_id for s in scenes if s not in usable)
+        warnings.append(
+            f"{len(dropped)} scene(s) lack {polarization} and are not used: {', '.join(dropped[:5])}"
+            + (" ..." if len(dropped) > 5 else "")
+        )
+    acquisitions = make_acquisitions(usable)
+    by_track: dict[tuple[int, FlightDirection], list[Acquisition]] = defaultdict(list)
+    for acq in acquisitions:
+        by_track[(acq.track, acq.direction)].append(acq)
+
+    pairs: list[Pair] = []
+    skipped: list[SkippedPair] = []
+    done: list[str] = []
+    for (track, _direction), track_acqs in sorted(by_track.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+        gaps = [(b.start - a.start).total_seconds() / 86400 for a, b in itertools.pairwise(track_acqs)]
+        typical = statistics.median(gaps) if gaps else 0.0
+        for ref, sec in itertools.pairwise(track_acqs):
+            dt_days = (sec.start - ref.start).total_seconds() / 86400
+            search, widened = search_window(job, dt_days)
+            pair = Pair(reference=ref, secondary=sec, search_px=search, search_widened=widened)
+            if pair.pair_id in existing:
+                done.append(pair.pair_id)
+                continue
+            if job.max_gap_days is not None and dt_days > job.max_gap_days + 0.5:
+                skipped.append(SkippedPair(pair=pair, reason=f"{dt_days:.0f} days > max_gap_days {job.max_gap_days}"))
+                continue
+            problems = engine_parameter_problems(job.engine, job.tracking.window, search)
+            if problems:
+                skipped.append(
+                    SkippedPair(pair=pair, reason=f"needs search {search[0]}x{search[1]}: " + "; ".join(problems))
+                )
+                continue
+            if widened:
+                configured = job.tracking.search
+                warnings.append(
+                    f"{pair.label}: search widened to {search[0]}x{search[1]} px so that "
+                    f"{job.max_speed_m_per_yr:g} m/yr over {dt_days:.0f} days fits "
+                    f"(configured {configured[0]}x{configured[1]} per {job.tracking.search_reference_days:g} days)"
+                    if configured
+                    else f"{pair.label}: search widened to {search[0]}x{search[1]} px"
+                )
+            if typical and dt_days > 2 * typical + 0.5:
+                warnings.append(
+                    f"{pair.label}: {dt_days:.0f}-day gap (typical {typical:.0f} days on track {track}); "
+                    "expect lower coherence"
+                )
+            pairs.append(pair)
+    return Plan(
+        polarization=polarization,
+        acquisitions=tuple(acquisitions),
+        pairs=tuple(pairs),
+        skipped=tuple(skipped),
+        already_done=tuple(done),
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,1 @@
+"""Reading Sentinel-1 SAFE products (zip or folder) without extracting them."""

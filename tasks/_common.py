@@ -1,0 +1,80 @@
+"""Helpers shared by the task modules: cache keys, retry conditions, loggers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from prefect import State, Task
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+import offset_cube
+
+#: Bump a stage's version when its output format or meaning changes, so cached results are not reused.
+STAGE_VERSIONS = {
+    "search": "1",
+    "plan": "1",
+    "download": "1",
+    "orbit": "1",
+    "render": "1",
+    "engine": "1",
+    "product": "1",
+    "cube": "1",
+}
+
+
+def run_logger(fallback: str) -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The Prefect run logger inside a run, else the module logger (``.fn`` calls in tests)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(fallback)
+
+
+def stable_hash(*parts: Any) -> str:
+    """A short hash of JSON-serialisable parts (pydantic models are dumped first)."""
+
+    def encode(value: Any) -> Any:
+        if hasattr(value, "model_dump"):
+            return value.model_dump(mode="json")
+        return str(value) if not isinstance(value, str | int | float | bool | type(None) | list | dict) else value
+
+    text = json.dumps([encode(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def stage_cache_key(
+    stage: str, relevant: Callable[[dict[str, Any]], list[Any]]
+) -> Callable[[TaskRunContext, dict[str, Any]], str]:
+    """A ``cache_key_fn`` from the stage name, its version, the package version and the relevant inputs.
+
+    Only what changes the stage's output goes into the key (``relevant`` picks it from the task inputs), so
+    e.g. a new concurrency limit does not invalidate finished pairs. Stages are also idempotent on disk: a
+    cache hit is a shortcut, never the only guard against redoing work.
+    """
+
+    def key(_ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
+        return f"{stage}-{stable_hash(STAGE_VERSIONS[stage], offset_cube.__version__, *relevant(inputs))}"
+
+    return key
+
+
+def retry_if_transient(_task: Task[..., Any], _task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only errors that carry ``transient=True`` or are network-level (OSError, TimeoutError)."""
+    try:
+        state.result()
+    except Exception as err:  # the task's own exception, re-raised by state.result()
+        if getattr(err, "transient", False):
+            return True
+        from offset_cube.errors import OffsetCubeError
+
+        if isinstance(err, OffsetCubeError):
+            return False
+        return isinstance(err, OSError | TimeoutError)
+    return False
