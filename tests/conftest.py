@@ -1,0 +1,39 @@
+"""Shared fixtures. Prefect is configured offline here, before anything imports it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The read-only shared data beside the checkout (override with OFFSET_CUBE_SHARED).
+SHARED = Path(os.environ.get("OFFSET_CUBE_SHARED", ROOT.parent / "shared")).resolve()
+DATA = SHARED / "data"
+
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_HOME"] = str(ROOT / ".prefect" / "pytest")
+os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+#: Prefect test harness start-up limit; it can take 20 s on a loaded 2-core machine.
+HARNESS_STARTUP_TIMEOUT_S = 90
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect API server for every flow-level test of the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=HARNESS_STARTUP_TIMEOUT_S):
+        yield
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not DATA.is_dir():
+        pytest.fail(f"shared test data not found at {DATA}; set OFFSET_CUBE_SHARED to the shared/ folder")
+    return DATA
