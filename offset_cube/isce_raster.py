@@ -142,11 +142,14 @@ def read_band(path: Path | str, band: int = 1) -> np.ndarray:
     if not 1 <= band <= header.bands:
         raise IsceRasterError(f"{header.path} has {header.bands} band(s); band {band} does not exist")
     i = band - 1
+    view: np.ndarray
     if header.scheme == "BIL":
-        return data[:, i, :]
-    if header.scheme == "BIP":
-        return data[:, :, i]
-    return data[i]
+        view = data[:, i, :]
+    elif header.scheme == "BIP":
+        view = data[:, :, i]
+    else:
+        view = data[i]
+    return view
 
 
 def write_isce_raster(
