@@ -93,7 +93,7 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
     create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        details = "; ".join(f"{o.label}: {o.message}" for o in failed)
+        details = "; ".join(o.message if o.message.startswith(o.label) else f"{o.label}: {o.message}" for o in failed)
         logger.error("%d pair(s) failed: %s", len(failed), details)
         return Failed(message=f"{len(failed)} of {len(plan.pairs)} pair(s) failed: {details}", data=summary)
     logger.info(summary.message)

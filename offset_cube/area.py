@@ -19,7 +19,15 @@ from shapely.validation import explain_validity
 
 from offset_cube.errors import AreaError
 
-_WKT_PREFIXES = ("POLYGON", "MULTIPOLYGON")
+_WKT_PREFIXES = (
+    "POLYGON",
+    "MULTIPOLYGON",
+    "POINT",
+    "MULTIPOINT",
+    "LINESTRING",
+    "MULTILINESTRING",
+    "GEOMETRYCOLLECTION",
+)
 _HINT = "give a WKT POLYGON((lon lat, ...)) in WGS84 degrees or the path of a GeoJSON file"
 
 

@@ -96,7 +96,7 @@ Size = Annotated[
 class StrictModel(BaseModel):
     """Base of every config section: unknown keys are errors, values are re-validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
 
 
 class TrackingConfig(StrictModel):
@@ -549,7 +549,7 @@ def format_validation_error(err: ValidationError) -> str:
             continue
         msg = str(item["msg"]).removeprefix("Value error, ")
         given = item.get("input")
-        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+        shown = "" if isinstance(given, dict | list) or given is None or str(given) in msg else f" (got {given!r})"
         messages.append(f"{where}: {msg}{shown}" if where != "job" else f"{msg}")
     return "; ".join(messages)
 

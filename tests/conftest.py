@@ -15,7 +15,9 @@ DATA = SHARED / "data"
 
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ["PREFECT_HOME"] = str(ROOT / ".prefect" / "pytest")
+PREFECT_HOME = ROOT / ".prefect" / "pytest"
+PREFECT_HOME.mkdir(parents=True, exist_ok=True)  # Prefect creates only the last level itself
+os.environ["PREFECT_HOME"] = str(PREFECT_HOME)
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 

@@ -1,0 +1,211 @@
+"""The command line: help, plan output, and one clear error line (exit 2, nothing written) for bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.conftest import DATA, ROOT
+
+STACK = DATA / "asf" / "geojson" / "S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson"
+STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
+SAFE_ZIPS = DATA / "safe" / "s1-reader"
+runner = CliRunner()
+
+
+def plan_args(*extra: str) -> list[str]:
+    return [
+        "plan",
+        "--area",
+        STACK_AREA,
+        "--start",
+        "2015-01-01",
+        "--end",
+        "2022-01-01",
+        "--search",
+        f"file:{STACK}",
+        *extra,
+    ]
+
+
+def test_help_lists_every_command() -> None:
+    """Through the installed console script, as a user runs it."""
+    exe = Path(sys.executable).with_name("offset-cube")
+    result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True, timeout=120)
+    for command in ("demo", "run", "plan", "track", "inspect", "serve"):
+        assert f" {command} " in result.stdout
+
+
+def test_plan_json_lists_consecutive_pairs() -> None:
+    result = runner.invoke(app, plan_args("--json"))
+    assert result.exit_code == 0, result.output
+    pairs = json.loads(result.stdout)
+    assert len(pairs) == 169
+    assert set(pairs[0]) == {
+        "track",
+        "direction",
+        "reference_date",
+        "secondary_date",
+        "dt_days",
+        "reference_scenes",
+        "secondary_scenes",
+        "search",
+    }
+    assert pairs[0]["track"] == 13 and pairs[0]["direction"] == "DESCENDING"
+    assert pairs[0]["dt_days"] == pytest.approx(24.0, abs=1e-3)
+    assert all(a["secondary_date"] == b["reference_date"] for a, b in itertools.pairwise(pairs))
+    assert "72-day gap" in result.stderr
+
+
+def test_plan_table_and_yaml_with_flag_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text(f"area: '{STACK_AREA}'\nstart: 2015-01-01\nend: 2016-01-01\nsearch: file:{STACK}\n")
+    result = runner.invoke(app, ["plan", "--config", str(config), "--end", "2015-09-30"])
+    assert result.exit_code == 0, result.output
+    assert "4 pair(s)" in result.stdout  # 2015-06-03, -06-27, -07-21, -08-14, -09-07: five dates
+    assert "2015-09-07" in result.stdout
+
+
+def test_one_acquisition_is_not_an_error() -> None:
+    one = DATA / "asf" / "geojson" / "Fairbanks_SLC.geojson"
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "--area",
+            "POLYGON((-150 63,-144 63,-144 66,-150 66,-150 63))",
+            "--start",
+            "2020-01-01",
+            "--search",
+            f"file:{one}",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    assert "only one acquisition" in result.stderr
+
+
+def _local_catalog(folder: Path, names: list[str]) -> Path:
+    folder.mkdir()
+    for name in names:
+        (folder / name).symlink_to(SAFE_ZIPS / name)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--area", "POLYGON((0 0, 1 1"], "area is not valid WKT"),
+        (["--area", "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))"], "Self-intersection"),
+        (["--end", "2014-12-31"], "end 2014-12-31 is before start 2015-01-01"),
+        (["--start", "2014-06-01"], "before Sentinel-1's first data (2014-10-03)"),
+        (["--start", (dt.date.today() + dt.timedelta(days=2)).isoformat()], "after today"),
+        (["--engine", "gamma"], "engine"),
+    ],
+)
+def test_bad_input_is_one_error_line_exit_2_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    base = ["plan", "--area", STACK_AREA, "--start", "2015-01-01", "--search", f"file:{STACK}"]
+    result = runner.invoke(app, base + args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert expected in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:
+    config = tmp_path / "job.yaml"
+    config.write_text(f"area: '{STACK_AREA}'\nstart: 2015-01-01\nsearch: file:{STACK}\nenigne: isce2\n")
+    result = runner.invoke(app, ["plan", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "unknown field 'enigne'" in result.stderr
+    config.write_text(
+        f"area: '{STACK_AREA}'\nstart: 2015-01-01\nsearch: file:{STACK}\nengine: isce2\n"
+        "tracking:\n  window: [64, 16]\n  search: [20, 40]\n"
+    )
+    result = runner.invoke(app, ["plan", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "must be < 2 x window height (32) for ISCE2's ampcor; got 40" in result.stderr
+
+
+def test_ew_product_in_a_local_catalog_is_rejected(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    ew = catalog / "S1A_EW_SLC__1SDH_20200511T135117_20200511T135144_032518_03C421_7768.zip"
+    ew.symlink_to(SAFE_ZIPS / "S1A_IW_SLC__1SDV_20200511T135117_20200511T135144_032518_03C421_7768.zip")
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "--area",
+            "POLYGON((-118 37.5,-116 37.5,-116 38.5,-118 38.5,-118 37.5))",
+            "--start",
+            "2020-01-01",
+            "--search",
+            f"local:{catalog}",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "is a EW product" in result.stderr and ew.name in result.stderr
+
+
+def test_local_catalog_pairs_two_dates_of_one_track(tmp_path: Path) -> None:
+    catalog = _local_catalog(
+        tmp_path / "catalog",
+        [
+            "S1A_IW_SLC__1SDV_20200511T135117_20200511T135144_032518_03C421_7768.zip",
+            "S1A_IW_SLC__1SDV_20230108T135249_20230108T135316_046693_0598D3_BA76.zip",
+            "S1A_IW_SLC__1SDV_20221016T015043_20221016T015111_045461_056FC0_6681.zip",
+        ],
+    )
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "--area",
+            "POLYGON((-120 32,-115 32,-115 39.5,-120 39.5,-120 32))",
+            "--start",
+            "2020-01-01",
+            "--search",
+            f"local:{catalog}",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    pairs = json.loads(result.stdout)
+    assert [(p["track"], p["reference_date"], p["secondary_date"]) for p in pairs] == [(71, "2020-05-11", "2023-01-08")]
+
+
+def test_cli_sets_prefect_offline_environment(tmp_path: Path) -> None:
+    code = (
+        "import os, sys; sys.argv=['offset-cube','--help']\n"
+        "from flows.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('ENV', os.environ['DO_NOT_TRACK'], os.environ['PREFECT_SERVER_ANALYTICS_ENABLED'],"
+        " os.environ['PREFECT_HOME'], os.environ['PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS'])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DO_NOT_TRACK"))}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    line = next(x for x in result.stdout.splitlines() if x.startswith("ENV"))
+    assert line.split()[1:] == ["1", "false", str(tmp_path / ".prefect"), "90"]
