@@ -1,0 +1,365 @@
+"""The built-in engine: two dates of SAFE products → the common per-pair result, without ISCE2.
+
+Per pair: open each date's products (IW SLC only, one track, the pair's polarisation); pick the swaths and bursts
+over the area; deburst each date into one radar grid (deramped); predict the geometric offset of the secondary
+relative to the reference at every window centre by zero-Doppler geometry (orbit file, else annotation state
+vectors; ellipsoid plus a constant height or a DEM); track with the built-in tracker using that prediction as its
+gross offset; subtract the prediction, remove the residual bias over stable ground, geolocate every window
+centre and write :mod:`offset_cube.result` (``grid="radar"``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from shapely.geometry import MultiPolygon, Polygon
+
+from offset_cube.area import parse_area
+from offset_cube.builtin.bias import estimate_bias, stable_mask
+from offset_cube.builtin.heights import HeightModel
+from offset_cube.builtin.radargrid import RadarGrid, SwathSource, build_radar_grid
+from offset_cube.config import JobConfig
+from offset_cube.eof import read_eof
+from offset_cube.errors import EngineError, SafeError
+from offset_cube.geometry.ellipsoid import geodetic_to_ecef
+from offset_cube.geometry.orbit import Orbit
+from offset_cube.geometry.outline import outline_lon_lat
+from offset_cube.geometry.rangedoppler import geo2rdr, look_geometry, rdr2geo
+from offset_cube.planning import choose_polarization
+from offset_cube.result import DIMS, result_attrs, worse_orbit_type, write_pair_result
+from offset_cube.safe.product import SafeProduct
+from offset_cube.stages import OrbitFile, PairInputs
+
+log = logging.getLogger(__name__)
+
+#: Extra pixels around window + search when cropping, so gross-offset rounding never pushes a window out.
+CROP_PAD_PX = 4
+#: Orbit vectors kept around the acquisition (s): interpolation needs a few on each side.
+ORBIT_MARGIN_S = 120.0
+
+
+@dataclass(frozen=True)
+class DateScene:
+    """One date of the pair: its open products, orbit and orbit type."""
+
+    products: tuple[SafeProduct, ...]
+    orbit: Orbit
+    orbit_type: str
+
+    @property
+    def paths(self) -> str:
+        return ", ".join(str(p.path) for p in self.products)
+
+    @property
+    def product_ids(self) -> list[str]:
+        return [p.product_id for p in self.products]
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A window of a radar grid: lines ``[l0, l0 + n_lines)`` and samples ``[s0, s0 + n_samples)``."""
+
+    line0: int
+    sample0: int
+    n_lines: int
+    n_samples: int
+
+    @property
+    def lines(self) -> tuple[int, int]:
+        return self.line0, self.line0 + self.n_lines
+
+    @property
+    def samples(self) -> tuple[int, int]:
+        return self.sample0, self.sample0 + self.n_samples
+
+
+def run_builtin(inputs: PairInputs, job: JobConfig) -> Path:
+    """Compute one pair's offsets with the built-in engine; write and return ``<pair_dir>/offsets.zarr``."""
+    return write_pair_result(pair_offsets(inputs, job), inputs.pair_dir)
+
+
+def pair_offsets(inputs: PairInputs, job: JobConfig) -> xr.Dataset:
+    """The pair's per-pair result dataset (not yet written)."""
+    polarisation = _polarisation(inputs, job)
+    heights = HeightModel(job.builtin.height_m, job.builtin.dem)
+    area = parse_area(job.area)
+    with (
+        open_date(inputs.reference_safes, inputs.reference_orbits, polarisation, job) as ref,
+        open_date(inputs.secondary_safes, inputs.secondary_orbits, polarisation, job) as sec,
+    ):
+        require_same_track(ref, sec)
+        ref_grid = select_grid(ref, polarisation, area, heights, job.swaths and [s.value for s in job.swaths])
+        sec_grid = select_grid(sec, polarisation, area, heights, ref_grid.swaths)
+        return track_pair(inputs, job, ref, sec, ref_grid, sec_grid, area, heights, polarisation)
+
+
+def _polarisation(inputs: PairInputs, job: JobConfig) -> str:
+    chosen = choose_polarization(job, inputs.pair.scenes)
+    if chosen is None:  # pragma: no cover - a pair always has scenes
+        raise EngineError(f"{inputs.pair.label}: no polarisation to process")
+    return chosen.value
+
+
+@contextlib.contextmanager
+def open_date(
+    safes: Sequence[Path], orbits: Sequence[OrbitFile], polarisation: str, job: JobConfig
+) -> Iterator[DateScene]:
+    """Open one date's products (checked: IW SLC, holding ``polarisation``) and its orbit."""
+    if not safes:
+        raise EngineError("a date of the pair has no SAFE products")
+    with contextlib.ExitStack() as stack:
+        products = []
+        for path in safes:
+            product = stack.enter_context(SafeProduct(path))
+            product.require_polarisation(polarisation)
+            products.append(product)
+        orbit, orbit_type = date_orbit(products, orbits, polarisation)
+        yield DateScene(tuple(products), orbit, orbit_type)
+
+
+def date_orbit(products: Sequence[SafeProduct], orbits: Sequence[OrbitFile], polarisation: str) -> tuple[Orbit, str]:
+    """The date's orbit: the orbit file when one is given, else the annotations' state vectors."""
+    first = products[0].annotation(products[0].swaths(polarisation)[0], polarisation)
+    epoch = first.first_line_time.replace(microsecond=0)
+    annotations = [p.annotation(s, polarisation) for p in products for s in p.swaths(polarisation)]
+    start = min((a.first_line_time - epoch).total_seconds() for a in annotations)
+    stop = max((a.last_line_time - epoch).total_seconds() for a in annotations)
+    files = [(o, o.path) for o in orbits if o.path is not None]
+    if files:
+        chosen, path = files[0]
+        orbit = Orbit.from_eof(read_eof(path)).rebased(epoch).cropped(start, stop, ORBIT_MARGIN_S)
+        orbit.require_span(start - 1.0, stop + 1.0, where=f"orbit file {path}")
+        return orbit, chosen.orbit_type
+    orbit = Orbit.merged([Orbit.from_annotation(a.orbit) for a in annotations]).rebased(epoch)
+    orbit.require_span(start, stop, where=f"annotation state vectors of {products[0].path}")
+    return orbit, "annotation"
+
+
+def require_same_track(ref: DateScene, sec: DateScene) -> None:
+    """Both dates must be one track and direction (relative orbit at product start, as the manifest says)."""
+    tracks = {(p.manifest.relative_orbit, p.manifest.flight_direction): p for p in (*ref.products, *sec.products)}
+    if len(tracks) > 1:
+        described = "; ".join(f"{p.path} is track {t} {d}" for (t, d), p in tracks.items())
+        raise SafeError(f"a pair must come from one track and direction, but {described}")
+
+
+def select_grid(
+    date: DateScene,
+    polarisation: str,
+    area: Polygon | MultiPolygon,
+    heights: HeightModel,
+    swaths: Sequence[str] | None,
+) -> RadarGrid:
+    """The date's radar grid over the swaths whose bursts cover the area (``swaths`` when given)."""
+    candidates = []
+    for product in date.products:
+        available = product.swaths(polarisation)
+        wanted = list(swaths) if swaths else available
+        for swath in wanted:
+            if swath not in available:
+                raise SafeError(f"{product.path} has no {swath} {polarisation} swath (it has {', '.join(available)})")
+            annotation = product.annotation(swath, polarisation)
+            if annotation.bursts:
+                candidates.append(SwathSource(product, swath, polarisation, annotation))
+    if not candidates:
+        raise SafeError(f"{date.paths}: no bursts in swaths {', '.join(swaths or [])} {polarisation}")
+    grid = build_radar_grid(candidates, date.orbit)
+    lines, samples = area_bounds(grid, area, heights)
+    covering = {t.source.swath for t in grid.tiles if _overlaps(t.lines, lines) and _overlaps(t.samples, samples)}
+    if not covering or grid.covered(lines, samples) == 0:
+        raise SafeError(
+            f"{date.paths}: no burst of {', '.join(grid.swaths)} {polarisation} covers the area "
+            f"(the area falls on radar lines {lines[0]}..{lines[1]}, samples {samples[0]}..{samples[1]}; the bursts "
+            f"span lines 0..{grid.shape[0]}, samples 0..{grid.shape[1]})"
+        )
+    if swaths is None and covering != set(grid.swaths):
+        grid = build_radar_grid([c for c in candidates if c.swath in covering], date.orbit)
+        lines, samples = area_bounds(grid, area, heights)
+    covered = grid.covered(lines, samples) / ((lines[1] - lines[0]) * (samples[1] - samples[0]))
+    if covered < 0.999:
+        log.warning("%s: bursts cover only %.0f%% of the area's radar extent", date.paths, 100 * covered)
+    return grid
+
+
+def area_bounds(
+    grid: RadarGrid, area: Polygon | MultiPolygon, heights: HeightModel
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Grid lines ``[l0, l1)`` and samples ``[s0, s1)`` that hold the area (at the height model's heights)."""
+    lon, lat = outline_lon_lat(area)
+    points = geodetic_to_ecef(lat, lon, heights(lat, lon))
+    t_mid = grid.line_time(grid.shape[0] / 2)
+    t, slant = geo2rdr(grid.orbit, points, t_mid)
+    lines, samples = grid.radar_coords(t, slant)
+    return (
+        (math.floor(float(lines.min())), math.ceil(float(lines.max())) + 1),
+        (math.floor(float(samples.min())), math.ceil(float(samples.max())) + 1),
+    )
+
+
+def predict_offsets(
+    ref: RadarGrid, sec: RadarGrid, lines: np.ndarray, samples: np.ndarray, heights: HeightModel
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Geometric offsets (secondary − reference, lines and samples) at reference grid positions, and the ground
+    points (ECEF) seen there: zero-Doppler rdr2geo on the reference, geo2rdr on the secondary (§4.6)."""
+    t_ref = ref.line_time(lines)
+    height: float | HeightModel = heights.constant_m if heights.is_constant else heights
+    points = rdr2geo(ref.orbit, t_ref, ref.slant_range(samples), height)
+    t_sec, r_sec = geo2rdr(sec.orbit, points, sec.line_time(lines))
+    sec_lines, sec_samples = sec.radar_coords(t_sec, r_sec)
+    return sec_lines - lines, sec_samples - samples, points
+
+
+def track_pair(
+    inputs: PairInputs,
+    job: JobConfig,
+    ref: DateScene,
+    sec: DateScene,
+    ref_grid: RadarGrid,
+    sec_grid: RadarGrid,
+    area: Polygon | MultiPolygon,
+    heights: HeightModel,
+    polarisation: str,
+) -> xr.Dataset:
+    """Track the pair over the area with the predicted geometry as gross offset; build the result dataset."""
+    from offset_cube.tracking import track_offsets, window_centres
+
+    window, search, skip = job.tracking.window, inputs.pair.search_px, job.tracking.skip
+    lines, samples = area_bounds(ref_grid, area, heights)
+    # A coarse prediction over the area fixes the secondary's whole-pixel shift and how far the geometric
+    # offset strays from it, so the crops leave room for every window's search area.
+    coarse = np.meshgrid(np.linspace(*lines, 5), np.linspace(*samples, 5), indexing="ij")
+    coarse_az, coarse_rg, _ = predict_offsets(ref_grid, sec_grid, coarse[0], coarse[1], heights)
+    shift = (round(float(np.median(coarse_az))), round(float(np.median(coarse_rg))))
+    spread = (
+        math.ceil(float(np.max(np.abs(coarse_az - shift[0])))),
+        math.ceil(float(np.max(np.abs(coarse_rg - shift[1])))),
+    )
+    ref_crop = _crop(lines, samples, window, search, spread)
+    centre_lines, centre_samples = window_centres((ref_crop.n_lines, ref_crop.n_samples), window, search, skip)
+    if len(centre_lines) == 0 or len(centre_samples) == 0:
+        raise EngineError(f"{inputs.pair.label}: the area is too small for window {window} and search {search}")
+    grid_lines = ref_crop.line0 + np.asarray(centre_lines, dtype=np.float64)
+    grid_samples = ref_crop.sample0 + np.asarray(centre_samples, dtype=np.float64)
+    mesh_l, mesh_s = np.meshgrid(grid_lines, grid_samples, indexing="ij")
+    pred_az, pred_rg, points = predict_offsets(ref_grid, sec_grid, mesh_l, mesh_s, heights)
+    sec_crop = Crop(ref_crop.line0 + shift[0], ref_crop.sample0 + shift[1], ref_crop.n_lines, ref_crop.n_samples)
+    gross_az, gross_rg = pred_az - shift[0], pred_rg - shift[1]
+    ref_data, _ = ref_grid.read(ref_crop.lines, ref_crop.samples)
+    sec_data, sec_valid = sec_grid.read(sec_crop.lines, sec_crop.samples)
+    if not np.any(sec_valid):
+        raise SafeError(f"{sec.paths}: no burst covers the area's counterpart in the secondary")
+    log.info(
+        "%s: swaths %s, crop %dx%d px, %d windows, geometric offset %.2f..%.2f lines, %.2f..%.2f samples",
+        inputs.pair.label,
+        ",".join(ref_grid.swaths),
+        ref_crop.n_samples,
+        ref_crop.n_lines,
+        mesh_l.size,
+        float(pred_az.min()),
+        float(pred_az.max()),
+        float(pred_rg.min()),
+        float(pred_rg.max()),
+    )
+    tracked = track_offsets(
+        ref_data,
+        sec_data,
+        window=window,
+        search=search,
+        skip=skip,
+        gross_offset=(gross_az, gross_rg),
+        mode=job.tracking.mode.value,
+        oversampling=job.tracking.oversampling,
+        backend=job.builtin.backend,
+        workers=job.builtin.workers,
+        memory_budget_mb=job.builtin.memory_budget_mb,
+        lines=np.asarray(centre_lines),
+        samples=np.asarray(centre_samples),
+    )
+    motion_az = np.asarray(tracked["azimuth_offset"].values, dtype=np.float64) - gross_az
+    motion_rg = np.asarray(tracked["range_offset"].values, dtype=np.float64) - gross_rg
+    geometry = look_geometry(ref_grid.orbit, ref_grid.line_time(mesh_l), points, ref_grid.line_interval)
+    ground_range_m = ref_grid.range_spacing / np.sin(np.radians(geometry["incidence_angle"]))
+    stable = stable_mask(motion_az, motion_rg, geometry["azimuth_spacing"], ground_range_m, job.builtin.stable_quantile)
+    bias = estimate_bias(motion_az, motion_rg, mesh_l, mesh_s, stable, job.builtin.bias_removal)
+    motion_az -= bias.azimuth
+    motion_rg -= bias.range
+    parameters = {
+        "window": list(window),
+        "search": list(search),
+        "skip": list(skip),
+        "mode": job.tracking.mode.value,
+        "oversampling": job.tracking.oversampling,
+        "swaths": ref_grid.swaths,
+        "heights": heights.describe(),
+        "bias": bias.summary,
+        "reference_crop": [ref_crop.line0, ref_crop.sample0, ref_crop.n_lines, ref_crop.n_samples],
+        "secondary_crop": [sec_crop.line0, sec_crop.sample0, sec_crop.n_lines, sec_crop.n_samples],
+    }
+    pair = inputs.pair
+    attrs = result_attrs(
+        pair_id=pair.pair_id,
+        track=pair.track,
+        direction=pair.direction.value,
+        engine="builtin",
+        reference_time=pair.reference.start.isoformat(),
+        secondary_time=pair.secondary.start.isoformat(),
+        dt_days=pair.dt_days,
+        reference_granules=ref.product_ids,
+        secondary_granules=sec.product_ids,
+        orbit_type=worse_orbit_type(ref.orbit_type, sec.orbit_type),
+        polarization=polarisation,
+        processing_parameters=parameters,
+        grid="radar",
+    )
+    variables: dict[str, Any] = {
+        "azimuth_offset": motion_az,
+        "range_offset": motion_rg,
+        "snr": tracked["snr"].values,
+        "latitude": geometry["latitude"],
+        "longitude": geometry["longitude"],
+        "incidence_angle": geometry["incidence_angle"],
+        "heading": geometry["heading"],
+        "azimuth_spacing": geometry["azimuth_spacing"],
+        "range_spacing": np.full(mesh_l.shape, ref_grid.range_spacing),
+        "geometric_azimuth_offset": pred_az,
+        "geometric_range_offset": pred_rg,
+    }
+    for name in ("cov_az", "cov_rg", "cov_azrg"):
+        if name in tracked:
+            variables[name] = tracked[name].values
+    ds = xr.Dataset(
+        {name: (DIMS, np.asarray(value)) for name, value in variables.items()},
+        coords={"line": grid_lines, "sample": grid_samples},
+        attrs=attrs,
+    )
+    ds["geometric_azimuth_offset"].attrs.update(units="pixel", long_name="predicted geometric azimuth offset")
+    ds["geometric_range_offset"].attrs.update(units="pixel", long_name="predicted geometric range offset")
+    log.info("%s: bias removal %s", pair.label, json.dumps(bias.summary))
+    return ds
+
+
+def _crop(
+    lines: tuple[int, int],
+    samples: tuple[int, int],
+    window: tuple[int, int],
+    search: tuple[int, int],
+    spread: tuple[int, int],
+) -> Crop:
+    """The area's extent plus half a window, the search range, the gross-offset spread and a pad on every side."""
+    pad_l = window[1] // 2 + search[1] + spread[0] + CROP_PAD_PX
+    pad_s = window[0] // 2 + search[0] + spread[1] + CROP_PAD_PX
+    line0, sample0 = lines[0] - pad_l, samples[0] - pad_s
+    return Crop(line0, sample0, lines[1] + pad_l - line0, samples[1] + pad_s - sample0)
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]

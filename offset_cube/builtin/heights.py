@@ -1,0 +1,68 @@
+"""Terrain heights for the built-in engine's geometry: a constant, or a DEM GeoTIFF of ellipsoidal heights."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from offset_cube.errors import EngineError
+
+
+class HeightModel:
+    """Ellipsoidal height (m) at latitude/longitude: ``constant_m`` or bilinear samples of ``dem``."""
+
+    def __init__(self, constant_m: float = 0.0, dem: Path | None = None) -> None:
+        self.constant_m = float(constant_m)
+        self.dem = dem
+        self._grid: tuple[np.ndarray, object, object] | None = None
+
+    @property
+    def is_constant(self) -> bool:
+        return self.dem is None
+
+    def describe(self) -> str:
+        return f"DEM {self.dem}" if self.dem else f"constant {self.constant_m:g} m"
+
+    def __call__(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        lat = np.asarray(lat, dtype=np.float64)
+        if self.dem is None:
+            return np.full(lat.shape, self.constant_m)
+        return self._sample(self.dem, lat, np.asarray(lon, dtype=np.float64))
+
+    @staticmethod
+    def _load(dem: Path) -> tuple[np.ndarray, object, object]:
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(dem) as ds:
+                    data = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+                    transform, crs = ds.transform, ds.crs
+        except RasterioIOError as err:
+            raise EngineError(f"DEM {dem} cannot be read ({err})") from err
+        if crs is None:
+            raise EngineError(f"DEM {dem} has no CRS; give a georeferenced GeoTIFF of ellipsoidal heights")
+        return data, transform, crs
+
+    def _sample(self, dem: Path, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        from pyproj import Transformer
+        from scipy.ndimage import map_coordinates
+
+        if self._grid is None:
+            self._grid = self._load(dem)
+        data, transform, crs = self._grid
+        x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+        col, row = ~transform * (np.asarray(x), np.asarray(y))  # type: ignore[operator]
+        # Pixel-is-area: the value of pixel (r, c) sits at its centre (r + 0.5, c + 0.5).
+        values = map_coordinates(data, [np.asarray(row) - 0.5, np.asarray(col) - 0.5], order=1, mode="nearest")
+        outside = (row < 0) | (col < 0) | (row > data.shape[0]) | (col > data.shape[1]) | ~np.isfinite(values)
+        if np.any(outside):
+            raise EngineError(
+                f"DEM {dem} does not cover {int(np.sum(outside))} point(s) of the area "
+                f"(e.g. lat {float(lat[outside].flat[0]):.4f}, lon {float(lon[outside].flat[0]):.4f})"
+            )
+        return np.asarray(values).reshape(lat.shape)

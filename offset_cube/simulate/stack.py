@@ -1,0 +1,523 @@
+"""Simulate a stack of Sentinel-1 IW SLC acquisitions of one track over a moving glacier, with known truth.
+
+Physics (s1-tops-geometry.md §3.5; offset-tracking.md §4.1):
+
+* One complex ground reflectivity lives in *material* coordinates — the first date's radar lattice, sampled
+  ×2 — as band-limited complex speckle (Hamming-weighted azimuth and range processing bands from the
+  annotation) under a persistent amplitude texture (rock roughness, crevasse bands on the ice).
+* Each date n sees it through its own true geometry: its pixel (ℓ, p) → ground point (its orbit, zero Doppler,
+  ellipsoid + constant height) → where that material was on the first date (back along the known flow) →
+  first-date radar coordinates (geo2rdr) → cubic-spline sample of the ×2 field. Geometric offsets between dates
+  (baseline, along-track timing) and motion are therefore imposed by construction, not by a formula.
+* Speckle decorrelates from date to date: reflectivity_n = γ · reflectivity_{n−1} + √(1 − γ²) · fresh speckle,
+  so every consecutive pair (12 or 24 days) has coherence γ.
+* Each burst gets the TOPS azimuth ramp its annotation implies (:func:`offset_cube.geometry.tops.reramp`), is
+  scaled to ~60 DN per component, rounded to complex int16, and zero outside its valid lines and samples.
+
+Only the area plus a margin carries data; the rest of each TIFF is sparse. The products are SAFE zips that the
+engine reads exactly like real ones, with ``.EOF`` orbit files and the true velocity on the cube grid.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.fft
+from pyproj import Transformer
+from scipy.interpolate import RectBivariateSpline
+from scipy.ndimage import map_coordinates, spline_filter
+
+from offset_cube.area import area_to_wkt, parse_area
+from offset_cube.atomic import write_text_atomic
+from offset_cube.builtin.radargrid import Lattice
+from offset_cube.errors import ConfigError
+from offset_cube.geometry.ellipsoid import ecef_to_geodetic, geodetic_to_ecef
+from offset_cube.geometry.orbit import Orbit
+from offset_cube.geometry.outline import outline_lon_lat
+from offset_cube.geometry.rangedoppler import geo2rdr, rdr2geo
+from offset_cube.geometry.tops import burst_ramp, reramp
+from offset_cube.safe.annotation import SwathAnnotation, parse_annotation
+from offset_cube.safe.manifest import read_manifest
+from offset_cube.safe.product import SafeProduct
+from offset_cube.scenes import ProductName
+from offset_cube.simulate import truth as truth_module
+from offset_cube.simulate.flow import FlowField, GroundTexture, NorthwardFlow, ValleyGlacier, advect
+from offset_cube.simulate.orbits import propagate_orbit, sample_orbit, write_eof
+from offset_cube.simulate.safe_writer import (
+    ORBITS_PER_CYCLE,
+    Retiming,
+    retime_annotation,
+    retime_manifest,
+    swath_member_stem,
+    write_measurement_tiff,
+    write_safe_zip,
+)
+
+log = logging.getLogger(__name__)
+
+#: Per-component standard deviation of the simulated SLC in DN (real IW SLCs: 48–86, §1.3).
+TARGET_STD_DN = 60.0
+#: Spacing of the exact-geometry nodes that the per-pixel mapping is interpolated from (lines, samples).
+NODE_STEP = (4, 16)
+#: Orbit arc propagated around the acquisition, seconds each side (EOF files hold ±10 min).
+ORBIT_SPAN_S = 720.0
+EOF_MARGIN_S = 600.0
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to simulate. Sizes in metres, the area in WGS84 WKT (default: a square centred on a burst seam)."""
+
+    template: Path
+    dates: int = 4
+    coherence: float = 0.7
+    seed: int = 0
+    flow: Literal["glacier", "north"] = "glacier"
+    area_m: tuple[float, float] = (8000.0, 8000.0)
+    area_wkt: str | None = None
+    height_m: float | None = None
+    margin_m: float = 1200.0
+    swath: str | None = None
+    polarisation: str | None = None
+    max_delay_s: float = 0.015
+    max_cross_track_m: float = 120.0
+    max_radial_m: float = 30.0
+    grid_spacing_m: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.dates <= 30:
+            raise ConfigError(f"dates must be 2..30, got {self.dates}")
+        if not 0.0 < self.coherence <= 1.0:
+            raise ConfigError(f"coherence must be in (0, 1], got {self.coherence}")
+
+
+@dataclass
+class SimulatedDate:
+    """One simulated acquisition: its true orbit and lattice, and what was written."""
+
+    index: int
+    retiming: Retiming
+    absolute_orbit: int
+    cross_track_m: float
+    radial_m: float
+    orbit: Orbit
+    lattice: Lattice
+    annotation: SwathAnnotation
+    annotation_xml: bytes = field(repr=False)
+    product: Path | None = None
+    orbit_file: Path | None = None
+
+    @property
+    def days(self) -> float:
+        """Days after the first date (whole repeat cycles; the ms timing shift is negligible for motion)."""
+        return 12.0 * self.retiming.cycles
+
+
+@dataclass
+class SimulatedStack:
+    """The written stack and the truths a test needs (true orbits and lattices stay in memory)."""
+
+    folder: Path
+    area_wkt: str
+    height_m: float
+    crs: str
+    polarisation: str
+    swath: str
+    dates: list[SimulatedDate] = field(default_factory=list)
+    truth: Path | None = None
+
+    @property
+    def scenes(self) -> list[Path]:
+        return [d.product for d in self.dates if d.product is not None]
+
+    @property
+    def scene_dir(self) -> Path:
+        return self.folder / "scenes"
+
+    @property
+    def orbit_dir(self) -> Path:
+        return self.folder / "orbits"
+
+    def true_offsets(self, i: int, j: int, lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Geometric offset of date j relative to date i (lines, samples) that the simulation imposed at date-i
+        lattice positions, before motion: the same ground point through both dates' true orbits."""
+        a, b = self.dates[i], self.dates[j]
+        points = rdr2geo(a.orbit, a.lattice.line_time(lines), a.lattice.slant_range(samples), self.height_m)
+        t, slant = geo2rdr(b.orbit, points, b.lattice.line_time(lines))
+        lj, sj = b.lattice.radar_coords(t, slant)
+        return lj - lines, sj - samples
+
+
+def cycles_for(dates: int) -> list[int]:
+    """12-day cycles of each date: consecutive, with one 24-day gap before the last date when there are ≥ 3."""
+    if dates < 3:
+        return list(range(dates))
+    return [*range(dates - 1), dates]
+
+
+def simulate_stack(config: SimulationConfig, out: Path) -> SimulatedStack:
+    """Simulate and write the stack into ``out`` (scenes/, orbits/, truth.zarr, simulation.json)."""
+    out = out.absolute()
+    rng = np.random.default_rng(config.seed)
+    with SafeProduct(config.template) as template:
+        pol = config.polarisation or ("VV" if "VV" in template.polarisations else template.polarisations[0])
+        swath = config.swath or max(template.swaths(pol), key=lambda s: len(template.annotation(s, pol).bursts))
+        base = template.annotation(swath, pol)
+        annotation_xml = template.archive.read(template.swath_file(swath, pol).annotation)
+        manifest_xml = template.archive.read("manifest.safe")
+        manifest = read_manifest(template.archive)
+        name = ProductName.parse(template.product_id)
+    if len(base.bursts) < 1:
+        raise ConfigError(f"{config.template}: swath {swath} {pol} holds no bursts to simulate")
+    height = config.height_m if config.height_m is not None else round(base.terrain_height_m or 0.0, -1)
+    base_orbit = Orbit.from_annotation(base.orbit)
+    dates = _make_dates(
+        config, base, base_orbit, annotation_xml, height, manifest.absolute_orbit, int(name.datatake, 16), rng
+    )
+    area_wkt = config.area_wkt or default_area(dates[0], base, height, config.area_m)
+    crs = truth_module.cube_crs(area_wkt)
+    to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    area = parse_area(area_wkt)
+    xc, yc = to_map.transform(area.centroid.x, area.centroid.y)
+    flow = _flow(config, float(xc), float(yc))
+    stack = SimulatedStack(out, area_wkt, height, crs, pol, swath, dates)
+    scene = _Scene(config, stack, base, flow, rng)
+    scene.render(name, manifest_xml)
+    stack.truth = truth_module.write_truth(out / "truth.zarr", area_wkt, crs, config.grid_spacing_m, flow)
+    _write_description(stack, config)
+    return stack
+
+
+def _make_dates(
+    config: SimulationConfig,
+    base: SwathAnnotation,
+    base_orbit: Orbit,
+    annotation_xml: bytes,
+    height: float,
+    absolute_orbit: int,
+    datatake: int,
+    rng: np.random.Generator,
+) -> list[SimulatedDate]:
+    """Each date's retiming, true orbit (with baseline), re-timed annotation and lattice."""
+    dates = []
+    for index, cycles in enumerate(cycles_for(config.dates)):
+        first = index == 0
+        delay = 0.0 if first else round(float(rng.uniform(-1, 1)) * config.max_delay_s, 6)
+        cross = 0.0 if first else float(rng.uniform(-1, 1)) * config.max_cross_track_m
+        radial = 0.0 if first else float(rng.uniform(-1, 1)) * config.max_radial_m
+        retiming = Retiming(cycles=cycles, delay_s=delay, datatake=(datatake + 0x101 * index) % 0xFFFFFF)
+        epoch = base_orbit.epoch + retiming.orbit_shift
+        orbit = propagate_orbit(base_orbit, epoch, ORBIT_SPAN_S, cross_track_m=cross, radial_m=radial)
+        orbit_number = absolute_orbit + ORBITS_PER_CYCLE * cycles
+        xml = retime_annotation(annotation_xml, retiming, orbit, height, orbit_number)
+        annotation = parse_annotation(xml, source=f"simulated date {index}")
+        lattice = Lattice(
+            orbit=orbit,
+            t0=orbit.seconds(annotation.bursts[0].azimuth_time),
+            line_interval=annotation.azimuth_time_interval_s,
+            tau0=annotation.slant_range_time_s,
+            range_sampling_rate=annotation.range_sampling_rate_hz,
+        )
+        dates.append(SimulatedDate(index, retiming, orbit_number, cross, radial, orbit, lattice, annotation, xml))
+    return dates
+
+
+def default_area(first: SimulatedDate, base: SwathAnnotation, height: float, size_m: tuple[float, float]) -> str:
+    """A map-square area centred on the seam between the middle bursts (or mid-burst for one), at mid-swath."""
+    middle = len(base.bursts) // 2
+    # Consecutive bursts overlap over their first ~25..140 lines: the seam sits near line 82 of the later one.
+    line = _burst_line0(first, middle) + 82 if middle else base.lines_per_burst // 2
+    s_first, s_last = base.bursts[middle].valid_samples
+    sample = (s_first + s_last) / 2
+    point = rdr2geo(first.orbit, first.lattice.line_time(line), first.lattice.slant_range(sample), height)
+    lat, lon, _ = ecef_to_geodetic(point)
+    crs = truth_module.cube_crs(f"POINT({float(lon)} {float(lat)})")
+    to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    to_geo = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    xc, yc = to_map.transform(float(lon), float(lat))
+    hx, hy = size_m[0] / 2, size_m[1] / 2
+    ring = [(xc - hx, yc - hy), (xc + hx, yc - hy), (xc + hx, yc + hy), (xc - hx, yc + hy), (xc - hx, yc - hy)]
+    lons, lats = to_geo.transform([p[0] for p in ring], [p[1] for p in ring])
+    coords = ", ".join(f"{x:.6f} {y:.6f}" for x, y in zip(lons, lats, strict=True))
+    return area_to_wkt(parse_area(f"POLYGON(({coords}))"))
+
+
+def _burst_line0(date: SimulatedDate, k: int) -> int:
+    burst = date.annotation.bursts[k]
+    return round((date.orbit.seconds(burst.azimuth_time) - date.lattice.t0) / date.lattice.line_interval)
+
+
+def _flow(config: SimulationConfig, xc: float, yc: float) -> FlowField:
+    if config.flow == "north":
+        return NorthwardFlow(x0=xc, width_m=min(config.area_m) * 0.4)
+    return ValleyGlacier(x0=xc, y0=yc, length_m=max(config.area_m), width_m=min(config.area_m) * 0.32)
+
+
+class _Scene:
+    """The material reflectivity and how each date samples it."""
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        stack: SimulatedStack,
+        base: SwathAnnotation,
+        flow: FlowField,
+        rng: np.random.Generator,
+    ) -> None:
+        self.config = config
+        self.stack = stack
+        self.base = base
+        self.flow = flow
+        self.rng = rng
+        self.to_map = Transformer.from_crs("EPSG:4326", stack.crs, always_xy=True)
+        self.to_geo = Transformer.from_crs(stack.crs, "EPSG:4326", always_xy=True)
+        self.windows = [self._data_window(d) for d in stack.dates]
+        self.mappings = [self._mapping(d, w) for d, w in zip(stack.dates, self.windows, strict=True)]
+        self.origin, self.shape = self._material_extent()
+
+    # ------------------------------------------------------------------ geometry
+
+    def _data_window(self, date: SimulatedDate) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Lattice lines and samples that carry data: the area plus the margin, within the bursts."""
+        lon, lat = outline_lon_lat(parse_area(self.stack.area_wkt))
+        points = geodetic_to_ecef(lat, lon, self.stack.height_m)
+        t, slant = geo2rdr(date.orbit, points, date.lattice.line_time(self.base.lines_per_burst))
+        lines, samples = date.lattice.radar_coords(t, slant)
+        inc = math.radians(self.base.incidence_angle_mid_deg or 35.0)
+        margin_l = math.ceil(self.config.margin_m / self.base.azimuth_pixel_spacing_m)
+        margin_s = math.ceil(self.config.margin_m * math.sin(inc) / date.lattice.range_spacing)
+        n_lines = _burst_line0(date, len(self.base.bursts) - 1) + self.base.lines_per_burst
+        return (
+            (max(math.floor(lines.min()) - margin_l, 0), min(math.ceil(lines.max()) + margin_l, n_lines)),
+            (
+                max(math.floor(samples.min()) - margin_s, 0),
+                min(math.ceil(samples.max()) + margin_s, self.base.samples_per_burst),
+            ),
+        )
+
+    def _ground_map(self, date: SimulatedDate, lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Map coordinates (x, y) of lattice positions of ``date`` on the simulated ground surface."""
+        points = rdr2geo(
+            date.orbit, date.lattice.line_time(lines), date.lattice.slant_range(samples), self.stack.height_m
+        )
+        lat, lon, _ = ecef_to_geodetic(points)
+        x, y = self.to_map.transform(lon, lat)
+        return np.asarray(x), np.asarray(y)
+
+    def _mapping(
+        self, date: SimulatedDate, window: tuple[tuple[int, int], tuple[int, int]]
+    ) -> tuple[RectBivariateSpline, RectBivariateSpline]:
+        """Splines from ``date``'s lattice (line, sample) to material coordinates on the first date's lattice."""
+        (l0, l1), (s0, s1) = window
+        node_l = np.arange(l0 - NODE_STEP[0], l1 + 2 * NODE_STEP[0], NODE_STEP[0], dtype=np.float64)
+        node_s = np.arange(s0 - NODE_STEP[1], s1 + 2 * NODE_STEP[1], NODE_STEP[1], dtype=np.float64)
+        mesh_l, mesh_s = np.meshgrid(node_l, node_s, indexing="ij")
+        x, y = self._ground_map(date, mesh_l, mesh_s)
+        x0, y0 = advect(self.flow, x, y, -date.days) if date.days else (x, y)
+        lon0, lat0 = self.to_geo.transform(x0, y0)
+        first = self.stack.dates[0]
+        points = geodetic_to_ecef(np.asarray(lat0), np.asarray(lon0), self.stack.height_m)
+        t, slant = geo2rdr(first.orbit, points, first.lattice.line_time(mesh_l))
+        m_lines, m_samples = first.lattice.radar_coords(t, slant)
+        return RectBivariateSpline(node_l, node_s, m_lines), RectBivariateSpline(node_l, node_s, m_samples)
+
+    def _material_extent(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Origin (line, sample) and size of the material grid (first-date lattice) every date needs."""
+        lows, highs = [], []
+        for (lines, samples), (spl_l, spl_s) in zip(self.windows, self.mappings, strict=True):
+            ll = np.linspace(lines[0], lines[1], 9)
+            ss = np.linspace(samples[0], samples[1], 9)
+            m_l, m_s = spl_l(ll, ss), spl_s(ll, ss)
+            lows.append((m_l.min(), m_s.min()))
+            highs.append((m_l.max(), m_s.max()))
+        pad = 12
+        origin = (math.floor(min(v[0] for v in lows)) - pad, math.floor(min(v[1] for v in lows)) - pad)
+        end = (math.ceil(max(v[0] for v in highs)) + pad, math.ceil(max(v[1] for v in highs)) + pad)
+        return origin, (end[0] - origin[0], end[1] - origin[1])
+
+    # ------------------------------------------------------------------ reflectivity
+
+    def _texture(self) -> np.ndarray:
+        """Ground amplitude on the ×2 material grid (float32), evaluated block by block."""
+        first = self.stack.dates[0]
+        n_l, n_s = 2 * self.shape[0], 2 * self.shape[1]
+        coarse_l = np.arange(self.origin[0] - 8, self.origin[0] + self.shape[0] + 16, 8, dtype=np.float64)
+        coarse_s = np.arange(self.origin[1] - 32, self.origin[1] + self.shape[1] + 64, 32, dtype=np.float64)
+        mesh_l, mesh_s = np.meshgrid(coarse_l, coarse_s, indexing="ij")
+        x, y = self._ground_map(first, mesh_l, mesh_s)
+        spl_x, spl_y = RectBivariateSpline(coarse_l, coarse_s, x), RectBivariateSpline(coarse_l, coarse_s, y)
+        bounds = (float(x.min()) - 500, float(y.min()) - 500, float(x.max()) + 500, float(y.max()) + 500)
+        texture = GroundTexture.random(self.flow, bounds, self.rng)
+        lines = self.origin[0] + np.arange(n_l) / 2.0
+        samples = self.origin[1] + np.arange(n_s) / 2.0
+        out = np.empty((n_l, n_s), dtype=np.float32)
+        for start in range(0, n_l, 256):
+            block = lines[start : start + 256]
+            out[start : start + len(block)] = texture.amplitude(spl_x(block, samples), spl_y(block, samples))
+        return out
+
+    def _spectrum(self) -> np.ndarray:
+        """Separable Hamming-weighted processing bands on the ×2 grid's FFT frequencies (cycles per native pixel)."""
+        base = self.base
+        az = _band(
+            2 * self.shape[0], base.azimuth_bandwidth_hz * base.azimuth_time_interval_s, base.azimuth_window_coefficient
+        )
+        rg = _band(
+            2 * self.shape[1], base.range_bandwidth_hz / base.range_sampling_rate_hz, base.range_window_coefficient
+        )
+        return np.asarray(az[:, None] * rg[None, :], dtype=np.float32)
+
+    def _speckle(self, amplitude: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
+        shape = amplitude.shape
+        noise = self.rng.standard_normal(shape, dtype=np.float32) + 1j * self.rng.standard_normal(
+            shape, dtype=np.float32
+        )
+        noise *= amplitude
+        spec = scipy.fft.fft2(noise, workers=-1)
+        spec *= spectrum
+        return np.asarray(scipy.fft.ifft2(spec, workers=-1), dtype=np.complex64)
+
+    # ------------------------------------------------------------------ output
+
+    def render(self, name: ProductName, manifest_xml: bytes) -> None:
+        """Generate every date's pixels and write its SAFE zip and orbit file."""
+        scene_dir, orbit_dir = self.stack.scene_dir, self.stack.orbit_dir
+        scene_dir.mkdir(parents=True, exist_ok=True)
+        orbit_dir.mkdir(parents=True, exist_ok=True)
+        amplitude = self._texture()
+        spectrum = self._spectrum()
+        gamma = self.config.coherence
+        reflectivity = self._speckle(amplitude, spectrum)
+        scale = TARGET_STD_DN / float(np.sqrt(np.mean(np.abs(reflectivity) ** 2) / 2))
+        for date, window, mapping in zip(self.stack.dates, self.windows, self.mappings, strict=True):
+            if date.index:
+                fresh = self._speckle(amplitude, spectrum)
+                reflectivity *= gamma
+                reflectivity += math.sqrt(1 - gamma**2) * fresh
+                del fresh
+            blocks = self._bursts(date, window, mapping, reflectivity, scale)
+            self._write(date, name, manifest_xml, blocks)
+            log.info("simulated %s", date.product)
+
+    def _bursts(
+        self,
+        date: SimulatedDate,
+        window: tuple[tuple[int, int], tuple[int, int]],
+        mapping: tuple[RectBivariateSpline, RectBivariateSpline],
+        reflectivity: np.ndarray,
+        scale: float,
+    ) -> list[tuple[int, int, np.ndarray]]:
+        """(TIFF row, column, complex int16-valued data) of every burst part inside the data window."""
+        coef_re = spline_filter(reflectivity.real, order=3, output=np.float32)
+        coef_im = spline_filter(reflectivity.imag, order=3, output=np.float32)
+        (wl0, wl1), (ws0, ws1) = window
+        blocks = []
+        for k, burst in enumerate(date.annotation.bursts):
+            line0 = _burst_line0(date, k)
+            first, last = burst.valid_lines
+            s_first, s_last = burst.valid_samples
+            l0, l1 = max(wl0, line0 + first), min(wl1, line0 + last + 1)
+            s0, s1 = max(ws0, s_first), min(ws1, s_last + 1)
+            if l1 <= l0 or s1 <= s0:
+                continue
+            lines = np.arange(l0, l1, dtype=np.float64)
+            samples = np.arange(s0, s1, dtype=np.float64)
+            m_l, m_s = mapping[0](lines, samples), mapping[1](lines, samples)
+            coords = [2.0 * (m_l - self.origin[0]), 2.0 * (m_s - self.origin[1])]
+            values = map_coordinates(coef_re, coords, order=3, prefilter=False) + 1j * map_coordinates(
+                coef_im, coords, order=3, prefilter=False
+            )
+            burst_lines = np.arange(l0 - line0, l1 - line0)
+            ramp = burst_ramp(date.annotation, burst, date.orbit, np.arange(s0, s1))
+            data = reramp(values.astype(np.complex64), ramp, burst_lines) * scale
+            data = np.clip(np.round(data.real), -32767, 32767) + 1j * np.clip(np.round(data.imag), -32767, 32767)
+            blocks.append((k * self.base.lines_per_burst + (l0 - line0), s0, data.astype(np.complex64)))
+        return blocks
+
+    def _write(
+        self, date: SimulatedDate, name: ProductName, manifest_xml: bytes, blocks: list[tuple[int, int, np.ndarray]]
+    ) -> None:
+        """The date's SAFE zip (manifest, annotation, measurement) and its .EOF orbit file."""
+        retiming, ann = date.retiming, date.annotation
+        manifest = retime_manifest(manifest_xml, retiming, date.absolute_orbit, self.stack.polarisation)
+        start, stop = name.start + retiming.time_shift, name.stop + retiming.time_shift
+        product_id = _product_id(name, self.stack.polarisation, start, stop, date.absolute_orbit, retiming.datatake)
+        stem = swath_member_stem(
+            name.mission,
+            self.stack.swath,
+            self.stack.polarisation,
+            ann.start,
+            ann.stop,
+            date.absolute_orbit,
+            retiming.datatake,
+            ann.image_number,
+        )
+        with tempfile.TemporaryDirectory(dir=self.stack.scene_dir) as tmp:
+            tiff = Path(tmp) / f"{stem}.tiff"
+            write_measurement_tiff(tiff, (ann.number_of_lines, ann.samples_per_burst), blocks)
+            date.product = write_safe_zip(
+                self.stack.scene_dir / f"{product_id}.zip",
+                product_id,
+                {
+                    "manifest.safe": manifest,
+                    f"annotation/{stem}.xml": date.annotation_xml,
+                    f"measurement/{stem}.tiff": tiff,
+                },
+            )
+        first_burst = date.orbit.epoch + dt.timedelta(seconds=date.lattice.t0)
+        margin = dt.timedelta(seconds=EOF_MARGIN_S)
+        vectors = sample_orbit(date.orbit, first_burst - margin, first_burst + margin)
+        created = (first_burst + dt.timedelta(days=20)).replace(microsecond=0)
+        date.orbit_file = write_eof(self.stack.orbit_dir, name.mission, vectors, created, date.absolute_orbit)
+
+
+def _band(n: int, fraction: float, alpha: float) -> np.ndarray:
+    """Hamming window ``α + (1 − α) cos(2π f / B)`` over |f| < B/2 (f in cycles per native pixel) on a ×2 grid."""
+    f = scipy.fft.fftfreq(n) * 2.0
+    window = alpha + (1.0 - alpha) * np.cos(2 * np.pi * f / fraction)
+    return np.asarray(np.where(np.abs(f) < fraction / 2, window, 0.0))
+
+
+def _product_id(name: ProductName, pol: str, start: dt.datetime, stop: dt.datetime, orbit: int, take: int) -> str:
+    fmt = "%Y%m%dT%H%M%S"
+    stem = f"{name.mission}_IW_SLC__1SS{pol[0]}_{start:{fmt}}_{stop:{fmt}}_{orbit:06d}_{take:06X}"
+    crc = hashlib.sha1(stem.encode()).hexdigest()[:4].upper()
+    return f"{stem}_{crc}"
+
+
+def _write_description(stack: SimulatedStack, config: SimulationConfig) -> None:
+    """simulation.json: what was simulated, for people and for the demo."""
+    doc = {
+        "template": str(config.template),
+        "area": stack.area_wkt,
+        "height_m": stack.height_m,
+        "crs": stack.crs,
+        "polarisation": stack.polarisation,
+        "swath": stack.swath,
+        "coherence": config.coherence,
+        "seed": config.seed,
+        "flow": config.flow,
+        "grid_spacing_m": config.grid_spacing_m,
+        "truth": str(stack.truth),
+        "dates": [
+            {
+                "scene": str(d.product),
+                "orbit_file": str(d.orbit_file),
+                "days_after_first": d.days,
+                "along_track_delay_s": d.retiming.delay_s,
+                "cross_track_baseline_m": round(d.cross_track_m, 3),
+                "radial_baseline_m": round(d.radial_m, 3),
+            }
+            for d in stack.dates
+        ],
+    }
+    write_text_atomic(stack.folder / "simulation.json", json.dumps(doc, indent=2))
