@@ -54,8 +54,15 @@ def write_cube_stub(path: Path, pair_ids: list[str], secondary_times: list[dt.da
 def test_monitor_window_starts_at_the_latest_acquisition_minus_lookback(tmp_path: Path) -> None:
     from flows.deployments import monitor_window
 
-    job = load_job(None, {"area": "POLYGON((0 0,1 0,1 1,0 1,0 0))", "start": "2020-01-01",
-                          "end": "2020-06-01", "storage": {"out": str(tmp_path)}})
+    job = load_job(
+        None,
+        {
+            "area": "POLYGON((0 0,1 0,1 1,0 1,0 0))",
+            "start": "2020-01-01",
+            "end": "2020-06-01",
+            "storage": {"out": str(tmp_path)},
+        },
+    )
     scoped, latest = monitor_window(job)
     assert latest is None and scoped.start == dt.date(2020, 1, 1) and scoped.end is None
     write_cube_stub(job.storage.cube_path, ["20210101_20210113_t001"], [dt.datetime(2021, 1, 13, 5, 0, 0)])
@@ -78,8 +85,16 @@ def test_monitor_with_nothing_new_completes_without_downloads(tmp_path: Path) ->
     first = dt.datetime(2020, 1, 1, 13, 51, 17)
     for days in (0, 12):
         write_scene(catalog, first + dt.timedelta(days=days), 30600 + 175 * days // 12)
-    job = load_job(None, {"name": "quiet", "area": AREA, "start": "2019-12-01", "search": f"local:{catalog}",
-                          "storage": {"out": str(tmp_path / "out")}})
+    job = load_job(
+        None,
+        {
+            "name": "quiet",
+            "area": AREA,
+            "start": "2019-12-01",
+            "search": f"local:{catalog}",
+            "storage": {"out": str(tmp_path / "out")},
+        },
+    )
     write_cube_stub(job.storage.cube_path, ["20200101_20200113_t071"], [first + dt.timedelta(days=12)])
 
     state = monitor(job, return_state=True)
