@@ -179,6 +179,29 @@ def _summary_markdown(summary: RunSummary) -> str:
 
 
 def flow_for(job: JobConfig) -> Any:
-    """The flow with the task runner the job asks for (threads, or Dask when configured)."""
+    """The flow with the task runner the job asks for: threads (default) or Dask (prefect-dask).
+
+    With Dask, ``runner.dask_address`` names an existing cluster (its workers need the project installed and
+    the job's storage folders on shared storage); without it a temporary local cluster is started.
+    """
+    if job.runner.task_runner == "dask":
+        try:
+            from prefect_dask.task_runners import DaskTaskRunner
+        except ImportError as err:
+            from offset_cube.errors import ConfigError
+
+            raise ConfigError("runner.task_runner 'dask' needs prefect-dask: pip install 'offset-cube[dask]'") from err
+        if job.runner.dask_address:
+            runner: Any = DaskTaskRunner(address=job.runner.dask_address)
+        else:
+            runner = DaskTaskRunner(
+                cluster_class="distributed.LocalCluster",
+                cluster_kwargs={
+                    "n_workers": job.runner.dask_workers,
+                    "threads_per_worker": 1,
+                    "dashboard_address": None,
+                },
+            )
+        return offset_cube.with_options(task_runner=runner)
     workers = job.concurrency.pairs + job.concurrency.downloads
     return offset_cube.with_options(task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=workers)))

@@ -320,9 +320,23 @@ class RunnerConfig(StrictModel):
 class MonitorConfig(StrictModel):
     """Scheduled pickup of new acquisitions."""
 
+    cron: str = Field("0 6 * * *", description="Schedule of the monitor deployment (cron, UTC); default daily.")
     lookback_days: int = Field(
-        30, ge=0, le=3650, description="Search from the cube's latest acquisition minus this many days."
+        30,
+        ge=0,
+        le=3650,
+        description=(
+            "Search from the cube's latest acquisition minus this many days, so late-arriving scenes and pairs "
+            "deferred for a precise orbit (published ~20 days after acquisition) are picked up."
+        ),
     )
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError(f"monitor.cron {value!r} must have 5 fields (minute hour day month weekday)")
+        return value
 
 
 class JobConfig(StrictModel):

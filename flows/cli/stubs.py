@@ -21,9 +21,3 @@ def track() -> None:
 def inspect() -> None:
     """Describe a cube; export layers."""
     raise fail("cube inspection is not available in this build yet", code=1)
-
-
-@app.command()
-def serve() -> None:
-    """Serve the job as a scheduled deployment."""
-    raise fail("serving is not available in this build yet", code=1)

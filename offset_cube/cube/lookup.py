@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from offset_cube.errors import CubeError
@@ -23,3 +25,22 @@ def existing_pair_ids(cube_path: Path) -> set[str]:
             return {str(v) for v in cube[PAIR_ID_VARIABLE].values}
     except (OSError, ValueError, KeyError) as err:
         raise CubeError(f"cannot read cube {cube_path}: {err}") from err
+
+
+#: 1-D variable along ``mid_date`` holding each layer's later acquisition time (ITS_LIVE name).
+LATEST_ACQUISITION_VARIABLE = "acquisition_date_img2"
+
+
+def latest_acquisition(cube_path: Path) -> dt.datetime | None:
+    """The latest secondary acquisition time in the cube (UTC), or None when there is no cube or no layer."""
+    if not cube_path.exists():
+        return None
+    try:
+        with xr.open_zarr(cube_path, consolidated=False) as cube:
+            if LATEST_ACQUISITION_VARIABLE not in cube.variables or cube.sizes.get("mid_date", 0) == 0:
+                return None
+            values = np.asarray(cube[LATEST_ACQUISITION_VARIABLE].values).astype("datetime64[us]")
+    except (OSError, ValueError, KeyError) as err:
+        raise CubeError(f"cannot read cube {cube_path}: {err}") from err
+    latest = values.max()
+    return dt.datetime.fromisoformat(str(latest)).replace(tzinfo=dt.UTC)
