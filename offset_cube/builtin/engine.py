@@ -283,6 +283,7 @@ def track_pair(
         memory_budget_mb=job.builtin.memory_budget_mb,
         lines=np.asarray(centre_lines),
         samples=np.asarray(centre_samples),
+        snr_threshold=0.0,
     )
     motion_az = np.asarray(tracked["azimuth_offset"].values, dtype=np.float64) - gross_az
     motion_rg = np.asarray(tracked["range_offset"].values, dtype=np.float64) - gross_rg

@@ -74,9 +74,9 @@ def geo2rdr(orbit: Orbit, points: np.ndarray, t_guess: np.ndarray | float) -> tu
     """Zero-Doppler time (s since the orbit epoch) and slant range (m) of ECEF ``points`` (..., 3)."""
     points = np.asarray(points, dtype=np.float64)
     t = np.broadcast_to(np.asarray(t_guess, dtype=np.float64), points.shape[:-1]).copy()
+    acc = orbit.acceleration(t)  # changes by < 1e-4 relative over the Newton steps: evaluated once
     for _ in range(_MAX_ITERATIONS):
         sat, vel = orbit.interpolate(t)
-        acc = orbit.acceleration(t)
         rel = points - sat
         f = np.sum(rel * vel, axis=-1)
         df = np.sum(rel * acc, axis=-1) - np.sum(vel * vel, axis=-1)

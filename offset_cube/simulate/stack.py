@@ -34,7 +34,7 @@ import numpy as np
 import scipy.fft
 from pyproj import Transformer
 from scipy.interpolate import RectBivariateSpline
-from scipy.ndimage import map_coordinates, spline_filter
+from scipy.ndimage import map_coordinates
 
 from offset_cube.area import area_to_wkt, parse_area
 from offset_cube.atomic import write_text_atomic
@@ -347,9 +347,10 @@ class _Scene:
     # ------------------------------------------------------------------ reflectivity
 
     def _texture(self) -> np.ndarray:
-        """Ground amplitude on the ×2 material grid (float32), evaluated block by block."""
+        """Ground amplitude on the ×2 material grid (float32): evaluated at native spacing, block by block, then
+        interpolated (it varies over tens of metres, several native pixels)."""
         first = self.stack.dates[0]
-        n_l, n_s = 2 * self.shape[0], 2 * self.shape[1]
+        n_l, n_s = self.shape
         coarse_l = np.arange(self.origin[0] - 8, self.origin[0] + self.shape[0] + 16, 8, dtype=np.float64)
         coarse_s = np.arange(self.origin[1] - 32, self.origin[1] + self.shape[1] + 64, 32, dtype=np.float64)
         mesh_l, mesh_s = np.meshgrid(coarse_l, coarse_s, indexing="ij")
@@ -357,34 +358,33 @@ class _Scene:
         spl_x, spl_y = RectBivariateSpline(coarse_l, coarse_s, x), RectBivariateSpline(coarse_l, coarse_s, y)
         bounds = (float(x.min()) - 500, float(y.min()) - 500, float(x.max()) + 500, float(y.max()) + 500)
         texture = GroundTexture.random(self.flow, bounds, self.rng)
-        lines = self.origin[0] + np.arange(n_l) / 2.0
-        samples = self.origin[1] + np.arange(n_s) / 2.0
-        out = np.empty((n_l, n_s), dtype=np.float32)
-        for start in range(0, n_l, 256):
+        lines = self.origin[0] + np.arange(n_l + 1, dtype=np.float64)
+        samples = self.origin[1] + np.arange(n_s + 1, dtype=np.float64)
+        native = np.empty((n_l + 1, n_s + 1), dtype=np.float32)
+        for start in range(0, n_l + 1, 256):
             block = lines[start : start + 256]
-            out[start : start + len(block)] = texture.amplitude(spl_x(block, samples), spl_y(block, samples))
-        return out
+            native[start : start + len(block)] = texture.amplitude(spl_x(block, samples), spl_y(block, samples))
+        return _double(native)
 
-    def _spectrum(self) -> np.ndarray:
-        """Separable Hamming-weighted processing bands on the ×2 grid's FFT frequencies (cycles per native pixel)."""
+    def _spectrum(self, shape: tuple[int, int]) -> np.ndarray:
+        """Separable Hamming-weighted processing bands (annotation ``swathProcParams``) on the ×2 grid's FFT
+        frequencies, divided by the cubic B-spline's sampled response so that the field comes out as spline
+        coefficients: evaluating them with ``map_coordinates(order=3, prefilter=False)`` interpolates the
+        band-limited field exactly as a spline prefilter would, without one."""
         base = self.base
-        az = _band(
-            2 * self.shape[0], base.azimuth_bandwidth_hz * base.azimuth_time_interval_s, base.azimuth_window_coefficient
-        )
-        rg = _band(
-            2 * self.shape[1], base.range_bandwidth_hz / base.range_sampling_rate_hz, base.range_window_coefficient
-        )
+        az = _band(shape[0], base.azimuth_bandwidth_hz * base.azimuth_time_interval_s, base.azimuth_window_coefficient)
+        rg = _band(shape[1], base.range_bandwidth_hz / base.range_sampling_rate_hz, base.range_window_coefficient)
         return np.asarray(az[:, None] * rg[None, :], dtype=np.float32)
 
     def _speckle(self, amplitude: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
-        shape = amplitude.shape
-        noise = self.rng.standard_normal(shape, dtype=np.float32) + 1j * self.rng.standard_normal(
-            shape, dtype=np.float32
-        )
+        """Spline coefficients of a fresh band-limited complex speckle field under the texture ``amplitude``."""
+        noise = np.empty(amplitude.shape, dtype=np.complex64)
+        noise.real = self.rng.standard_normal(amplitude.shape, dtype=np.float32)
+        noise.imag = self.rng.standard_normal(amplitude.shape, dtype=np.float32)
         noise *= amplitude
-        spec = scipy.fft.fft2(noise, workers=-1)
+        spec = scipy.fft.fft2(noise, workers=-1, overwrite_x=True)
         spec *= spectrum
-        return np.asarray(scipy.fft.ifft2(spec, workers=-1), dtype=np.complex64)
+        return np.asarray(scipy.fft.ifft2(spec, workers=-1, overwrite_x=True), dtype=np.complex64)
 
     # ------------------------------------------------------------------ output
 
@@ -393,11 +393,15 @@ class _Scene:
         scene_dir, orbit_dir = self.stack.scene_dir, self.stack.orbit_dir
         scene_dir.mkdir(parents=True, exist_ok=True)
         orbit_dir.mkdir(parents=True, exist_ok=True)
-        amplitude = self._texture()
-        spectrum = self._spectrum()
+        texture = self._texture()
+        shape = (scipy.fft.next_fast_len(texture.shape[0]), scipy.fft.next_fast_len(texture.shape[1]))
+        pad = ((0, shape[0] - texture.shape[0]), (0, shape[1] - texture.shape[1]))
+        amplitude = np.pad(texture, pad, mode="edge")
+        del texture
+        spectrum = self._spectrum(shape)
         gamma = self.config.coherence
         reflectivity = self._speckle(amplitude, spectrum)
-        scale = TARGET_STD_DN / float(np.sqrt(np.mean(np.abs(reflectivity) ** 2) / 2))
+        scale = TARGET_STD_DN / _field_std(reflectivity, self.rng)
         for date, window, mapping in zip(self.stack.dates, self.windows, self.mappings, strict=True):
             if date.index:
                 fresh = self._speckle(amplitude, spectrum)
@@ -417,8 +421,7 @@ class _Scene:
         scale: float,
     ) -> list[tuple[int, int, np.ndarray]]:
         """(TIFF row, column, complex int16-valued data) of every burst part inside the data window."""
-        coef_re = spline_filter(reflectivity.real, order=3, output=np.float32)
-        coef_im = spline_filter(reflectivity.imag, order=3, output=np.float32)
+        coef_re, coef_im = reflectivity.real.copy(), reflectivity.imag.copy()
         (wl0, wl1), (ws0, ws1) = window
         blocks = []
         for k, burst in enumerate(date.annotation.bursts):
@@ -480,11 +483,34 @@ class _Scene:
         date.orbit_file = write_eof(self.stack.orbit_dir, name.mission, vectors, created, date.absolute_orbit)
 
 
+def _double(native: np.ndarray) -> np.ndarray:
+    """Bilinear ×2 upsampling of an (n + 1, m + 1) grid onto the (2n, 2m) grid of half-pixel steps."""
+    rows = np.empty((2 * (native.shape[0] - 1), native.shape[1]), dtype=native.dtype)
+    rows[0::2] = native[:-1]
+    rows[1::2] = 0.5 * (native[:-1] + native[1:])
+    out = np.empty((rows.shape[0], 2 * (native.shape[1] - 1)), dtype=native.dtype)
+    out[:, 0::2] = rows[:, :-1]
+    out[:, 1::2] = 0.5 * (rows[:, :-1] + rows[:, 1:])
+    return out
+
+
 def _band(n: int, fraction: float, alpha: float) -> np.ndarray:
-    """Hamming window ``α + (1 − α) cos(2π f / B)`` over |f| < B/2 (f in cycles per native pixel) on a ×2 grid."""
-    f = scipy.fft.fftfreq(n) * 2.0
+    """Hamming window ``α + (1 − α) cos(2π f / B)`` over |f| < B/2 (f in cycles per native pixel) on a ×2 grid,
+    over the cubic B-spline's sampled response (2 + cos 2πf')/3 (f' in cycles per ×2 sample)."""
+    f_os = scipy.fft.fftfreq(n)
+    f = 2.0 * f_os
     window = alpha + (1.0 - alpha) * np.cos(2 * np.pi * f / fraction)
-    return np.asarray(np.where(np.abs(f) < fraction / 2, window, 0.0))
+    spline = (2.0 + np.cos(2 * np.pi * f_os)) / 3.0
+    return np.asarray(np.where(np.abs(f) < fraction / 2, window / spline, 0.0))
+
+
+def _field_std(coefficients: np.ndarray, rng: np.random.Generator, count: int = 20000) -> float:
+    """Per-component standard deviation of the field that spline ``coefficients`` describe (sampled)."""
+    rows = rng.uniform(8, coefficients.shape[0] - 8, count)
+    cols = rng.uniform(8, coefficients.shape[1] - 8, count)
+    re = map_coordinates(coefficients.real, [rows, cols], order=3, prefilter=False)
+    im = map_coordinates(coefficients.imag, [rows, cols], order=3, prefilter=False)
+    return float(np.sqrt((np.mean(re**2) + np.mean(im**2)) / 2))
 
 
 def _product_id(name: ProductName, pol: str, start: dt.datetime, stop: dt.datetime, orbit: int, take: int) -> str:
