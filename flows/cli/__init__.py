@@ -6,8 +6,10 @@ Prefect process of ours is offline and uses a project-local ``PREFECT_HOME``.
 
 from __future__ import annotations
 
+from flows.cli import demo as _demo  # noqa: F401  (registers demo)
 from flows.cli import jobs as _jobs  # noqa: F401  (registers plan, run)
 from flows.cli import serve as _serve  # noqa: F401
+from flows.cli import simulate as _simulate  # noqa: F401  (registers simulate)
 from flows.cli import stubs as _stubs  # noqa: F401  (commands filled in by later stages)
 from flows.cli.app import app
 from flows.runtime import configure_prefect_env

@@ -6,12 +6,6 @@ from flows.cli.app import app, fail
 
 
 @app.command()
-def demo() -> None:
-    """Run the whole flow on the simulated demo stack."""
-    raise fail("the demo is not available in this build yet", code=1)
-
-
-@app.command()
 def track() -> None:
     """Dense offsets between two co-registered images (built-in tracker)."""
     raise fail("the tracker is not available in this build yet", code=1)

@@ -243,7 +243,7 @@ def track_pair(
         math.ceil(float(np.max(np.abs(coarse_az - shift[0])))),
         math.ceil(float(np.max(np.abs(coarse_rg - shift[1])))),
     )
-    ref_crop = _crop(lines, samples, window, search, spread)
+    ref_crop = _crop(lines, samples, window, search, skip, spread)
     centre_lines, centre_samples = window_centres((ref_crop.n_lines, ref_crop.n_samples), window, search, skip)
     if len(centre_lines) == 0 or len(centre_samples) == 0:
         raise EngineError(f"{inputs.pair.label}: the area is too small for window {window} and search {search}")
@@ -353,11 +353,13 @@ def _crop(
     samples: tuple[int, int],
     window: tuple[int, int],
     search: tuple[int, int],
+    skip: tuple[int, int],
     spread: tuple[int, int],
 ) -> Crop:
-    """The area's extent plus half a window, the search range, the gross-offset spread and a pad on every side."""
-    pad_l = window[1] // 2 + search[1] + spread[0] + CROP_PAD_PX
-    pad_s = window[0] // 2 + search[0] + spread[1] + CROP_PAD_PX
+    """The area's extent plus one skip (so window centres reach past the area's corners), half a window, the
+    search range, the gross-offset spread and a pad on every side."""
+    pad_l = skip[1] + window[1] // 2 + search[1] + spread[0] + CROP_PAD_PX
+    pad_s = skip[0] + window[0] // 2 + search[0] + spread[1] + CROP_PAD_PX
     line0, sample0 = lines[0] - pad_l, samples[0] - pad_s
     return Crop(line0, sample0, lines[1] + pad_l - line0, samples[1] + pad_s - sample0)
 

@@ -56,7 +56,10 @@ class HeightModel:
             self._grid = self._load(dem)
         data, transform, crs = self._grid
         x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
-        col, row = ~transform * (np.asarray(x), np.asarray(y))  # type: ignore[operator]
+        inverse = ~transform  # type: ignore[operator]
+        x, y = np.asarray(x), np.asarray(y)
+        col = inverse.a * x + inverse.b * y + inverse.c
+        row = inverse.d * x + inverse.e * y + inverse.f
         # Pixel-is-area: the value of pixel (r, c) sits at its centre (r + 0.5, c + 0.5).
         values = map_coordinates(data, [np.asarray(row) - 0.5, np.asarray(col) - 0.5], order=1, mode="nearest")
         outside = (row < 0) | (col < 0) | (row > data.shape[0]) | (col > data.shape[1]) | ~np.isfinite(values)

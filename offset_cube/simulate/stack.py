@@ -98,6 +98,10 @@ class SimulationConfig:
             raise ConfigError(f"dates must be 2..30, got {self.dates}")
         if not 0.0 < self.coherence <= 1.0:
             raise ConfigError(f"coherence must be in (0, 1], got {self.coherence}")
+        if self.flow not in ("glacier", "north"):
+            raise ConfigError(f"flow must be 'glacier' or 'north', got {self.flow!r}")
+        if not all(1000.0 <= side <= 50_000.0 for side in self.area_m):
+            raise ConfigError(f"the area's sides must be 1..50 km, got {self.area_m[0]:g} x {self.area_m[1]:g} m")
 
 
 @dataclass

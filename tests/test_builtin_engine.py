@@ -1,0 +1,284 @@
+"""The built-in engine on a small simulated stack: predicted geometry vs what the simulator imposed, tracking of
+still ground, the per-pair result, and the bad-input errors.
+
+The simulated SAFE zips, orbit files and measurement TIFFs are read by exactly the code that reads real
+products; the simulator keeps its true orbits and lattices in memory so the imposed geometry is known.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import shutil
+import sys
+import types
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from offset_cube.builtin.bias import estimate_bias, stable_mask
+from offset_cube.builtin.engine import pair_offsets, run_builtin
+from offset_cube.config import JobConfig, job_from_dict
+from offset_cube.errors import EngineError, SafeError
+from offset_cube.planning import Pair, make_acquisitions, search_window
+from offset_cube.result import read_pair_result
+from offset_cube.search import local_scene
+from offset_cube.simulate import DEMO_TEMPLATE
+from offset_cube.simulate.stack import SimulatedStack, SimulationConfig, simulate_stack
+from offset_cube.stages import OrbitFile, PairInputs
+from tests.conftest import DATA
+
+TRACKING = {"window": [64, 32], "skip": [64, 32], "mode": "complex"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tracker() -> Iterator[None]:
+    """The real tracker (issue 5) when it is installed, else a test-only stand-in with its API."""
+    try:
+        importlib.import_module("offset_cube.tracking")
+        yield
+        return
+    except ModuleNotFoundError:
+        from tests import _tracker_shim
+
+        module = types.ModuleType("offset_cube.tracking")
+        module.track_offsets = _tracker_shim.track_offsets  # type: ignore[attr-defined]
+        module.window_centres = _tracker_shim.window_centres  # type: ignore[attr-defined]
+        sys.modules["offset_cube.tracking"] = module
+        yield
+        del sys.modules["offset_cube.tracking"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> SimulatedStack:
+    """Three dates (12 and 24 days apart) over a 3 km area of the Pamir template, glacier flowing inside."""
+    config = SimulationConfig(template=DEMO_TEMPLATE, dates=3, area_m=(3000.0, 3000.0), margin_m=700.0, seed=5)
+    return simulate_stack(config, tmp_path_factory.mktemp("stack"))
+
+
+def make_job(stack: SimulatedStack, out: Path, **overrides: object) -> JobConfig:
+    raw: dict[str, object] = {
+        "area": stack.area_wkt,
+        "start": "2022-08-01",
+        "end": "2022-12-31",
+        "search": f"local:{stack.scene_dir}",
+        "tracking": TRACKING,
+        "builtin": {"height_m": stack.height_m},
+        "storage": {"out": str(out)},
+    }
+    raw.update(overrides)
+    return job_from_dict(raw)
+
+
+def make_inputs(
+    stack: SimulatedStack, i: int, j: int, job: JobConfig, out: Path, orbit_type: str = "POEORB"
+) -> PairInputs:
+    scenes = [local_scene(d.product) for d in stack.dates if d.product]
+    acquisitions = make_acquisitions(scenes)
+    ref, sec = acquisitions[i], acquisitions[j]
+    dt_days = (sec.start - ref.start).total_seconds() / 86400
+    pair = Pair(reference=ref, secondary=sec, search_px=search_window(job, dt_days)[0])
+
+    def orbit(k: int) -> OrbitFile:
+        date = stack.dates[k]
+        path = date.orbit_file if orbit_type == "POEORB" else None
+        return OrbitFile(product_id=scenes[k].product_id, orbit_type=orbit_type, path=path)  # type: ignore[arg-type]
+
+    return PairInputs(
+        pair=pair,
+        pair_dir=out / pair.pair_id,
+        reference_safes=(stack.dates[i].product,),  # type: ignore[arg-type]
+        secondary_safes=(stack.dates[j].product,),  # type: ignore[arg-type]
+        reference_orbits=(orbit(i),),
+        secondary_orbits=(orbit(j),),
+    )
+
+
+@pytest.mark.parametrize(("i", "j"), [(0, 1), (1, 2)])
+def test_predicted_geometry_matches_what_the_simulator_imposed(
+    stack: SimulatedStack, tmp_path: Path, i: int, j: int
+) -> None:
+    """Acceptance: within 0.05 px, from the .EOF files and annotation timing, at every window centre."""
+    job = make_job(stack, tmp_path)
+    ds = pair_offsets(make_inputs(stack, i, j, job, tmp_path), job)
+    lines, samples = np.meshgrid(ds.line.values, ds.sample.values, indexing="ij")
+    true_az, true_rg = stack.true_offsets(i, j, lines, samples)
+    assert np.max(np.abs(ds.geometric_azimuth_offset.values - true_az)) < 0.05
+    assert np.max(np.abs(ds.geometric_range_offset.values - true_rg)) < 0.05
+    assert np.ptp(true_rg) > 0.01 and np.max(np.abs(true_rg)) > 5  # baselines make the geometry non-trivial
+
+
+def test_annotation_orbit_fallback_predicts_the_same(stack: SimulatedStack, tmp_path: Path) -> None:
+    job = make_job(stack, tmp_path)
+    ds = pair_offsets(make_inputs(stack, 0, 1, job, tmp_path, orbit_type="annotation"), job)
+    lines, samples = np.meshgrid(ds.line.values, ds.sample.values, indexing="ij")
+    true_az, true_rg = stack.true_offsets(0, 1, lines, samples)
+    assert np.max(np.abs(ds.geometric_range_offset.values - true_rg)) < 0.05
+    assert np.max(np.abs(ds.geometric_azimuth_offset.values - true_az)) < 0.05
+    assert ds.attrs["orbit_type"] == "annotation"
+
+
+def test_still_ground_tracks_to_zero_and_ice_moves(stack: SimulatedStack, tmp_path: Path) -> None:
+    """With no bias removal, stable ground comes out at zero motion (deramp, deburst and prediction all
+    consistent with the pixels), and the glacier (flowing south-west) moves towards the sensor and backwards."""
+    job = make_job(stack, tmp_path, builtin={"height_m": stack.height_m, "bias_removal": "none"})
+    ds = pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
+    az, rg = ds.azimuth_offset.values, ds.range_offset.values
+    speed_px = np.hypot(az, rg)
+    still = speed_px < np.nanquantile(speed_px, 0.3)
+    assert np.sum(still) > 20
+    assert abs(float(np.nanmedian(az[still]))) < 0.03
+    assert abs(float(np.nanmedian(rg[still]))) < 0.03
+    assert np.nanmin(az) < -0.3 and np.nanmin(rg) < -1.5  # ~600 m/yr over 12 days, along -x, -y
+    assert np.mean(np.isfinite(az)) > 0.9
+
+
+def test_result_is_the_common_schema(stack: SimulatedStack, tmp_path: Path) -> None:
+    job = make_job(stack, tmp_path)
+    inputs = make_inputs(stack, 1, 2, job, tmp_path)
+    path = run_builtin(inputs, job)
+    assert path == inputs.pair_dir / "offsets.zarr"
+    ds = read_pair_result(path)
+    assert ds.attrs["grid"] == "radar" and ds.attrs["engine"] == "builtin"
+    assert ds.attrs["direction"] == "ASCENDING" and ds.attrs["track"] == 27
+    assert ds.attrs["dt_days"] == pytest.approx(24.0, abs=0.01)
+    assert ds.attrs["orbit_type"] == "POEORB"
+    lon, lat = ds.longitude.values, ds.latitude.values
+    assert 74.9 < lon.min() < lon.max() < 75.2 and 38.2 < lat.min() < lat.max() < 38.5
+    assert np.all((-12 < ds.heading.values) & (ds.heading.values < -9))  # ascending, local heading (§5.2)
+    assert np.all((35 < ds.incidence_angle.values) & (ds.incidence_angle.values < 45))
+    assert np.allclose(ds.azimuth_spacing.values, 13.94, atol=0.05)
+    assert np.allclose(ds.range_spacing.values, 2.329562, atol=1e-5)
+    assert set(ds.dims) == {"line", "sample"} and ds.line.values[0] % 1 in (0.0, 0.5)
+
+
+def test_dem_heights_equal_a_constant_height(stack: SimulatedStack, tmp_path: Path) -> None:
+    """A flat DEM at the simulated height predicts what the constant height does; a DEM that misses the area
+    is refused, naming it."""
+    import rasterio
+    from affine import Affine
+
+    dem = tmp_path / "dem.tif"
+    profile = {"driver": "GTiff", "dtype": "float32", "width": 60, "height": 60, "count": 1, "crs": "EPSG:4326"}
+    with rasterio.open(dem, "w", transform=Affine(0.01, 0.0, 74.7, 0.0, -0.01, 38.6), **profile) as out:
+        out.write(np.full((1, 60, 60), stack.height_m, dtype=np.float32))
+    job = make_job(stack, tmp_path, builtin={"height_m": 0.0, "dem": str(dem)})
+    ds = pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
+    lines, samples = np.meshgrid(ds.line.values, ds.sample.values, indexing="ij")
+    true_az, true_rg = stack.true_offsets(0, 1, lines, samples)
+    assert np.max(np.abs(ds.geometric_range_offset.values - true_rg)) < 0.05
+    with rasterio.open(dem, "w", transform=Affine(0.01, 0.0, 10.0, 0.0, -0.01, 50.0), **profile) as out:
+        out.write(np.zeros((1, 60, 60), dtype=np.float32))
+    with pytest.raises(EngineError, match=r"DEM .*dem\.tif does not cover"):
+        pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
+
+
+# --------------------------------------------------------------------------------------------- bad input
+
+
+def test_area_outside_the_bursts_names_the_file(stack: SimulatedStack, tmp_path: Path) -> None:
+    job = make_job(stack, tmp_path, area="POLYGON((75.6 38.3, 75.65 38.3, 75.65 38.35, 75.6 38.35, 75.6 38.3))")
+    inputs = make_inputs(stack, 0, 1, job, tmp_path)
+    with pytest.raises(SafeError, match=rf"{inputs.reference_safes[0]}: no burst of IW2 VV covers the area"):
+        pair_offsets(inputs, job)
+
+
+def test_missing_polarisation_names_the_file(stack: SimulatedStack, tmp_path: Path) -> None:
+    job = make_job(stack, tmp_path, polarization="HH")
+    inputs = make_inputs(stack, 0, 1, job, tmp_path)
+    with pytest.raises(SafeError, match=rf"{inputs.reference_safes[0]} has no HH data; it holds VV"):
+        pair_offsets(inputs, job)
+
+
+def test_pair_from_two_tracks_names_both_files(stack: SimulatedStack, tmp_path: Path) -> None:
+    """A real track-64 product as the secondary of a simulated track-27 one: refused before any pixel is read."""
+    job = make_job(stack, tmp_path)
+    inputs = make_inputs(stack, 0, 1, job, tmp_path)
+    other = next(DATA.glob("safe/s1-reader/*6681.zip"))
+    mixed = inputs.model_copy(update={"secondary_safes": (other,)})
+    mixed = mixed.model_copy(update={"secondary_orbits": (OrbitFile(product_id=other.stem, orbit_type="annotation"),)})
+    with pytest.raises(SafeError, match=r"one track and direction.*track 27 ASCENDING.*6681\.zip is track 64"):
+        pair_offsets(mixed, job)
+
+
+@pytest.mark.parametrize(("mode", "kind"), [("EW", "SLC"), ("IW", "GRD")])
+def test_ew_and_grd_products_are_refused_naming_the_file(
+    stack: SimulatedStack, tmp_path: Path, mode: str, kind: str
+) -> None:
+    job = make_job(stack, tmp_path)
+    inputs = make_inputs(stack, 0, 1, job, tmp_path)
+    source = inputs.reference_safes[0]
+    bad = tmp_path / source.name.replace("_IW_SLC_", f"_{mode}_{kind}_")
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            if item.filename.endswith("manifest.safe"):
+                text = data.decode()
+                text = text.replace("<s1sarl1:mode>IW</s1sarl1:mode>", f"<s1sarl1:mode>{mode}</s1sarl1:mode>")
+                text = text.replace(
+                    "<s1sarl1:productType>SLC</s1sarl1:productType>",
+                    f"<s1sarl1:productType>{kind}</s1sarl1:productType>",
+                )
+                data = text.encode()
+            zout.writestr(item, data)
+    with pytest.raises(SafeError, match=rf"{bad} is a {mode} {kind} product"):
+        pair_offsets(inputs.model_copy(update={"reference_safes": (bad,)}), job)
+
+
+def test_truncated_measurement_names_the_file(stack: SimulatedStack, tmp_path: Path) -> None:
+    job = make_job(stack, tmp_path)
+    inputs = make_inputs(stack, 0, 1, job, tmp_path)
+    source = inputs.secondary_safes[0]
+    broken = tmp_path / source.name
+    shutil.copy(source, broken)
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(broken, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, b"" if item.filename.endswith(".tiff") else zin.read(item))
+    with pytest.raises(SafeError, match=rf"{broken}: measurement file .* is empty"):
+        pair_offsets(inputs.model_copy(update={"secondary_safes": (broken,)}), job)
+
+
+# --------------------------------------------------------------------------------------------- bias
+
+
+def test_bias_removal_median_and_plane() -> None:
+    rng = np.random.default_rng(0)
+    lines, samples = np.meshgrid(np.arange(40.0), np.arange(50.0), indexing="ij")
+    tilt = 0.2 + 0.004 * lines - 0.002 * samples
+    az = tilt + rng.normal(0, 0.01, lines.shape)
+    rg = -0.1 + rng.normal(0, 0.01, lines.shape)
+    az[10:20, 10:30] += 3.0  # moving ice
+    rg[10:20, 10:30] -= 4.0
+    az[0, 0] = np.nan
+    stable = stable_mask(az, rg, np.full(az.shape, 14.0), np.full(az.shape, 3.7), 0.5)
+    assert not np.any(stable[10:20, 10:30]) and not stable[0, 0]
+    plane = estimate_bias(az, rg, lines, samples, stable, "plane")
+    residual = (az - plane.azimuth)[~np.isnan(az)]
+    assert np.median(np.abs(residual[residual < 1])) < 0.02
+    median = estimate_bias(az, rg, lines, samples, stable, "median")
+    assert median.range[0, 0] == pytest.approx(-0.1, abs=0.01)
+    assert estimate_bias(az, rg, lines, samples, stable, "none").summary == {"method": "none"}
+    few = estimate_bias(az, rg, lines, samples, np.zeros(az.shape, dtype=bool), "median")
+    assert "skipped" in few.summary and not np.any(few.azimuth)
+
+
+def test_simulated_products_look_like_real_ones(stack: SimulatedStack) -> None:
+    """Names, manifests and orbit files of the simulated stack go through the same parsers as real ones."""
+    from offset_cube.eof import EofName, read_eof
+
+    scenes = [local_scene(d.product) for d in stack.dates if d.product]
+    assert [s.relative_orbit for s in scenes] == [27, 27, 27]
+    assert [round((s.start - scenes[0].start).total_seconds() / 86400) for s in scenes] == [0, 12, 36]
+    for date in stack.dates:
+        assert date.orbit_file is not None
+        name = EofName.parse(date.orbit_file.name)
+        vectors = read_eof(date.orbit_file)
+        first_line = date.orbit.epoch + dt.timedelta(seconds=date.lattice.t0)
+        assert name.orbit_type == "POEORB" and name.covers(first_line, first_line)
+        assert vectors.spans(first_line, first_line + dt.timedelta(seconds=10))
+    truth = xr.open_zarr(stack.truth, consolidated=False)  # type: ignore[arg-type]
+    assert 750 < float(truth.v.max()) < 810 and float(truth.v.min()) < 1
