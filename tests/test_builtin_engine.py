@@ -149,8 +149,8 @@ def test_result_is_the_common_schema(stack: SimulatedStack, tmp_path: Path) -> N
     assert ds.attrs["orbit_type"] == "POEORB"
     lon, lat = ds.longitude.values, ds.latitude.values
     assert 74.9 < lon.min() < lon.max() < 75.2 and 38.2 < lat.min() < lat.max() < 38.5
-    assert np.all((-12 < ds.heading.values) & (ds.heading.values < -9))  # ascending, local heading (§5.2)
-    assert np.all((35 < ds.incidence_angle.values) & (ds.incidence_angle.values < 45))
+    assert np.all((ds.heading.values > -12) & (ds.heading.values < -9))  # ascending, local heading (§5.2)
+    assert np.all((ds.incidence_angle.values > 35) & (ds.incidence_angle.values < 45))
     assert np.allclose(ds.azimuth_spacing.values, 13.94, atol=0.05)
     assert np.allclose(ds.range_spacing.values, 2.329562, atol=1e-5)
     assert set(ds.dims) == {"line", "sample"} and ds.line.values[0] % 1 in (0.0, 0.5)
@@ -171,6 +171,7 @@ def test_dem_heights_equal_a_constant_height(stack: SimulatedStack, tmp_path: Pa
     lines, samples = np.meshgrid(ds.line.values, ds.sample.values, indexing="ij")
     true_az, true_rg = stack.true_offsets(0, 1, lines, samples)
     assert np.max(np.abs(ds.geometric_range_offset.values - true_rg)) < 0.05
+    assert np.max(np.abs(ds.geometric_azimuth_offset.values - true_az)) < 0.05
     with rasterio.open(dem, "w", transform=Affine(0.01, 0.0, 10.0, 0.0, -0.01, 50.0), **profile) as out:
         out.write(np.zeros((1, 60, 60), dtype=np.float32))
     with pytest.raises(EngineError, match=r"DEM .*dem\.tif does not cover"):
