@@ -79,7 +79,7 @@ class NorthwardFlow:
     """A straight band of ice flowing due north (map +y) at ``speed`` m/yr, stable ground on both sides."""
 
     x0: float
-    width_m: float = 3000.0
+    width_m: float = 1500.0
     speed: float = 500.0
     margin_m: float = 300.0
 

@@ -138,6 +138,14 @@ class SimulatedStack:
     swath: str
     dates: list[SimulatedDate] = field(default_factory=list)
     truth: Path | None = None
+    flow: FlowField | None = None
+
+    def true_velocity(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The true (vx, vy) in m/yr, map axes of :attr:`crs`, at geographic positions."""
+        if self.flow is None:
+            raise ConfigError("this stack has no flow field")
+        x, y = Transformer.from_crs("EPSG:4326", self.crs, always_xy=True).transform(lon, lat)
+        return self.flow.velocity(np.asarray(x), np.asarray(y))
 
     @property
     def scenes(self) -> list[Path]:
@@ -193,7 +201,7 @@ def simulate_stack(config: SimulationConfig, out: Path) -> SimulatedStack:
     area = parse_area(area_wkt)
     xc, yc = to_map.transform(area.centroid.x, area.centroid.y)
     flow = _flow(config, float(xc), float(yc))
-    stack = SimulatedStack(out, area_wkt, height, crs, pol, swath, dates)
+    stack = SimulatedStack(out, area_wkt, height, crs, pol, swath, dates, flow=flow)
     scene = _Scene(config, stack, base, flow, rng)
     scene.render(name, manifest_xml)
     stack.truth = truth_module.write_truth(out / "truth.zarr", area_wkt, crs, config.grid_spacing_m, flow)
@@ -261,9 +269,10 @@ def _burst_line0(date: SimulatedDate, k: int) -> int:
 
 
 def _flow(config: SimulationConfig, xc: float, yc: float) -> FlowField:
+    """The flow field centred on the area (its size does not depend on the area's)."""
     if config.flow == "north":
-        return NorthwardFlow(x0=xc, width_m=min(config.area_m) * 0.4)
-    return ValleyGlacier(x0=xc, y0=yc, length_m=max(config.area_m), width_m=min(config.area_m) * 0.32)
+        return NorthwardFlow(x0=xc)
+    return ValleyGlacier(x0=xc, y0=yc)
 
 
 class _Scene:
