@@ -84,8 +84,9 @@ class NorthwardFlow:
     margin_m: float = 300.0
 
     def glacier_weight(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        d = np.abs(np.asarray(x) - self.x0)
-        return np.asarray(0.5 * (1.0 - np.tanh((d - self.width_m / 2) / self.margin_m)) + 0.0 * np.asarray(y))
+        d = np.abs(np.asarray(x, dtype=np.float64) - self.x0)
+        weight = 0.5 * (1.0 - np.tanh((d - self.width_m / 2) / self.margin_m))
+        return np.asarray(np.broadcast_to(weight, np.broadcast_shapes(np.shape(x), np.shape(y))))
 
     def velocity(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         weight = self.glacier_weight(x, y)
