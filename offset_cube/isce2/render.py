@@ -106,20 +106,8 @@ def write_pair_files(
     swaths, source = choose_swaths(job, area, reference_safes, polarization)
     pair_dir = pair_dir.absolute()
     settings = TopsAppSettings(
-        reference=CatalogSettings(
-            "reference",
-            tuple(p.absolute() for p in reference_safes),
-            reference_orbits,
-            pair_dir / CATALOG_OUTPUT["reference"],
-            polarization,
-        ),
-        secondary=CatalogSettings(
-            "secondary",
-            tuple(p.absolute() for p in secondary_safes),
-            secondary_orbits,
-            pair_dir / CATALOG_OUTPUT["secondary"],
-            polarization,
-        ),
+        reference=_catalog("reference", reference_safes, reference_orbits, pair_dir, polarization),
+        secondary=_catalog("secondary", secondary_safes, secondary_orbits, pair_dir, polarization),
         reference_catalog=pair_dir / REFERENCE_XML,
         secondary_catalog=pair_dir / SECONDARY_XML,
         swaths=swaths,
@@ -150,6 +138,12 @@ def write_pair_files(
     )
     write_text_atomic(pair_dir / RENDER_RECORD, json.dumps(record.__dict__, indent=2) + "\n")
     return pair_dir
+
+
+def _catalog(
+    role: Literal["reference", "secondary"], safes: Sequence[Path], orbits: Path | None, pair_dir: Path, pol: str
+) -> CatalogSettings:
+    return CatalogSettings(role, tuple(p.absolute() for p in safes), orbits, pair_dir / CATALOG_OUTPUT[role], pol)
 
 
 _SOURCE_TEXT: dict[SwathSource, str] = {
