@@ -6,7 +6,11 @@ The pair is the real repeat pair in ../shared/data/safe/hyp3-isce2/slc/ (S1A tra
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
+import os
+import signal
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -114,3 +118,15 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return text[text.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def kill_stand_in(pair_dir: Path) -> None:
+    """Test clean-up: SIGKILL a hanging stand-in topsApp and its worker, even when the code under test failed."""
+    pids_file = pair_dir / "fake_topsapp_pids.json"
+    if not pids_file.is_file():
+        return
+    pids = json.loads(pids_file.read_text())
+    for pid in [pids["topsapp"], *pids["workers"]]:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -21,7 +21,7 @@ from offset_cube.isce2.runner import PID_FILE
 from tasks.engine import kill_engine_processes
 from tests.conftest import ROOT
 from tests.isce2_flow_doubles import DOUBLES, FLOW_RUN_FILE
-from tests.isce2_support import alive, bc_inputs, isce2_job
+from tests.isce2_support import alive, bc_inputs, isce2_job, kill_stand_in
 
 PAIR_ID = "20250406_20250418_t108"
 
@@ -97,6 +97,7 @@ def test_cancelling_the_flow_run_kills_topsapp(prefect_harness: None, tmp_path: 
     finally:
         child.kill()
         child.wait(timeout=30)
+        kill_stand_in(pair_dir)
 
 
 def test_cancellation_hook_kills_recorded_groups_from_another_process(
@@ -128,3 +129,4 @@ def test_cancellation_hook_kills_recorded_groups_from_another_process(
     finally:
         supervisor.kill()
         supervisor.wait(timeout=30)
+        kill_stand_in(inputs.pair_dir)

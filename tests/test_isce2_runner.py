@@ -32,7 +32,7 @@ from offset_cube.isce2.runner import (
     run_topsapp,
 )
 from tests.conftest import DATA
-from tests.isce2_support import alive, bc_inputs, isce2_job
+from tests.isce2_support import alive, bc_inputs, isce2_job, kill_stand_in
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
@@ -126,12 +126,15 @@ def test_pid_file_lets_another_process_kill_the_group(tmp_path: Path, monkeypatc
     worker = threading.Thread(target=lambda: outcome.update(record=run(job, pair_dir)))
     worker.start()
     pids_file = pair_dir / "fake_topsapp_pids.json"
-    wait_for(lambda: pids_file.is_file() and (pair_dir / PID_FILE).is_file())
-    pids = json.loads(pids_file.read_text())
-    assert kill_recorded_runs(job.storage.pairs_dir, grace_s=2.0) == [pair_dir]
-    for pid in [pids["topsapp"], *pids["workers"]]:
-        wait_for(lambda pid=pid: not alive(pid), 10)
-    worker.join(timeout=30)
+    try:
+        wait_for(lambda: pids_file.is_file() and (pair_dir / PID_FILE).is_file())
+        pids = json.loads(pids_file.read_text())
+        assert kill_recorded_runs(job.storage.pairs_dir, grace_s=2.0) == [pair_dir]
+        for pid in [pids["topsapp"], *pids["workers"]]:
+            wait_for(lambda pid=pid: not alive(pid), 10)
+    finally:
+        kill_stand_in(pair_dir)
+        worker.join(timeout=30)
     assert outcome["record"].returncode == -signal.SIGTERM
     with pytest.raises(TopsAppError, match="exited with status -15"):
         judge(pair_dir, outcome["record"])
@@ -166,6 +169,7 @@ def test_topsapp_dies_with_its_parent_and_the_pid_file_cleans_up(
     finally:
         supervisor.kill()
         kill_recorded_run(pair_dir, grace_s=0.5)
+        kill_stand_in(pair_dir)
 
 
 def test_could_not_extract_swath_fails_although_outputs_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
