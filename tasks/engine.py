@@ -26,13 +26,10 @@ from offset_cube.stages import PairInputs
 from tasks._common import run_logger, stage_cache_key
 
 
-def _engine_key_inputs(inputs: dict[str, object]) -> list[object]:
-    job = inputs["job"]
-    pair_inputs = inputs["inputs"]
-    assert isinstance(pair_inputs, PairInputs)
-    from offset_cube.config import JobConfig as _Job
-
-    assert isinstance(job, _Job)
+def _engine_key_inputs(inputs: dict[str, Any]) -> list[object]:
+    """What changes an engine result: the pair's inputs and the engine's own settings (not e.g. concurrency)."""
+    job: JobConfig = inputs["job"]
+    pair_inputs: PairInputs = inputs["inputs"]
     return [
         pair_inputs,
         job.engine,
