@@ -125,9 +125,12 @@ def run(
     search: SearchOpt = None,
     engine: EngineOpt = None,
     out: OutOpt = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Reprocess pairs already in the cube and replace their layers.")
+    ] = False,
 ) -> None:
     """Run the job: every new pair into the cube, through the Prefect flow."""
-    job = build_job(config, area, start, end, search, engine, out)
+    job = build_job(config, area, start, end, search, engine, out, extra={"product.replace": True} if replace else None)
     state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the run failed", code=EXIT_FAILED)

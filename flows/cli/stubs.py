@@ -18,12 +18,6 @@ def track() -> None:
 
 
 @app.command()
-def inspect() -> None:
-    """Describe a cube; export layers."""
-    raise fail("cube inspection is not available in this build yet", code=1)
-
-
-@app.command()
 def serve() -> None:
     """Serve the job as a scheduled deployment."""
     raise fail("serving is not available in this build yet", code=1)
