@@ -89,7 +89,9 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
     products = sorted(o.product for o in pair_outcomes if o.status == "completed" and o.product)
     if products:
         cube = insert_into_cube(products, job)
-        report_cube(cube, job)
+        report = report_cube(cube, job, return_state=True)  # pictures only: a failure must not fail the run
+        if not report.is_completed():
+            logger.warning("cube report failed: %s", report.message)
     summary = _summary(job, plan, outcomes)
     create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
     failed = [o for o in outcomes if o.status == "failed"]

@@ -99,3 +99,31 @@ def synthetic_result(
 def acquisition(day: int, track: int = 12) -> dt.datetime:
     """A 2020 acquisition time ``day`` days after 1 January; the time of day depends on the track."""
     return dt.datetime(2020, 1, 1, 3, 0, 0) + dt.timedelta(days=day, minutes=track)
+
+
+#: Products used by the cube tests: name → (reference day, secondary day, track, azimuth offset in pixels).
+PRODUCT_SPECS: dict[str, tuple[int, int, int, float]] = {
+    "A": (0, 12, 12, 1.0),
+    "B": (12, 24, 12, 1.5),
+    "C": (24, 36, 12, 2.0),
+    "D": (36, 48, 12, 2.5),
+    "E": (6, 18, 40, 0.8),  # another track, between A and B in time
+    "A2": (0, 12, 12, 3.0),  # the pair of A reprocessed with other results
+    "F": (3, 9, 12, 1.2),  # the same mid-time as A (day 6, same track time of day)
+}
+
+
+def make_products(folder: Path, names: list[str] | None = None) -> dict[str, Path]:
+    """Product stores for ``PRODUCT_SPECS`` (all by default) under ``folder``."""
+    from offset_cube.config import ProductConfig
+    from offset_cube.cube.product import make_pair_product
+
+    grid = south_grid()
+    out: dict[str, Path] = {}
+    for name in names or list(PRODUCT_SPECS):
+        ref_day, sec_day, track, az = PRODUCT_SPECS[name]
+        result = synthetic_result(
+            folder / "results" / name, acquisition(ref_day, track), acquisition(sec_day, track), track=track, az_px=az
+        )
+        out[name] = make_pair_product(result, grid, ProductConfig(), folder / name / "product.zarr")
+    return out

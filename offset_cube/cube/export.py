@@ -15,7 +15,7 @@ from rasterio.transform import Affine
 from offset_cube.atomic import atomic_path
 from offset_cube.cube.grid import CubeGrid
 from offset_cube.cube.product import VARIABLES
-from offset_cube.cube.store import TIME_CHUNK, current_version, open_cube
+from offset_cube.cube.store import cube_chunks, current_version, open_cube
 from offset_cube.cube.zarrio import TIME_ENCODING
 from offset_cube.errors import CubeError
 
@@ -100,8 +100,9 @@ def layer_coverage(ds: xr.Dataset) -> np.ndarray[Any, np.dtype[np.float64]]:
     n = ds.sizes["mid_date"]
     cells = ds.sizes["y"] * ds.sizes["x"]
     out = np.zeros(n)
-    for t0 in range(0, n, TIME_CHUNK):
-        block = ds["v"].isel(mid_date=slice(t0, t0 + TIME_CHUNK)).values
+    step = cube_chunks(ds)[0]
+    for t0 in range(0, n, step):
+        block = ds["v"].isel(mid_date=slice(t0, t0 + step)).values
         out[t0 : t0 + block.shape[0]] = np.isfinite(block).sum(axis=(1, 2)) * 100.0 / max(cells, 1)
     return out
 

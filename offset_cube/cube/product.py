@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
-from scipy.spatial import Delaunay, QhullError, cKDTree
+from scipy.spatial import cKDTree
 
 import offset_cube
 from offset_cube.atomic import atomic_path
@@ -99,7 +99,7 @@ def product_path(pairs_dir: Path, pair_id: str) -> Path:
 def make_pair_product(result_path: Path, grid: CubeGrid, config: ProductConfig, out: Path) -> Path:
     """Turn the engine result at ``result_path`` into the product at ``out`` (written atomically); return ``out``."""
     result = read_pair_result(result_path)
-    crop, spacing_m = _crop_to_grid(result, grid, config.outlier_window, where=str(result_path))
+    crop = _crop_to_grid(result, grid, config.outlier_window, where=str(result_path))
     reasons = classify_points(crop, config)
     velocity = velocity_from_result(crop, grid.crs)
     x, y = from_lonlat(grid).transform(crop["longitude"].values, crop["latitude"].values)
@@ -111,7 +111,7 @@ def make_pair_product(result_path: Path, grid: CubeGrid, config: ProductConfig, 
         "range_offset": crop["range_offset"].values,
         "snr": crop["snr"].values,
     }
-    gridded, cell_reasons = resample_to_grid(np.asarray(x), np.asarray(y), fields, reasons, grid, spacing_m)
+    gridded, cell_reasons = resample_to_grid(np.asarray(x), np.asarray(y), fields, reasons, grid)
     ds = _product_dataset(result, gridded, cell_reasons, grid, config)
     with atomic_path(out) as tmp:
         write_dataset(ds, tmp, encoding=_encoding(ds))
@@ -161,43 +161,85 @@ def resample_to_grid(
     fields: dict[str, np.ndarray[Any, Any]],
     reasons: np.ndarray[Any, np.dtype[np.uint8]],
     grid: CubeGrid,
-    spacing_m: float,
 ) -> tuple[dict[str, np.ndarray[Any, Any]], np.ndarray[Any, np.dtype[np.uint8]]]:
-    """Linear interpolation of scattered points (map coordinates) onto ``grid``; see the module docstring.
+    """Linear interpolation from the result's lattice (2-D ``x``, ``y`` in map metres) onto ``grid``.
 
-    A cell's value is NaN when any vertex of its triangle is NaN; its reason is the largest vertex code; cells
-    outside the triangulation or farther than ``spacing_m`` from every point get NaN and ``NO_MEASUREMENT``.
+    The lattice is triangulated along its own rows and columns (two triangles per quad of neighbouring points),
+    which is what a Delaunay triangulation of a regular lattice gives, but never spans a gap: quads with a missing
+    corner, or stretched beyond 3x the median quad size, are left out, so nothing is extrapolated. Each cell is
+    located through the quad whose centre is nearest (and that quad's neighbours). A cell's value is NaN when any
+    vertex of its triangle is NaN; its reason is the largest vertex code; cells in no triangle get NaN and
+    ``NO_MEASUREMENT``.
     """
-    x, y = x.ravel(), y.ravel()
-    keep = np.isfinite(x) & np.isfinite(y)
-    points = np.column_stack([x[keep], y[keep]])
-    values = np.column_stack([np.asarray(f, dtype=np.float64).ravel()[keep] for f in fields.values()])
-    point_reasons = reasons.ravel()[keep]
+    rows, cols = x.shape
     gx, gy = np.meshgrid(grid.x, grid.y)
     cells = np.column_stack([gx.ravel(), gy.ravel()])
+    values = np.column_stack([np.asarray(f, dtype=np.float64).ravel() for f in fields.values()])
     out = np.full((cells.shape[0], values.shape[1]), np.nan)
     cell_reasons = np.full(cells.shape[0], Reason.NO_MEASUREMENT, dtype=np.uint8)
-    if len(points) >= 3:
-        try:
-            tri = Delaunay(points)
-        except QhullError as err:
-            raise CubeError(f"cannot triangulate the {len(points)} result points near the grid: {err}") from err
-        simplex = tri.find_simplex(cells)
-        near = cKDTree(points).query(cells, distance_upper_bound=spacing_m)[0] <= spacing_m
-        inside = (simplex >= 0) & near
-        transform = tri.transform[simplex[inside]]
-        bary = np.einsum("nij,nj->ni", transform[:, :2], cells[inside] - transform[:, 2])
-        weights = np.column_stack([bary, 1.0 - bary.sum(axis=1)])
-        vertices = tri.simplices[simplex[inside]]
+    found = _locate(x.astype(np.float64), y.astype(np.float64), cells) if rows > 1 and cols > 1 else None
+    if found is not None:
+        inside, vertices, weights = found
         out[inside] = np.einsum("nk,nkv->nv", weights, values[vertices])
-        cell_reasons[inside] = point_reasons[vertices].max(axis=1)
+        cell_reasons[inside] = reasons.ravel()[vertices].max(axis=1)
     shape = grid.shape
     gridded = {name: out[:, i].reshape(shape) for i, name in enumerate(fields)}
     return gridded, cell_reasons.reshape(shape)
 
 
-def _crop_to_grid(result: xr.Dataset, grid: CubeGrid, window: int, where: str) -> tuple[xr.Dataset, float]:
-    """The result's rows/columns near the grid (loaded), and the result's point spacing in metres."""
+def _locate(
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], cells: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """For each cell: whether a lattice triangle holds it, the triangle's 3 point indices and barycentric weights."""
+    rows, cols = x.shape
+    index = np.arange(rows * cols).reshape(rows, cols)
+    corners = np.stack([index[:-1, :-1], index[:-1, 1:], index[1:, 1:], index[1:, :-1]], axis=-1).reshape(-1, 4)
+    px, py = x.ravel(), y.ravel()
+    qx, qy = px[corners], py[corners]
+    usable = np.isfinite(qx).all(axis=1) & np.isfinite(qy).all(axis=1)
+    diagonal = np.maximum(
+        np.hypot(qx[:, 2] - qx[:, 0], qy[:, 2] - qy[:, 0]), np.hypot(qx[:, 3] - qx[:, 1], qy[:, 3] - qy[:, 1])
+    )
+    if not usable.any():
+        return None
+    usable &= diagonal <= 3.0 * np.median(diagonal[usable])
+    candidates = np.flatnonzero(usable)
+    centres = np.column_stack([qx[candidates].mean(axis=1), qy[candidates].mean(axis=1)])
+    nearest = candidates[cKDTree(centres).query(cells)[1]]
+    quad_row, quad_col = np.divmod(nearest, cols - 1)
+    n = cells.shape[0]
+    inside = np.zeros(n, dtype=bool)
+    vertices = np.zeros((n, 3), dtype=np.intp)
+    weights = np.zeros((n, 3))
+    for dr in (0, -1, 1):
+        for dc in (0, -1, 1):
+            r, c = quad_row + dr, quad_col + dc
+            ok = ~inside & (r >= 0) & (r < rows - 1) & (c >= 0) & (c < cols - 1)
+            quad = np.where(ok, r * (cols - 1) + c, 0)
+            ok &= usable[quad]
+            for tri in ((0, 1, 2), (0, 2, 3)):
+                verts = corners[quad][:, tri]
+                w = _barycentric(px[verts], py[verts], cells)
+                hit = ok & ~inside & (w >= -1e-9).all(axis=1)
+                inside |= hit
+                vertices[hit], weights[hit] = verts[hit], w[hit]
+    return inside, vertices[inside], weights[inside]
+
+
+def _barycentric(tx: np.ndarray[Any, Any], ty: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Barycentric weights of points ``p`` (n, 2) in triangles with corners ``tx``, ``ty`` (n, 3); -1 if degenerate."""
+    v0x, v0y = tx[:, 1] - tx[:, 0], ty[:, 1] - ty[:, 0]
+    v1x, v1y = tx[:, 2] - tx[:, 0], ty[:, 2] - ty[:, 0]
+    v2x, v2y = p[:, 0] - tx[:, 0], p[:, 1] - ty[:, 0]
+    den = v0x * v1y - v1x * v0y
+    safe = np.where(den != 0, den, 1.0)
+    l1 = np.where(den != 0, (v2x * v1y - v1x * v2y) / safe, -1.0)
+    l2 = np.where(den != 0, (v0x * v2y - v2x * v0y) / safe, -1.0)
+    return np.column_stack([1.0 - l1 - l2, l1, l2])
+
+
+def _crop_to_grid(result: xr.Dataset, grid: CubeGrid, window: int, where: str) -> xr.Dataset:
+    """The result's rows/columns near the grid (loaded)."""
     lon = result["longitude"].values
     lat = result["latitude"].values
     spacing_m = source_spacing_m(lon, lat)
@@ -213,8 +255,7 @@ def _crop_to_grid(result: xr.Dataset, grid: CubeGrid, window: int, where: str) -
     pad = window // 2 + 1
     r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, lon.shape[0])
     c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, lon.shape[1])
-    crop = result.isel(line=slice(r0, r1), sample=slice(c0, c1)).load()
-    return crop, spacing_m
+    return result.isel(line=slice(r0, r1), sample=slice(c0, c1)).load()
 
 
 def _near_grid(

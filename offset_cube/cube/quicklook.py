@@ -20,7 +20,7 @@ from matplotlib.patches import Patch
 from offset_cube.atomic import atomic_path
 from offset_cube.cube.product import Reason, read_product
 from offset_cube.cube.stats import nan_median
-from offset_cube.cube.store import SPACE_CHUNK, open_cube
+from offset_cube.cube.store import cube_chunks, open_cube
 
 #: Arrows per image side in the quicklooks (sub-sampled so they stay readable).
 ARROWS_PER_SIDE = 16
@@ -68,7 +68,7 @@ def cube_summary(cube: Path, png: Path, n_points: int = 3) -> Path:
     """Median speed map of the cube and the speed time series at its fastest points."""
     ds = open_cube(cube)
     median = median_speed(ds)
-    points = fastest_points(median, ds["v"], n_points)
+    points = fastest_points(median, n_points)
     fig = Figure(figsize=(13, 5.5), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     map_ax, series_ax = fig.subplots(1, 2, width_ratios=[1, 1.3])
@@ -106,16 +106,15 @@ def median_speed(ds: xr.Dataset) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Per-cell median of ``v`` over all layers, read one spatial chunk column at a time."""
     ny, nx = ds.sizes["y"], ds.sizes["x"]
     out = np.full((ny, nx), np.nan)
-    for y0 in range(0, ny, SPACE_CHUNK):
-        for x0 in range(0, nx, SPACE_CHUNK):
-            block = ds["v"].isel(y=slice(y0, y0 + SPACE_CHUNK), x=slice(x0, x0 + SPACE_CHUNK)).values
+    _, by, bx = cube_chunks(ds)
+    for y0 in range(0, ny, by):
+        for x0 in range(0, nx, bx):
+            block = ds["v"].isel(y=slice(y0, y0 + by), x=slice(x0, x0 + bx)).values
             out[y0 : y0 + block.shape[1], x0 : x0 + block.shape[2]] = nan_median(block, axis=0)
     return out
 
 
-def fastest_points(
-    median: np.ndarray[Any, Any], v: xr.DataArray, n_points: int, min_separation: int = 10
-) -> list[tuple[int, int]]:
+def fastest_points(median: np.ndarray[Any, Any], n_points: int, min_separation: int = 10) -> list[tuple[int, int]]:
     """Up to ``n_points`` cells of highest median speed, at least ``min_separation`` cells apart."""
     order = np.argsort(np.where(np.isfinite(median), median, -np.inf), axis=None)[::-1]
     chosen: list[tuple[int, int]] = []

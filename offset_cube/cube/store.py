@@ -218,8 +218,9 @@ def insert_products(
         layers, added, replaced, skipped = _merge(old_layers, candidates, replace)
         if not added and not replaced:
             return InsertReport(cube_path, (), (), tuple(skipped), len(old_layers), None)
-        attrs = _global_attrs(old_attrs, grid, area_wkt, job_config)
-        version = _write_version(cube_path, current, layers, grid, attrs)
+        chunks = _chunks_of(current) if current is not None else default_chunks(grid)
+        attrs = _global_attrs(old_attrs, grid, area_wkt, job_config, chunks)
+        version = _write_version(cube_path, current, layers, grid, attrs, chunks)
         _swap_link(cube_path, version)
         _checkpoint("after-swap")
         _prune_versions(cube_path, version)
@@ -333,7 +334,26 @@ def mid_dates(layers: Sequence[Layer]) -> np.ndarray[Any, np.dtype[np.datetime64
     return np.array(out, dtype="datetime64[us]")
 
 
-def _global_attrs(old: dict[str, Any], grid: CubeGrid, area_wkt: str, job_config: str) -> dict[str, Any]:
+def default_chunks(grid: CubeGrid) -> tuple[int, int, int]:
+    """Chunk shape (mid_date, y, x) of the 3-D variables of a new cube on ``grid``."""
+    return (TIME_CHUNK, min(SPACE_CHUNK, grid.ny), min(SPACE_CHUNK, grid.nx))
+
+
+def cube_chunks(ds: xr.Dataset) -> tuple[int, int, int]:
+    """Chunk shape (mid_date, y, x) of an opened cube (what block-wise readers should follow)."""
+    chunks = ds["v"].encoding.get("chunks") or (TIME_CHUNK, SPACE_CHUNK, SPACE_CHUNK)
+    return (int(chunks[0]), int(chunks[1]), int(chunks[2]))
+
+
+def _chunks_of(version: Path) -> tuple[int, int, int]:
+    """The chunk shape an existing cube was created with (it, not today's defaults, governs its updates)."""
+    chunks = _array(version, "v", "r").chunks
+    return (int(chunks[0]), int(chunks[1]), int(chunks[2]))
+
+
+def _global_attrs(
+    old: dict[str, Any], grid: CubeGrid, area_wkt: str, job_config: str, chunks: tuple[int, int, int]
+) -> dict[str, Any]:
     now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return {
         "Conventions": "CF-1.8",
@@ -347,7 +367,7 @@ def _global_attrs(old: dict[str, Any], grid: CubeGrid, area_wkt: str, job_config
         "time_standard": "UTC",
         "area_wkt": area_wkt,
         "job_config": job_config or old.get("job_config", ""),
-        "chunking": f"(mid_date {TIME_CHUNK}, y {SPACE_CHUNK}, x {SPACE_CHUNK}) for both map and time-series reads",
+        "chunking": f"(mid_date {chunks[0]}, y {chunks[1]}, x {chunks[2]}) for both map and time-series reads",
         "velocity_metres": "true ground metres resolved along the grid axes (not map-scaled)",
         **grid.to_attrs(),
     }
@@ -398,13 +418,12 @@ def _layer_dataset(layers: Sequence[Layer], grid: CubeGrid, attrs: dict[str, Any
     return ds
 
 
-def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+def _encoding(ds: xr.Dataset, chunks: tuple[int, int, int]) -> dict[str, dict[str, Any]]:
     encoding: dict[str, dict[str, Any]] = {
         name: dict(TIME_ENCODING) for name in ("mid_date", "acquisition_date_img1", "acquisition_date_img2")
     }
     for name in VARIABLES:
         if name in ds:
-            chunks = (TIME_CHUNK, min(SPACE_CHUNK, ds.sizes["y"]), min(SPACE_CHUNK, ds.sizes["x"]))
             encoding[name] = {"_FillValue": np.float32(np.nan), "chunks": chunks}
     encoding["date_dt"] = {"_FillValue": np.nan}
     encoding["roi_valid_percentage"] = {"_FillValue": np.float32(np.nan)}
@@ -417,7 +436,12 @@ def _next_version_name(folder: Path) -> str:
 
 
 def _write_version(
-    cube_path: Path, current: Path | None, layers: list[Layer], grid: CubeGrid, attrs: dict[str, Any]
+    cube_path: Path,
+    current: Path | None,
+    layers: list[Layer],
+    grid: CubeGrid,
+    attrs: dict[str, Any],
+    chunks: tuple[int, int, int],
 ) -> Path:
     """Build the next version folder (complete, fsynced) and return it; the cube link is not touched."""
     folder = versions_dir(cube_path)
@@ -427,15 +451,16 @@ def _write_version(
         (i for i, layer in enumerate(layers) if not (isinstance(layer.source, int) and layer.source == i)),
         len(layers),
     )
-    start = (first_changed // TIME_CHUNK) * TIME_CHUNK if current is not None else 0
+    time_chunk = chunks[0]
+    start = (first_changed // time_chunk) * time_chunk if current is not None else 0
     with atomic_path(target, replace=False) as tmp:
         ds = _layer_dataset(layers, grid, attrs, with_data=current is None)
-        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=_encoding(ds))
+        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=_encoding(ds, chunks))
         if current is not None:
             for name in VARIABLES:
-                _carry_array(current, tmp, name, len(layers), start // TIME_CHUNK)
+                _carry_array(current, tmp, name, len(layers), start // time_chunk)
         _checkpoint("before-data")
-        _write_layers(tmp, current, layers, start)
+        _write_layers(tmp, current, layers, start, chunks)
         _checkpoint("before-metadata")
         consolidate(tmp)
     _checkpoint("before-swap")
@@ -470,19 +495,20 @@ def _link_tree(source: Path, target: Path) -> None:
             shutil.copy2(path, dest)
 
 
-def _write_layers(new: Path, old: Path | None, layers: list[Layer], start: int) -> None:
-    """Write the 3-D data of layers ``start:`` into ``new``, block by block (time chunk x row band)."""
+def _write_layers(new: Path, old: Path | None, layers: list[Layer], start: int, chunks: tuple[int, int, int]) -> None:
+    """Write the 3-D data of layers ``start:`` into ``new``, block by block (time chunk x row band of chunks)."""
+    time_chunk, row_band = chunks[0], chunks[1]
     written = False
     for name in VARIABLES:
         array = _array(new, name, "r+")
         old_array = _array(old, name, "r") if old is not None else None
         products = {la.source: _array(la.source, name, "r") for la in layers[start:] if isinstance(la.source, Path)}
         ny, nx = array.shape[1:]
-        for t0 in range(start, len(layers), TIME_CHUNK):
-            block_layers = layers[t0 : t0 + TIME_CHUNK]
+        for t0 in range(start, len(layers), time_chunk):
+            block_layers = layers[t0 : t0 + time_chunk]
             old_rows = [la.source for la in block_layers if isinstance(la.source, int)]
-            for y0 in range(0, ny, SPACE_CHUNK):
-                y1 = min(y0 + SPACE_CHUNK, ny)
+            for y0 in range(0, ny, row_band):
+                y1 = min(y0 + row_band, ny)
                 block = np.full((len(block_layers), y1 - y0, nx), np.nan, dtype=np.float32)
                 if old_rows and old_array is not None:
                     first = min(old_rows)
