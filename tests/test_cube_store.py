@@ -197,3 +197,21 @@ def test_a_writer_waits_for_the_lock_and_names_its_holder(tmp_path: Path) -> Non
     with CubeLock(lock, timeout_s=0.3):  # released: the next writer gets it at once
         pass
     assert CubeLockedError("x").transient
+
+
+def test_without_syncfs_each_written_file_and_folder_is_fsynced(
+    tmp_path: Path, products: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[Path] = []
+    real_fsync = store._fsync
+    monkeypatch.setattr(store, "_syncfs", lambda path: False)
+    monkeypatch.setattr(store, "_fsync", lambda path: synced.append(path) or real_fsync(path))
+    cube = tmp_path / "cube.zarr"
+    insert(cube, [products["A"], products["B"], products["C"]])  # time chunks [A B] [C]
+    synced.clear()
+    report = insert(cube, [products["D"]])  # chunk 0 linked, chunk 1 rewritten
+    assert report.version is not None and (report.version / "vx/c/0/0/0").stat().st_nlink > 1
+    depth = len(versions_dir(cube).parts) + 1  # paths inside the temporary version folder
+    inside = {"/".join(p.parts[depth:]) for p in synced if len(p.parts) > depth}
+    assert {"vx/c/1/0/0", "vx/c/0/0", "vx/zarr.json", "zarr.json"} <= inside
+    assert "vx/c/0/0/0" not in inside  # a linked chunk: durable since the previous version
