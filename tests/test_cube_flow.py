@@ -39,6 +39,8 @@ def test_flow_builds_products_quicklooks_cube_and_summary(catalog_job: JobConfig
         assert (out / "pairs" / pair / "product.zarr" / "zarr.json").is_file()
         assert (out / "pairs" / pair / "quicklook.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "cube_summary.png").read_bytes()[:4] == b"\x89PNG"
+    summary = cube_summary_artifact()
+    assert all(pair in summary for pair in PAIRS) and "coverage %" in summary
     with xr.open_zarr(cube) as ds:
         assert [str(p) for p in ds["pair_id"].values] == PAIRS
         assert ds.rio.crs.to_epsg() == 32611  # UTM 11N for an area at 117°W, 37.7°N
@@ -59,3 +61,14 @@ def test_flow_builds_products_quicklooks_cube_and_summary(catalog_job: JobConfig
         assert ds.attrs["date_updated"] >= first_update
         assert ds.attrs["date_created"] <= ds.attrs["date_updated"]
     assert dict(ENGINE_CALLS) == dict.fromkeys(PAIRS, 1)  # the replace run reused the cached engine results
+
+
+def cube_summary_artifact() -> str:
+    """The newest ``cube-summary`` markdown artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["cube-summary"])))
+    assert found, "no cube-summary artifact"
+    return str(max(found, key=lambda a: a.created or 0).data)

@@ -14,6 +14,7 @@ import pytest
 from pyproj import Geod, Proj
 
 from offset_cube.cube.velocity import (
+    Velocity,
     ground_displacement,
     meridian_convergence_deg,
     offsets_to_velocity,
@@ -26,6 +27,24 @@ RG_SPACING = 2.329562
 INCIDENCE = 39.0
 ASCENDING_H = -10.149
 DESCENDING_H = -169.932
+
+
+def velocity_at(
+    az_px: float, rg_px: float, heading: float, lon: float, lat: float, dt_days: float, crs: str
+) -> Velocity:
+    """The conversion with this module's nominal spacings and incidence."""
+    return offsets_to_velocity(
+        az_px,
+        rg_px,
+        azimuth_spacing_m=AZ_SPACING,
+        range_spacing_m=RG_SPACING,
+        incidence_deg=INCIDENCE,
+        heading_deg=heading,
+        longitude=lon,
+        latitude=lat,
+        dt_days=dt_days,
+        crs=crs,
+    )
 
 
 def along(direction_deg: float, metres: float) -> tuple[float, float]:
@@ -87,18 +106,7 @@ def test_worked_examples_of_section_5_4(
 def test_polar_worked_examples_in_metres_per_year(
     crs: str, lon: float, lat: float, heading: float, expected_vx_vy: tuple[float, float]
 ) -> None:
-    velocity = offsets_to_velocity(
-        2.0,
-        1.0,
-        azimuth_spacing_m=AZ_SPACING,
-        range_spacing_m=RG_SPACING,
-        incidence_deg=INCIDENCE,
-        heading_deg=heading,
-        longitude=lon,
-        latitude=lat,
-        dt_days=12.0,
-        crs=crs,
-    )
+    velocity = velocity_at(2.0, 1.0, heading, lon, lat, 12.0, crs)
     assert (float(velocity.vx), float(velocity.vy)) == pytest.approx(expected_vx_vy, abs=0.15)
     # the rotation keeps the speed: true metres, not map-scaled
     assert float(velocity.v) == pytest.approx(math.hypot(float(velocity.east), float(velocity.north)), rel=1e-12)
@@ -126,18 +134,7 @@ def test_at_70_south_northward_flow_points_along_the_local_meridian_of_the_grid(
 def test_70_south_pixel_from_offsets_matches_geodesic_displacement() -> None:
     """Offsets → vx, vy at 70°S equal the projected displacement of the point moved on the ellipsoid, divided by k."""
     lon, lat, heading, dt_days = 100.0, -70.0, -25.8, 12.0
-    velocity = offsets_to_velocity(
-        1.5,
-        -0.7,
-        azimuth_spacing_m=AZ_SPACING,
-        range_spacing_m=RG_SPACING,
-        incidence_deg=INCIDENCE,
-        heading_deg=heading,
-        longitude=lon,
-        latitude=lat,
-        dt_days=dt_days,
-        crs="EPSG:3031",
-    )
+    velocity = velocity_at(1.5, -0.7, heading, lon, lat, dt_days, "EPSG:3031")
     east_m, north_m = float(velocity.east) * dt_days / 365.25, float(velocity.north) * dt_days / 365.25
     azimuth = math.degrees(math.atan2(east_m, north_m))
     lon2, lat2, _ = Geod(ellps="WGS84").fwd(lon, lat, azimuth, math.hypot(east_m, north_m))
