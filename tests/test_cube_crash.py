@@ -97,7 +97,7 @@ def test_a_writer_killed_anywhere_leaves_the_previous_cube_and_a_rerun_completes
 
     published = point == "after-swap"  # killed after the link swap: the insert had already happened
     check_layers(cube, products, ("A", "B", "C") if published else ("A", "C"))
-    assert existing_pair_ids(cube) == ids(products, "A", "B", "C") if published else ids(products, "A", "C")
+    assert existing_pair_ids(cube) == (ids(products, "A", "B", "C") if published else ids(products, "A", "C"))
 
     started = time.monotonic()
     report = insert_products(cube, [products["B"]], grid=south_grid(), area_wkt=SOUTH_AREA, lock_timeout_s=10)

@@ -471,7 +471,6 @@ def _write_version(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    _checkpoint("before-swap")
     return target
 
 
@@ -577,6 +576,7 @@ def _swap_link(cube_path: Path, version: Path) -> None:
     """Point the cube link at ``version`` with one atomic rename."""
     link = cube_path.with_name(f"{TMP_PREFIX}{cube_path.name}-{uuid.uuid4().hex[:8]}")
     link.symlink_to(os.path.relpath(version, cube_path.parent))
+    _checkpoint("before-swap")  # the new version and a temporary link exist; the cube link is unchanged
     try:
         link.replace(cube_path)  # rename(2): atomic, readers see the old link or the new one
     except OSError as err:
@@ -590,8 +590,10 @@ def _remove_garbage(cube_path: Path, current: Path | None) -> None:
     folder = versions_dir(cube_path)
     for leftover in remove_stale_temporaries(folder):
         log.info("removed leftover %s of an interrupted cube write", leftover)
+    ours = re.compile(rf"{re.escape(TMP_PREFIX + cube_path.name)}-[0-9a-f]{{8}}")  # not another cube's links
     for link in cube_path.parent.glob(f"{TMP_PREFIX}{cube_path.name}-*"):
-        link.unlink(missing_ok=True)
+        if ours.fullmatch(link.name):
+            link.unlink(missing_ok=True)
     if not folder.is_dir():
         return
     current_number = _version_number(current) if current is not None else 0
