@@ -2,8 +2,8 @@
 
 **Layout: immutable versions behind one link.** ``<cube>`` (e.g. ``cube.zarr``) is a symbolic link to the current
 version ``<cube>.versions/vNNNNNN``, a complete Zarr v3 store that is never modified once published. An insert
-builds the next version beside it under a temporary name, renames it, and then swaps the link with one atomic
-``rename`` (:func:`os.replace`). Readers therefore see the old cube or the new one, never a half-written one, and
+builds the next version beside it under a temporary name, flushes it to disk, renames it, and then swaps the
+link with one atomic ``rename``. Readers therefore see the old cube or the new one, never a half-written one, and
 a writer killed at any point leaves the link on the previous version; the next writer deletes the leftovers.
 ``xarray.open_zarr("cube.zarr")`` opens the current version. A long-lived reader that must not see a concurrent
 update can open ``Path("cube.zarr").resolve()`` (a fixed version; the last :data:`KEEP_PREVIOUS_VERSIONS` old
@@ -20,7 +20,9 @@ many pairs it brings. Icechunk would give the same transactions, but its stores 
 **Chunking** ``(mid_date 16, y 128, x 128)`` (float32, ~1 MiB raw per chunk) serves both reads: a map of one layer
 touches ``ceil(ny/128)·ceil(nx/128)`` chunks, a pixel's time series ``ceil(n/16)`` chunks. ITS_LIVE's
 ``(20000, 10, 10)`` makes a map read touch every chunk of the cube; ``(1, ny, nx)`` makes a time series touch one
-chunk per layer. ``bench/cube_bench.py`` measures both against those alternatives.
+chunk per layer. ``bench/cube_bench.py`` measures both against those alternatives (200 x 400 x 400, shared
+machine: map 16 ms / series 15 ms here, 760 / 0.7 ms for ITS_LIVE's chunks, 2 / 330 ms for one chunk per layer)
+and the inserts (append ~0.1x, backfill at the start ~0.26x the time of rebuilding the cube).
 
 **Writers** take an exclusive lock first (:mod:`offset_cube.cube.lock`). Inserting a pair already present does
 nothing unless ``replace=True``, which rewrites its layer in place (and says so in the report).
