@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from offset_cube.config import Engine, JobConfig
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
-from tasks.cube import insert_into_cube
+from tasks.cube import insert_into_cube, report_cube
 from tasks.download import download_scene
 from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import PairDeferred, gather_inputs
@@ -91,7 +91,10 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
 
     products = sorted(o.product for o in pair_outcomes if o.status == "completed" and o.product)
     if products:
-        insert_into_cube(products, job)
+        cube = insert_into_cube(products, job)
+        report = report_cube(cube, job, return_state=True)  # pictures only: a failure must not fail the run
+        if not report.is_completed():
+            logger.warning("cube report failed: %s", report.message)
     summary = _summary(job, plan, outcomes)
     create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
     failed = [o for o in outcomes if o.status == "failed"]

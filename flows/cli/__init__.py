@@ -7,6 +7,7 @@ Prefect process of ours is offline and uses a project-local ``PREFECT_HOME``.
 from __future__ import annotations
 
 from flows.cli import doctor as _doctor  # noqa: F401  (registers doctor)
+from flows.cli import inspect as _inspect  # noqa: F401  (registers inspect)
 from flows.cli import jobs as _jobs  # noqa: F401  (registers plan, run)
 from flows.cli import serve as _serve  # noqa: F401
 from flows.cli import stubs as _stubs  # noqa: F401  (commands filled in by later stages)

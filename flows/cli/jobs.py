@@ -135,9 +135,12 @@ def run(
     out: OutOpt = None,
     dem: DemOpt = None,
     dry_run: DryRunOpt = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Reprocess pairs already in the cube and replace their layers.")
+    ] = False,
 ) -> None:
     """Run the job: every new pair into the cube, through the Prefect flow."""
-    job = build_job(config, area, start, end, search, engine, out)
+    job = build_job(config, area, start, end, search, engine, out, extra={"product.replace": True} if replace else None)
     job = check_before_download(job, dem, dry_run)
     if dry_run:
         folders = dry_run_folders(job, make_plan(job))
