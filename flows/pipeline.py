@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 from offset_cube.config import Engine, JobConfig
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
-from tasks.cube import insert_into_cube
+from tasks.cube import insert_into_cube, report_cube
 from tasks.download import download_scene
-from tasks.engine import run_engine
+from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import PairDeferred, gather_inputs
 from tasks.orbits import fetch_orbit
 from tasks.plan import existing_pairs_task, plan_task, publish_plan_table
@@ -62,6 +62,9 @@ def flow_run_name() -> str:
     flow_run_name=flow_run_name,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=4)),
     validate_parameters=True,
+    # Prefect's cancel/crash handling does not stop child processes: kill topsApp's process groups ourselves.
+    on_cancellation=[kill_engine_processes],
+    on_crashed=[kill_engine_processes],
 )
 def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
     """Process every new pair of the job's tracks into the job's velocity cube."""
@@ -88,7 +91,10 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
 
     products = sorted(o.product for o in pair_outcomes if o.status == "completed" and o.product)
     if products:
-        insert_into_cube(products, job)
+        cube = insert_into_cube(products, job)
+        report = report_cube(cube, job, return_state=True)  # pictures only: a failure must not fail the run
+        if not report.is_completed():
+            logger.warning("cube report failed: %s", report.message)
     summary = _summary(job, plan, outcomes)
     create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
     failed = [o for o in outcomes if o.status == "failed"]

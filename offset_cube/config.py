@@ -175,6 +175,9 @@ class StorageConfig(StrictModel):
     orbit_cache: Path | None = Field(None, description="Orbit .EOF files; may be pre-filled (default: <out>/orbits).")
     work: Path | None = Field(None, description="Per-pair working folders (default: <out>/pairs).")
     cube: Path | None = Field(None, description="The velocity cube Zarr store (default: <out>/cube.zarr).")
+    cube_lock_timeout_s: float = Field(
+        3600.0, ge=0, le=7 * 86400, description="How long a cube insert waits for another writer to finish."
+    )
 
     @field_validator("out", "scene_cache", "orbit_cache", "work", "cube")
     @classmethod
@@ -249,7 +252,16 @@ class ProductConfig(StrictModel):
 
     snr_threshold: float = Field(4.0, ge=0, le=1000, description="Offsets with SNR below this are invalid.")
     outlier_mad_k: float = Field(5.0, gt=0, le=100, description="Invalid where |value - local median| > k * local MAD.")
-    outlier_window: int = Field(5, ge=3, le=51, description="Local median window (odd, in product pixels).")
+    outlier_window: int = Field(
+        5, ge=3, le=51, description="Local median window (odd), in points of the engine's offset grid."
+    )
+    replace: bool = Field(
+        False,
+        description=(
+            "Reprocess pairs already in the cube and replace their layers (`offset-cube run --replace`); "
+            "otherwise they are skipped. Meant for a one-off rerun with new parameters, not for schedules."
+        ),
+    )
 
     @field_validator("outlier_window")
     @classmethod

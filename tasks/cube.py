@@ -1,16 +1,60 @@
-"""Cube stage: insert finished pair products into the cube (single writer)."""
+"""Cube stage: insert finished pair products into the cube (single writer), then report on the cube."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 
 from offset_cube.config import JobConfig
-from offset_cube.errors import CubeError
+from offset_cube.cube.export import describe_cube
+from offset_cube.cube.quicklook import cube_summary
+from offset_cube.cube.store import insert_products
+from tasks._common import run_logger
+from tasks.product import job_grid
+
+#: File name of the cube summary picture, in ``storage.out``.
+SUMMARY_PNG = "cube_summary.png"
 
 
 @task(name="cube-insert")
 def insert_into_cube(products: list[Path], job: JobConfig) -> Path:
     """Insert pair products into the job's cube (sorted, unique, idempotent); return the cube path."""
-    raise CubeError("the cube writer is not available in this build yet")
+    logger = run_logger(__name__)
+    report = insert_products(
+        job.storage.cube_path,
+        products,
+        grid=job_grid(job),
+        area_wkt=job.area,
+        job_config=job.model_dump_json(),
+        replace=job.product.replace,
+        lock_timeout_s=job.storage.cube_lock_timeout_s,
+    )
+    logger.info("cube %s: %s", report.cube, report.summary())
+    if report.skipped:
+        logger.info("already in the cube (use --replace to redo): %s", ", ".join(report.skipped))
+    return report.cube
+
+
+@task(name="cube-report")
+def report_cube(cube: Path, job: JobConfig) -> Path:
+    """Draw the cube summary PNG and publish a ``cube-summary`` artifact (layers, dates, Δt, coverage)."""
+    png = cube_summary(cube, job.storage.out / SUMMARY_PNG)
+    info = describe_cube(cube)
+    lines = [
+        f"# Cube {cube}",
+        "",
+        f"{len(info.layers)} layer(s); grid {info.grid.describe()}; updated {info.updated}.",
+        f"Summary picture: `{png}`; per-pair quicklooks: `<pairs>/<pair id>/quicklook.png`.",
+        "",
+        "| # | pair | mid date | Δt (d) | track | dir | engine | orbit | coverage % |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {la.index} | {la.pair_id} | {la.mid_date} | {la.dt_days:.1f} | {la.track} | {la.direction} | "
+        f"{la.engine} | {la.orbit_type} | {la.coverage_pct:.1f} |"
+        for la in info.layers
+    ]
+    create_markdown_artifact(markdown="\n".join(lines), key="cube-summary", description=f"{len(info.layers)} layers")
+    return png

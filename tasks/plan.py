@@ -14,7 +14,9 @@ from tasks._common import run_logger
 
 @task(name="existing-pairs")
 def existing_pairs_task(job: JobConfig) -> list[str]:
-    """Pair ids already in the job's cube."""
+    """Pair ids already in the job's cube (none with ``product.replace``: every pair is redone and replaced)."""
+    if job.product.replace:
+        return []
     return sorted(existing_pair_ids(job.storage.cube_path))
 
 

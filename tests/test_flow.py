@@ -151,6 +151,11 @@ def cube_double(products: list[Path], job: JobConfig) -> Path:
     return job.storage.cube_path
 
 
+@task(name="cube-report")
+def report_double(cube: Path, job: JobConfig) -> Path:
+    return cube
+
+
 @pytest.fixture(autouse=True)
 def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
     ENGINE_CALLS.clear()
@@ -160,6 +165,7 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "run_engine", engine_double)
     monkeypatch.setattr(pipeline, "make_product", product_double)
     monkeypatch.setattr(pipeline, "insert_into_cube", cube_double)
+    monkeypatch.setattr(pipeline, "report_cube", report_double)
 
 
 def task_run_names(flow_run_id: Any) -> list[str]:

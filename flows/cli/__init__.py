@@ -7,6 +7,8 @@ Prefect process of ours is offline and uses a project-local ``PREFECT_HOME``.
 from __future__ import annotations
 
 from flows.cli import demo as _demo  # noqa: F401  (registers demo)
+from flows.cli import doctor as _doctor  # noqa: F401  (registers doctor)
+from flows.cli import inspect as _inspect  # noqa: F401  (registers inspect)
 from flows.cli import jobs as _jobs  # noqa: F401  (registers plan, run)
 from flows.cli import serve as _serve  # noqa: F401
 from flows.cli import simulate as _simulate  # noqa: F401  (registers simulate)

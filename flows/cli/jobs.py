@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from flows.cli.app import EXIT_FAILED, app, fail, user_errors, warn
+from flows.cli.doctor import check_before_download, dry_run_folders
 from offset_cube.config import JobConfig, load_job
 from offset_cube.planning import Plan, plan_pairs
 from offset_cube.search import search_scenes
@@ -22,6 +23,13 @@ EndOpt = Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD (default
 SearchOpt = Annotated[str | None, typer.Option(help="'asf', 'file:PATH' or 'local:FOLDER'.")]
 EngineOpt = Annotated[str | None, typer.Option(help="'builtin' or 'isce2'.")]
 OutOpt = Annotated[Path | None, typer.Option(help="Output folder (cube, pairs, caches).")]
+DemOpt = Annotated[
+    Path | None,
+    typer.Option(help="DEM: ISCE raster (+ .xml) as is, or GeoTIFF (WGS84 ellipsoid heights).", dir_okay=False),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Engine isce2: plan and write each pair's topsApp XML files; run nothing.")
+]
 
 
 def build_job(
@@ -125,9 +133,21 @@ def run(
     search: SearchOpt = None,
     engine: EngineOpt = None,
     out: OutOpt = None,
+    dem: DemOpt = None,
+    dry_run: DryRunOpt = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Reprocess pairs already in the cube and replace their layers.")
+    ] = False,
 ) -> None:
     """Run the job: every new pair into the cube, through the Prefect flow."""
-    job = build_job(config, area, start, end, search, engine, out)
+    job = build_job(config, area, start, end, search, engine, out, extra={"product.replace": True} if replace else None)
+    job = check_before_download(job, dem, dry_run)
+    if dry_run:
+        folders = dry_run_folders(job, make_plan(job))
+        for folder in folders:
+            typer.echo(folder)
+        typer.echo(f"dry run: topsApp inputs of {len(folders)} pair(s) written; nothing downloaded or run", err=True)
+        return
     state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the run failed", code=EXIT_FAILED)

@@ -19,7 +19,8 @@ def existing_pair_ids(cube_path: Path) -> set[str]:
     if not cube_path.exists():
         return set()
     try:
-        with xr.open_zarr(cube_path, consolidated=False) as cube:
+        # Resolve the link first: the cube is a link to an immutable version that a writer may swap meanwhile.
+        with xr.open_zarr(cube_path.resolve(), consolidated=False) as cube:
             if PAIR_ID_VARIABLE not in cube.variables:
                 raise CubeError(f"cube {cube_path} has no '{PAIR_ID_VARIABLE}' variable; is it an offset-cube cube?")
             return {str(v) for v in cube[PAIR_ID_VARIABLE].values}
@@ -36,7 +37,7 @@ def latest_acquisition(cube_path: Path) -> dt.datetime | None:
     if not cube_path.exists():
         return None
     try:
-        with xr.open_zarr(cube_path, consolidated=False) as cube:
+        with xr.open_zarr(cube_path.resolve(), consolidated=False) as cube:
             if LATEST_ACQUISITION_VARIABLE not in cube.variables or cube.sizes.get("mid_date", 0) == 0:
                 return None
             values = np.asarray(cube[LATEST_ACQUISITION_VARIABLE].values).astype("datetime64[us]")

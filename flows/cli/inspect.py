@@ -1,0 +1,88 @@
+"""``offset-cube inspect CUBE``: layers, dates, Δt and coverage; ``--to netcdf|geotiff`` exports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from flows.cli.app import app, user_errors
+
+if TYPE_CHECKING:  # the cube modules import xarray and rasterio: only when the command runs
+    from offset_cube.cube.export import CubeInfo, LayerInfo
+
+
+class ExportFormat(StrEnum):
+    NETCDF = "netcdf"
+    GEOTIFF = "geotiff"
+
+
+@app.command()
+def inspect(
+    cube: Annotated[Path, typer.Argument(help="The cube, e.g. offset-cube-output/cube.zarr.")],
+    to: Annotated[
+        ExportFormat | None, typer.Option("--to", help="Export to 'netcdf' or 'geotiff' (one file per layer).")
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option("--layer", help="Only this layer: a pair id or an index (-1 = newest).")
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Export path (default: <cube name>[_<pair>].nc/.tif here)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
+) -> None:
+    """Describe a cube (layers, dates, Δt, coverage); export a layer or the whole cube."""
+    from offset_cube.cube.export import describe_cube, export_geotiff, export_netcdf, select_layer
+
+    with user_errors():
+        info = describe_cube(cube)
+        layers = info.layers
+        if layer is not None:
+            layers = [info.layers[select_layer([la.pair_id for la in info.layers], layer)]]
+        if to is None:
+            if as_json:
+                typer.echo(json.dumps({**info.as_dict(), "layers": [la.__dict__ for la in layers]}, indent=2))
+            else:
+                _print(info, layers)
+            return
+        stem = cube.name.removesuffix(".zarr")
+        suffix = f"_{layers[0].pair_id}" if layer is not None else ""
+        if to is ExportFormat.NETCDF:
+            target = output or Path(f"{stem}{suffix}.nc")
+            export_netcdf(cube, target, layer)
+            typer.echo(f"wrote {target}")
+        else:
+            target = output or Path(f"{stem}{suffix}.tif" if layer is not None else f"{stem}_geotiff")
+            written = export_geotiff(cube, target, layer)
+            typer.echo(f"wrote {len(written)} GeoTIFF file(s) to {target}")
+
+
+def _print(info: CubeInfo, layers: list[LayerInfo]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(f"[bold]{info.path}[/bold] (version {info.version}, offset-cube {info.software_version})")
+    console.print(f"grid: {info.grid.describe()}")
+    console.print(f"created {info.created}, updated {info.updated}; {len(info.layers)} layer(s)")
+    table = Table()
+    for column in ("#", "pair", "mid date (UTC)", "Δt (d)", "track", "dir", "engine", "orbit", "coverage %"):
+        table.add_column(column, no_wrap=True, justify="right" if column in ("#", "Δt (d)", "coverage %") else "left")
+    for la in layers:
+        table.add_row(
+            str(la.index),
+            la.pair_id,
+            la.mid_date.replace("T", " ")[:16],
+            f"{la.dt_days:.1f}",
+            str(la.track),
+            la.direction[:3],
+            la.engine,
+            la.orbit_type,
+            f"{la.coverage_pct:.1f}",
+        )
+    console.print(table)

@@ -1,0 +1,403 @@
+"""Per-pair product: an engine result (offsets on its own grid) → velocity on the cube grid, with masks.
+
+Steps:
+
+1. **Clip.** Only result points near the cube grid are used: a lon/lat pre-filter (the grid's outline, expanded by
+   a margin, in lon/lat), then the bounding rows/columns of those points. The swath outside the area is never
+   transformed or resampled.
+2. **Mask.** Each result point gets a reason code: no measurement (NaN offsets or geometry), SNR below
+   ``product.snr_threshold``, or outlier: ``|offset − local median| > k · max(local MAD, 0.05 px)`` in azimuth or
+   range over an ``outlier_window``² box of SNR-valid points (k = ``product.outlier_mad_k``; a point with fewer
+   than 3 valid values in its box cannot be confirmed and counts as an outlier).
+3. **Convert** offsets to ``vx, vy`` (m/yr, cube CRS) with :mod:`offset_cube.cube.velocity`.
+4. **Resample** to the cube grid by linear (barycentric) interpolation on a Delaunay triangulation of the points
+   in map coordinates. Why: the points form a curvilinear lattice (radar geometry, or lat/lon), so regular-grid
+   interpolation does not apply; linear interpolation is exact for a locally linear field, never overshoots, and a
+   blunder only reaches its own triangles. A cell takes ``vx, vy`` only if **all three** vertices of its triangle are
+   valid (no interpolation across masked points), and nothing is extrapolated: cells farther than one source
+   spacing from every point stay empty. ``azimuth_offset``, ``range_offset`` and ``snr`` are interpolated from
+   every measured point, so the cube shows what was measured where ``vx`` was masked.
+5. **Record** ``valid`` (1/0) and ``invalid_reason`` per cell (the worst code of its triangle's vertices).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from scipy.spatial import cKDTree
+
+import offset_cube
+from offset_cube.atomic import atomic_path
+from offset_cube.config import ProductConfig
+from offset_cube.cube.grid import CubeGrid, from_lonlat, to_lonlat
+from offset_cube.cube.stats import local_median_mad
+from offset_cube.cube.velocity import velocity_from_result
+from offset_cube.cube.zarrio import iso_utc, open_dataset, parse_utc, write_dataset
+from offset_cube.errors import CubeError
+from offset_cube.result import REQUIRED_ATTRS, read_pair_result
+
+log = logging.getLogger(__name__)
+
+PRODUCT_NAME = "product.zarr"
+QUICKLOOK_NAME = "quicklook.png"
+#: Offsets closer than this to the local median are never outliers: the sub-pixel precision of dense offset
+#: tracking is ~0.05-0.1 px, so a smaller MAD (a very smooth field) would flag noise as blunders.
+MAD_FLOOR_PX = 0.05
+#: Fewest SNR-valid values in a point's box for the outlier test to confirm it.
+MIN_WINDOW_VALUES = 3
+
+#: Float variables of a product and the cube: units and long names (CF-1.8).
+VARIABLES: dict[str, dict[str, str]] = {
+    "vx": {
+        "units": "meter/year",
+        "long_name": "velocity component along the grid x axis (true ground metres)",
+        "standard_name": "land_ice_surface_x_velocity",
+    },
+    "vy": {
+        "units": "meter/year",
+        "long_name": "velocity component along the grid y axis (true ground metres)",
+        "standard_name": "land_ice_surface_y_velocity",
+    },
+    "v": {"units": "meter/year", "long_name": "surface speed"},
+    "azimuth_offset": {
+        "units": "pixel",
+        "long_name": "motion offset along track, secondary minus reference, + = flight direction",
+    },
+    "range_offset": {
+        "units": "pixel",
+        "long_name": "motion offset in slant range, secondary minus reference, + = away from the sensor",
+    },
+    "snr": {"units": "1", "long_name": "correlation peak signal-to-noise ratio"},
+}
+
+
+class Reason(IntEnum):
+    """Why a point or cell has no velocity (``invalid_reason``); 0 means it has one."""
+
+    VALID = 0
+    NO_MEASUREMENT = 1
+    LOW_SNR = 2
+    OUTLIER = 3
+
+
+REASON_MEANINGS = "valid no_measurement low_snr outlier"
+
+
+def product_path(pairs_dir: Path, pair_id: str) -> Path:
+    """Where the product of ``pair_id`` lives: ``<pairs_dir>/<pair_id>/product.zarr``."""
+    return pairs_dir / pair_id / PRODUCT_NAME
+
+
+def make_pair_product(result_path: Path, grid: CubeGrid, config: ProductConfig, out: Path) -> Path:
+    """Turn the engine result at ``result_path`` into the product at ``out`` (written atomically); return ``out``."""
+    result = read_pair_result(result_path)
+    crop = _crop_to_grid(result, grid, config.outlier_window, where=str(result_path))
+    reasons = classify_points(crop, config)
+    velocity = velocity_from_result(crop, grid.crs)
+    x, y = from_lonlat(grid).transform(crop["longitude"].values, crop["latitude"].values)
+    valid = reasons == Reason.VALID
+    fields = {
+        "vx": np.where(valid, velocity.vx, np.nan),
+        "vy": np.where(valid, velocity.vy, np.nan),
+        "azimuth_offset": crop["azimuth_offset"].values,
+        "range_offset": crop["range_offset"].values,
+        "snr": crop["snr"].values,
+    }
+    gridded, cell_reasons = resample_to_grid(np.asarray(x), np.asarray(y), fields, reasons, grid)
+    ds = _product_dataset(result, gridded, cell_reasons, grid, config)
+    with atomic_path(out) as tmp:
+        write_dataset(ds, tmp, encoding=_encoding(ds))
+    log.info(
+        "product %s: %.1f%% of %d cells valid -> %s", ds.attrs["pair_id"], ds.attrs["valid_percentage"], ds.v.size, out
+    )
+    return out
+
+
+def read_product(path: Path) -> xr.Dataset:
+    """Open a product written by :func:`make_pair_product` (lazily)."""
+    if not (path / "zarr.json").is_file():
+        raise CubeError(f"pair product {path} does not exist or is not a Zarr store")
+    ds = open_dataset(path)
+    missing = [v for v in (*VARIABLES, "valid", "invalid_reason") if v not in ds]
+    if missing or "pair_id" not in ds.attrs:
+        raise CubeError(f"{path} is not a pair product (missing {missing or ['pair_id attribute']})")
+    return ds
+
+
+def classify_points(result: xr.Dataset, config: ProductConfig) -> np.ndarray[Any, np.dtype[np.uint8]]:
+    """A :class:`Reason` code per result point (SNR threshold, then local median ± k·MAD outliers)."""
+    az = result["azimuth_offset"].values.astype(np.float64)
+    rg = result["range_offset"].values.astype(np.float64)
+    snr = result["snr"].values.astype(np.float64)
+    geometry = [result[v].values for v in ("incidence_angle", "heading", "azimuth_spacing", "range_spacing")]
+    measured = np.isfinite(az) & np.isfinite(rg)
+    for values in geometry:
+        measured &= np.isfinite(values)
+    reasons = np.full(az.shape, Reason.NO_MEASUREMENT, dtype=np.uint8)
+    reasons[measured] = Reason.LOW_SNR
+    passing = measured & np.isfinite(snr) & (snr >= config.snr_threshold)
+    reasons[passing] = Reason.VALID
+    outlier = np.zeros(az.shape, dtype=bool)
+    for values in (az, rg):
+        median, mad, count = local_median_mad(np.where(passing, values, np.nan), config.outlier_window)
+        limit = config.outlier_mad_k * np.maximum(np.nan_to_num(mad, nan=0.0), MAD_FLOOR_PX)
+        deviation = np.abs(values - np.nan_to_num(median, nan=0.0))
+        outlier |= passing & ((count < MIN_WINDOW_VALUES) | (deviation > limit))
+    reasons[outlier] = Reason.OUTLIER
+    return reasons
+
+
+def resample_to_grid(
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    fields: dict[str, np.ndarray[Any, Any]],
+    reasons: np.ndarray[Any, np.dtype[np.uint8]],
+    grid: CubeGrid,
+) -> tuple[dict[str, np.ndarray[Any, Any]], np.ndarray[Any, np.dtype[np.uint8]]]:
+    """Linear interpolation from the result's lattice (2-D ``x``, ``y`` in map metres) onto ``grid``.
+
+    The lattice is triangulated along its own rows and columns (two triangles per quad of neighbouring points),
+    which is what a Delaunay triangulation of a regular lattice gives, but never spans a gap: quads with a missing
+    corner, or stretched beyond 3x the median quad size, are left out, so nothing is extrapolated. Each cell is
+    located through the quad whose centre is nearest (and that quad's neighbours). A cell's value is NaN when any
+    vertex of its triangle is NaN; its reason is the largest vertex code; cells in no triangle get NaN and
+    ``NO_MEASUREMENT``.
+    """
+    rows, cols = x.shape
+    gx, gy = np.meshgrid(grid.x, grid.y)
+    cells = np.column_stack([gx.ravel(), gy.ravel()])
+    values = np.column_stack([np.asarray(f, dtype=np.float64).ravel() for f in fields.values()])
+    out = np.full((cells.shape[0], values.shape[1]), np.nan)
+    cell_reasons = np.full(cells.shape[0], Reason.NO_MEASUREMENT, dtype=np.uint8)
+    found = _locate(x.astype(np.float64), y.astype(np.float64), cells) if rows > 1 and cols > 1 else None
+    if found is not None:
+        inside, vertices, weights = found
+        out[inside] = np.einsum("nk,nkv->nv", weights, values[vertices])
+        cell_reasons[inside] = reasons.ravel()[vertices].max(axis=1)
+    shape = grid.shape
+    gridded = {name: out[:, i].reshape(shape) for i, name in enumerate(fields)}
+    return gridded, cell_reasons.reshape(shape)
+
+
+def _locate(
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], cells: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """For each cell: whether a lattice triangle holds it, the triangle's 3 point indices and barycentric weights."""
+    rows, cols = x.shape
+    index = np.arange(rows * cols).reshape(rows, cols)
+    corners = np.stack([index[:-1, :-1], index[:-1, 1:], index[1:, 1:], index[1:, :-1]], axis=-1).reshape(-1, 4)
+    px, py = x.ravel(), y.ravel()
+    qx, qy = px[corners], py[corners]
+    usable = np.isfinite(qx).all(axis=1) & np.isfinite(qy).all(axis=1)
+    diagonal = np.maximum(
+        np.hypot(qx[:, 2] - qx[:, 0], qy[:, 2] - qy[:, 0]), np.hypot(qx[:, 3] - qx[:, 1], qy[:, 3] - qy[:, 1])
+    )
+    if not usable.any():
+        return None
+    usable &= diagonal <= 3.0 * np.median(diagonal[usable])
+    candidates = np.flatnonzero(usable)
+    centres = np.column_stack([qx[candidates].mean(axis=1), qy[candidates].mean(axis=1)])
+    nearest = candidates[cKDTree(centres).query(cells)[1]]
+    quad_row, quad_col = np.divmod(nearest, cols - 1)
+    n = cells.shape[0]
+    inside = np.zeros(n, dtype=bool)
+    vertices = np.zeros((n, 3), dtype=np.intp)
+    weights = np.zeros((n, 3))
+    for dr in (0, -1, 1):
+        for dc in (0, -1, 1):
+            r, c = quad_row + dr, quad_col + dc
+            ok = ~inside & (r >= 0) & (r < rows - 1) & (c >= 0) & (c < cols - 1)
+            quad = np.where(ok, r * (cols - 1) + c, 0)
+            ok &= usable[quad]
+            for tri in ((0, 1, 2), (0, 2, 3)):
+                verts = corners[quad][:, tri]
+                w = _barycentric(px[verts], py[verts], cells)
+                hit = ok & ~inside & (w >= -1e-9).all(axis=1)
+                inside |= hit
+                vertices[hit], weights[hit] = verts[hit], w[hit]
+    return inside, vertices[inside], weights[inside]
+
+
+def _barycentric(tx: np.ndarray[Any, Any], ty: np.ndarray[Any, Any], p: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Barycentric weights of points ``p`` (n, 2) in triangles with corners ``tx``, ``ty`` (n, 3); -1 if degenerate."""
+    v0x, v0y = tx[:, 1] - tx[:, 0], ty[:, 1] - ty[:, 0]
+    v1x, v1y = tx[:, 2] - tx[:, 0], ty[:, 2] - ty[:, 0]
+    v2x, v2y = p[:, 0] - tx[:, 0], p[:, 1] - ty[:, 0]
+    den = v0x * v1y - v1x * v0y
+    safe = np.where(den != 0, den, 1.0)
+    l1 = np.where(den != 0, (v2x * v1y - v1x * v2y) / safe, -1.0)
+    l2 = np.where(den != 0, (v0x * v2y - v2x * v0y) / safe, -1.0)
+    return np.column_stack([1.0 - l1 - l2, l1, l2])
+
+
+def _crop_to_grid(result: xr.Dataset, grid: CubeGrid, window: int, where: str) -> xr.Dataset:
+    """The result's rows/columns near the grid (loaded)."""
+    lon = result["longitude"].values
+    lat = result["latitude"].values
+    spacing_m = source_spacing_m(lon, lat)
+    margin = 2.0 * max(spacing_m, grid.spacing_m)
+    near = _near_grid(lon, lat, grid, margin)
+    if not near.any():
+        raise CubeError(
+            f"{where}: no result point lies within {margin:.0f} m of the cube grid ({grid.describe()}); "
+            "does the pair cover the area?"
+        )
+    rows = np.flatnonzero(near.any(axis=1))
+    cols = np.flatnonzero(near.any(axis=0))
+    pad = window // 2 + 1
+    r0, r1 = max(rows[0] - pad, 0), min(rows[-1] + pad + 1, lon.shape[0])
+    c0, c1 = max(cols[0] - pad, 0), min(cols[-1] + pad + 1, lon.shape[1])
+    return result.isel(line=slice(r0, r1), sample=slice(c0, c1)).load()
+
+
+def _near_grid(
+    lon: np.ndarray[Any, Any], lat: np.ndarray[Any, Any], grid: CubeGrid, margin_m: float
+) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Points inside the grid's rectangle grown by ``margin_m``: a lon/lat pre-filter, then an exact map test."""
+    x0, y0, x1, y1 = grid.bounds
+    x0, y0, x1, y1 = x0 - margin_m, y0 - margin_m, x1 + margin_m, y1 + margin_m
+    edge = np.linspace(0.0, 1.0, 64)
+    ring_x = np.concatenate([x0 + (x1 - x0) * edge, np.full(64, x1), x1 - (x1 - x0) * edge, np.full(64, x0)])
+    ring_y = np.concatenate([np.full(64, y0), y0 + (y1 - y0) * edge, np.full(64, y1), y1 - (y1 - y0) * edge])
+    ring_lon, ring_lat = (np.asarray(a) for a in to_lonlat(grid).transform(ring_x, ring_y))
+    lat_lo, lat_hi = ring_lat.min(), ring_lat.max()
+    centre = np.degrees(np.angle(np.exp(1j * np.radians(ring_lon)).mean()))
+    rel = _wrap180(ring_lon - centre)
+    lon_lo, lon_hi = rel.min(), rel.max()
+    forward = from_lonlat(grid)
+    for pole in (90.0, -90.0):
+        px, py = forward.transform(0.0, pole)
+        if x0 <= px <= x1 and y0 <= py <= y1:  # the pole is inside: every longitude, latitude up to the pole
+            lat_lo, lat_hi = min(lat_lo, pole), max(lat_hi, pole)
+            lon_lo, lon_hi = -180.0, 180.0
+    tol = 0.01  # degrees; the ring is sampled, not exact
+    candidate = np.isfinite(lon) & np.isfinite(lat) & (lat >= lat_lo - tol) & (lat <= lat_hi + tol)
+    candidate &= (_wrap180(np.where(candidate, lon, centre) - centre) >= lon_lo - tol) & (
+        _wrap180(np.where(candidate, lon, centre) - centre) <= lon_hi + tol
+    )
+    near = np.zeros(lon.shape, dtype=bool)
+    if candidate.any():
+        px, py = (np.asarray(a) for a in forward.transform(lon[candidate], lat[candidate]))
+        near[candidate] = (px >= x0) & (px <= x1) & (py >= y0) & (py <= y1)
+    return near
+
+
+def source_spacing_m(lon: np.ndarray[Any, Any], lat: np.ndarray[Any, Any]) -> float:
+    """The larger of the median point spacings along the result's two axes, metres (local spherical approx)."""
+    radius = 6_371_000.0
+    spacings = []
+    for axis in (0, 1):
+        if lon.shape[axis] < 2:
+            continue
+        dlat = np.radians(np.diff(lat, axis=axis))
+        mean_lat = np.radians(lat[:-1] if axis == 0 else lat[:, :-1]) + dlat / 2
+        dlon = np.radians(_wrap180(np.diff(lon, axis=axis)))
+        dist = radius * np.hypot(dlat, dlon * np.cos(mean_lat))
+        dist = dist[np.isfinite(dist) & (dist > 0)]
+        if dist.size:
+            spacings.append(float(np.median(dist)))
+    if not spacings:
+        raise CubeError("the pair result has fewer than two points along both axes; cannot resample it")
+    return max(spacings)
+
+
+def _wrap180(deg: Any) -> np.ndarray[Any, Any]:
+    return np.asarray((np.asarray(deg) + 180.0) % 360.0 - 180.0)
+
+
+def _product_dataset(
+    result: xr.Dataset,
+    gridded: dict[str, np.ndarray[Any, Any]],
+    reasons: np.ndarray[Any, np.dtype[np.uint8]],
+    grid: CubeGrid,
+    config: ProductConfig,
+) -> xr.Dataset:
+    dims = ("y", "x")
+    data: dict[str, Any] = {name: (dims, values.astype(np.float32)) for name, values in gridded.items()}
+    data["v"] = (dims, np.hypot(gridded["vx"], gridded["vy"]).astype(np.float32))
+    data["valid"] = (dims, (reasons == Reason.VALID).astype(np.uint8))
+    data["invalid_reason"] = (dims, reasons.astype(np.uint8))
+    ds = xr.Dataset(data, coords={"y": grid.y, "x": grid.x})
+    for name, attrs in VARIABLES.items():
+        ds[name].attrs.update(attrs)
+    ds["valid"].attrs.update(
+        {
+            "long_name": "velocity passed every mask",
+            "flag_values": np.array([0, 1], np.uint8),
+            "flag_meanings": "no yes",
+        }
+    )
+    ds["invalid_reason"].attrs.update(
+        {
+            "long_name": "why the cell has no velocity",
+            "flag_values": np.array([r.value for r in Reason], np.uint8),
+            "flag_meanings": REASON_MEANINGS,
+        }
+    )
+    add_xy_attrs(ds)
+    ds = write_mapping(ds, grid)
+    ds.attrs = _product_attrs(result, reasons, grid, config)
+    return ds
+
+
+def write_mapping(ds: xr.Dataset, grid: CubeGrid) -> xr.Dataset:
+    """Add the CF ``mapping`` grid-mapping variable (rioxarray) with ITS_LIVE's ``spatial_epsg``/``GeoTransform``."""
+    # A coordinate (not a data variable as in ITS_LIVE) so that plain open_zarr(...).rio.crs finds it.
+    ds = ds.rio.write_crs(grid.crs, grid_mapping_name="mapping")
+    ds["mapping"].attrs.update({"spatial_epsg": grid.epsg or 0, "GeoTransform": grid.geotransform})
+    for name in ds.data_vars:
+        # rioxarray puts grid_mapping in .encoding, which the Zarr writer drops: make it a plain attribute, and
+        # only on the map variables.
+        ds[name].encoding.pop("grid_mapping", None)
+        if "y" in ds[name].dims:
+            ds[name].attrs["grid_mapping"] = "mapping"
+    return ds
+
+
+def add_xy_attrs(ds: xr.Dataset) -> None:
+    """CF attributes of the projected coordinates."""
+    ds["x"].attrs.update({"standard_name": "projection_x_coordinate", "long_name": "x of cell centre", "units": "m"})
+    ds["y"].attrs.update({"standard_name": "projection_y_coordinate", "long_name": "y of cell centre", "units": "m"})
+
+
+def _product_attrs(
+    result: xr.Dataset, reasons: np.ndarray[Any, np.dtype[np.uint8]], grid: CubeGrid, config: ProductConfig
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {name: result.attrs[name] for name in REQUIRED_ATTRS}
+    ref, sec = parse_utc(result.attrs["reference_time"]), parse_utc(result.attrs["secondary_time"])
+    masking = {
+        "snr_threshold": config.snr_threshold,
+        "outlier_mad_k": config.outlier_mad_k,
+        "outlier_window": config.outlier_window,
+        "mad_floor_px": MAD_FLOOR_PX,
+        "interpolation": "linear on a Delaunay triangulation; all vertices valid; max distance one source spacing",
+    }
+    engine_params = json.loads(str(result.attrs["processing_parameters"]) or "{}")
+    attrs.update(
+        {
+            "Conventions": "CF-1.8",
+            "title": f"offset-cube pair product {result.attrs['pair_id']}",
+            "mid_time": iso_utc(ref + (sec - ref) // 2),
+            "valid_percentage": round(float((reasons == Reason.VALID).mean() * 100.0), 3),
+            "processing_parameters": json.dumps({**engine_params, "product": masking}, sort_keys=True, default=str),
+            "velocity_metres": "true ground metres resolved along the grid axes (not map-scaled)",
+            "software_version": offset_cube.__version__,
+            "date_created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            **grid.to_attrs(),
+        }
+    )
+    return attrs
+
+
+def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:
+    encoding: dict[str, dict[str, Any]] = {name: {"_FillValue": np.float32(np.nan)} for name in VARIABLES}
+    encoding.update({name: {"_FillValue": None} for name in ("valid", "invalid_reason")})
+    return encoding

@@ -1,0 +1,197 @@
+"""The DEM topsApp gets: an ISCE raster used as is, or a GeoTIFF converted once into an ISCE raster.
+
+topsApp needs an ISCE raster with its ``.xml`` beside it, on a geographic lat/lon grid, heights above the WGS84
+ellipsoid (or EGM96, which it converts), whose ``file_name`` is absolute because ISCE opens the data through
+the path stored in the header (reference §4, "DEM requirements"). A GeoTIFF's heights are taken as given:
+Copernicus GLO-30 (EGM2008) must be converted to ellipsoid heights first, REMA (polar stereographic) must be
+warped to EPSG:4326 first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from lxml import etree
+
+from offset_cube.atomic import write_text_atomic
+from offset_cube.errors import ConfigError
+from offset_cube.isce2.xml import Box
+from offset_cube.isce_raster import IsceRasterError, read_isce_header, write_isce_raster
+
+log = logging.getLogger(__name__)
+
+#: Value written where a GeoTIFF DEM has no data; geozero treats heights below -1500 m as bad (reference §4).
+DEM_FILL = -32768.0
+ELLIPSOID_NOTE = (
+    "topsApp expects heights above the WGS84 ellipsoid; the GeoTIFF's heights were taken as given "
+    "(convert geoid heights such as Copernicus GLO-30's EGM2008 first)"
+)
+#: SRTM, which topsApp downloads when no DEM is given, covers 56°S to 60°N only (reference §1, verifyDEM).
+SRTM_SOUTH, SRTM_NORTH = -56.0, 60.0
+
+
+@dataclass(frozen=True)
+class DemExtent:
+    """Latitude/longitude span of a DEM's samples (sample centres), in degrees."""
+
+    south: float
+    north: float
+    west: float
+    east: float
+
+    def covers(self, box: Box, tolerance: float = 0.0) -> bool:
+        south, north, west, east = box
+        return (
+            self.south - tolerance <= south
+            and self.north + tolerance >= north
+            and self.west - tolerance <= west
+            and self.east + tolerance >= east
+        )
+
+    def describe(self) -> str:
+        return f"S {self.south:.4f} N {self.north:.4f} W {self.west:.4f} E {self.east:.4f}"
+
+
+def prepare_dem(path: Path, cache_dir: Path) -> Path:
+    """The ISCE raster to give topsApp for ``path``: itself when it has an ISCE ``.xml``, else a converted copy.
+
+    A converted copy lives in ``cache_dir`` and is reused while the source's size and modification time are
+    unchanged. Raises :class:`ConfigError` naming the file and what would be valid.
+    """
+    path = path.expanduser().absolute()
+    if path.suffix == ".xml":
+        path = path.with_suffix("")
+    if path.with_name(path.name + ".xml").is_file():
+        dem_extent(path)  # validates the header
+        return path
+    if not path.exists():
+        raise ConfigError(f"DEM {path} does not exist (give an ISCE DEM with its .xml, or a GeoTIFF)")
+    return _converted_geotiff(path, cache_dir)
+
+
+def dem_extent(path: Path) -> DemExtent:
+    """Span of an ISCE DEM's samples from its header (coordinate1 = longitude, coordinate2 = latitude)."""
+    try:
+        header = read_isce_header(path)
+    except IsceRasterError as err:
+        raise ConfigError(f"DEM {path}: {err}") from err
+    if header.bands != 1:
+        raise ConfigError(f"DEM {path} has {header.bands} bands; a DEM has one")
+    x_end = header.x_start + header.x_delta * (header.width - 1)
+    y_end = header.y_start + header.y_delta * (header.length - 1)
+    extent = DemExtent(
+        south=min(header.y_start, y_end),
+        north=max(header.y_start, y_end),
+        west=min(header.x_start, x_end),
+        east=max(header.x_start, x_end),
+    )
+    if not (-90 <= extent.south < extent.north <= 90 and -180 <= extent.west < extent.east <= 360):
+        raise ConfigError(
+            f"DEM {path} spans {extent.describe()}, which is not a latitude/longitude grid; topsApp needs a "
+            "geographic (EPSG:4326) DEM"
+        )
+    return extent
+
+
+def check_dem_covers(path: Path, box: Box, what: str) -> None:
+    """Raise unless the DEM spans ``box`` (S, N, W, E) to within half a sample."""
+    header = read_isce_header(path)
+    extent = dem_extent(path)
+    tolerance = max(abs(header.x_delta), abs(header.y_delta)) / 2
+    if not extent.covers(box, tolerance):
+        south, north, west, east = box
+        raise ConfigError(
+            f"DEM {path} spans {extent.describe()} but the {what} needs S {south:.4f} N {north:.4f} "
+            f"W {west:.4f} E {east:.4f}; give a DEM covering it (topsApp needs every processed burst covered)"
+        )
+
+
+def check_srtm_reach(box: Box) -> None:
+    """Without a DEM topsApp downloads SRTM; refuse areas SRTM does not cover."""
+    south, north, _west, _east = box
+    if south < SRTM_SOUTH or north > SRTM_NORTH:
+        reach = south if south < SRTM_SOUTH else north
+        raise ConfigError(
+            f"no DEM given (isce2.dem or --dem) and the area reaches latitude {reach:.2f}; "
+            f"topsApp's automatic SRTM download covers {SRTM_SOUTH:g}° to {SRTM_NORTH:g}° only. Give a DEM."
+        )
+
+
+def _converted_geotiff(source: Path, cache_dir: Path) -> Path:
+    """Convert a geographic GeoTIFF (or any GDAL raster) into ``cache_dir/<stem>.dem`` (+ .xml, .vrt)."""
+    target = cache_dir.expanduser().absolute() / f"{source.stem}.dem"
+    stamp = target.with_name(target.name + ".source.json")
+    stat = source.stat()
+    identity = {"source": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if target.is_file() and stamp.is_file() and _read_json(stamp) == identity:
+        return target
+    heights, x_start, x_delta, y_start, y_delta = _read_geographic(source)
+    write_isce_raster(
+        target,
+        [heights],
+        data_type="float",
+        scheme="BIP",
+        x_start=x_start,
+        x_delta=x_delta,
+        y_start=y_start,
+        y_delta=y_delta,
+        geographic=True,
+        image_type="dem",
+    )
+    _finish_dem_header(target)
+    write_text_atomic(stamp, json.dumps(identity, indent=2) + "\n")
+    log.warning("DEM %s converted to ISCE raster %s; %s", source, target, ELLIPSOID_NOTE)
+    return target
+
+
+def _read_geographic(source: Path) -> tuple[np.ndarray, float, float, float, float]:
+    """Heights and the first sample centre/spacing of a north-up geographic raster."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    try:
+        with rasterio.open(source) as dataset:
+            crs, transform, nodata = dataset.crs, dataset.transform, dataset.nodata
+            if crs is None or not crs.is_geographic:
+                raise ConfigError(
+                    f"DEM {source} is in {crs or 'no CRS'}; topsApp needs a geographic lat/lon DEM "
+                    "(warp it first, e.g. gdalwarp -t_srs EPSG:4326)"
+                )
+            if transform.b != 0 or transform.d != 0 or transform.e >= 0:
+                raise ConfigError(f"DEM {source} is rotated or not north-up ({transform}); warp it to EPSG:4326")
+            heights = dataset.read(1, masked=True).astype(np.float32)
+    except RasterioIOError as err:
+        raise ConfigError(f"DEM {source} is neither an ISCE raster (no .xml beside it) nor readable by GDAL") from err
+    data = heights.filled(DEM_FILL) if np.ma.isMaskedArray(heights) else np.asarray(heights)
+    data = np.where(np.isfinite(data), data, DEM_FILL).astype(np.float32)
+    if nodata is not None and not np.isnan(nodata):
+        data[data == np.float32(nodata)] = DEM_FILL
+    # GDAL's transform gives the outer corner; ISCE's starting value is the first sample's centre.
+    return data, transform.c + transform.a / 2, transform.a, transform.f + transform.e / 2, transform.e
+
+
+def _finish_dem_header(target: Path) -> None:
+    """Make ``file_name`` absolute and declare the WGS84 height reference, as topsApp's DEM loader needs."""
+    xml_path = target.with_name(target.name + ".xml")
+    root = etree.parse(str(xml_path)).getroot()
+    for prop in root.findall("property"):
+        if prop.get("name") == "file_name":
+            value = prop.find("value")
+            if value is not None:
+                value.text = str(target)
+    node = etree.SubElement(root, "property", name="reference")
+    etree.SubElement(node, "value").text = "WGS84"
+    etree.SubElement(node, "doc").text = "Geodetic datum"
+    etree.indent(root, space="    ")
+    write_text_atomic(xml_path, etree.tostring(root, encoding="unicode") + "\n")
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

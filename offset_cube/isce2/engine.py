@@ -1,0 +1,177 @@
+"""The ISCE2 engine for one pair: check the render, run topsApp (resuming when possible), judge, read, write."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import xarray as xr
+
+from offset_cube.config import JobConfig
+from offset_cube.errors import EngineError
+from offset_cube.isce2.annotation import SwathAnnotation, read_swath_annotation
+from offset_cube.isce2.discovery import IsceInstallation, discover_isce
+from offset_cube.isce2.reader import (
+    FILTERED,
+    GEO,
+    OFFSETS,
+    OFFSETS_GPU,
+    SNR,
+    geocoded_dataset,
+    offset_files,
+)
+from offset_cube.isce2.render import RenderedPair, read_render_record
+from offset_cube.isce2.runner import (
+    LOG_FILE,
+    MERGED_DIR,
+    LineCallback,
+    StepCallback,
+    TopsAppError,
+    clean_workdir,
+    forget_progress,
+    inputs_fingerprint,
+    judge_run,
+    plan_resume,
+    read_state,
+    remember_notable,
+    run_topsapp,
+)
+from offset_cube.result import RESULT_NAME, result_attrs, worse_orbit_type, write_pair_result
+from offset_cube.stages import PairInputs
+
+log = logging.getLogger(__name__)
+
+#: Grace between SIGTERM and SIGKILL when topsApp's group is stopped.
+KILL_GRACE_S = 10.0
+
+
+def run_isce2(
+    inputs: PairInputs,
+    job: JobConfig,
+    on_line: LineCallback | None = None,
+    on_step: StepCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Path:
+    """Dense offsets for one pair with topsApp.py; return the path of the pair's ``offsets.zarr``.
+
+    ``on_line`` receives every output line, ``on_step(index, name)`` every step start (index into
+    :data:`~offset_cube.isce2.runner.TOPSAPP_STEPS`); ``should_stop()`` returning True stops topsApp (the run is
+    being cancelled). Raises :class:`~offset_cube.errors.EngineError` (or its
+    :class:`~offset_cube.isce2.runner.TopsAppTimeout`) with the log lines that explain a failure.
+    """
+    pair_dir = inputs.pair_dir
+    rendered = read_render_record(pair_dir)
+    if rendered.pair_id != inputs.pair.pair_id:
+        raise EngineError(f"{pair_dir} was rendered for pair {rendered.pair_id}, not {inputs.pair.pair_id}")
+    install = discover_isce(job.isce2)
+    log.info("%s: %s", inputs.pair.label, install.describe())
+    resume = plan_resume(pair_dir, inputs_fingerprint(pair_dir, install))
+    log.info("%s: %s", inputs.pair.label, resume.reason)
+    record = None
+    if resume.start_step is not None:
+        record = run_topsapp(
+            install,
+            pair_dir,
+            deadline_s=job.isce2.deadline_hours * 3600,
+            omp_num_threads=job.isce2.omp_num_threads,
+            start_step=resume.start_step,
+            on_line=on_line,
+            on_step=on_step,
+            should_stop=should_stop,
+            grace_s=KILL_GRACE_S,
+        )
+        notable = remember_notable(pair_dir, record)
+    else:
+        notable = list(read_state(pair_dir).get("notable", []))
+    try:
+        judge_run(
+            pair_dir,
+            record,
+            notable,
+            expected_swaths=rendered.expected_swaths,
+            listed_swaths=rendered.swaths,
+            required=required_outputs(rendered),
+        )
+    except TopsAppError as err:
+        if record is None or record.returncode == 0:
+            forget_progress(pair_dir)  # every step "completed" yet the run is unusable: next attempt starts clean
+        raise TopsAppError(f"{inputs.pair.label}: {err}") from None
+    result = write_pair_result(read_result(inputs, job, install, rendered), pair_dir)
+    if job.cleanup.pair_files == "minimal":
+        keep_minimal(pair_dir)
+    return result
+
+
+def required_outputs(rendered: RenderedPair) -> list[tuple[str, ...]]:
+    """Files a successful run leaves in ``merged/`` (alternatives per entry: CPU .bil or GPU .bip)."""
+    merged = MERGED_DIR
+    outputs = [
+        (f"{merged}/{OFFSETS}", f"{merged}/{OFFSETS_GPU}"),
+        (f"{merged}/{OFFSETS}{GEO}", f"{merged}/{OFFSETS_GPU}{GEO}"),
+        (f"{merged}/{SNR}{GEO}",),
+    ]
+    if rendered.filtered:
+        outputs.append((f"{merged}/{FILTERED}{GEO}",))
+    return outputs
+
+
+def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, rendered: RenderedPair) -> xr.Dataset:
+    """The common per-pair result from ``merged/*.geo`` and the reference SAFE annotation."""
+    files = offset_files(inputs.pair_dir / MERGED_DIR, filtered=rendered.filtered)
+    pair = inputs.pair
+    parameters = {
+        "isce_version": install.version,
+        "topsapp": str(install.topsapp),
+        "offsets_file": f"{MERGED_DIR}/{files.offsets.name}",
+        "covariance": files.covariance is not None,
+        "window": list(job.tracking.window),
+        "search": list(pair.search_px),
+        "skip": list(job.tracking.skip),
+        "oversampling": job.tracking.oversampling,
+        "snr_threshold_factor": job.isce2.snr_threshold_factor,
+        "use_gpu": job.isce2.use_gpu,
+        "gpu_output": files.gpu,
+        "swaths": list(rendered.swaths),
+        "grid_origin": "coordinate startingValue = first sample centre",
+        "geometry": "reference SAFE annotation geolocation grid",
+        "offsets_relative_to": "topsApp geometric coregistration (DEM + orbits)",
+    }
+    attrs = result_attrs(
+        pair_id=pair.pair_id,
+        track=pair.track,
+        direction=pair.direction.value,
+        engine="isce2",
+        reference_time=pair.reference.start.isoformat(),
+        secondary_time=pair.secondary.start.isoformat(),
+        dt_days=pair.dt_days,
+        reference_granules=pair.reference.product_ids,
+        secondary_granules=pair.secondary.product_ids,
+        orbit_type=worse_orbit_type(*inputs.orbit_types) if inputs.orbit_types else "annotation",
+        polarization=rendered.polarization.upper(),
+        processing_parameters=parameters,
+        grid="geographic",
+    )
+    return geocoded_dataset(files, reference_geometry(inputs, rendered), attrs)
+
+
+def reference_geometry(inputs: PairInputs, rendered: RenderedPair) -> list[SwathAnnotation]:
+    """Annotation grids of the processed swaths in every reference slice."""
+    found = []
+    for safe in inputs.reference_safes:
+        for swath in rendered.swaths:
+            annotation = read_swath_annotation(safe, swath, rendered.polarization)
+            if annotation is not None:
+                found.append(annotation)
+    if not found:
+        raise EngineError(
+            f"{inputs.pair.label}: no {rendered.polarization.upper()} annotation for swaths {list(rendered.swaths)} "
+            f"in {', '.join(str(p) for p in inputs.reference_safes)}; incidence and heading cannot be derived"
+        )
+    return found
+
+
+def keep_minimal(pair_dir: Path) -> None:
+    """Cleanup policy 'minimal': keep the XML inputs, the log and offsets.zarr (what the cube needs)."""
+    clean_workdir(pair_dir, keep_result=True)
+    log.debug("cleaned %s; kept %s, %s and the XML inputs", pair_dir, RESULT_NAME, LOG_FILE)

@@ -1,0 +1,246 @@
+"""Decide what topsApp gets for one pair (swaths, boxes, DEM, catalogs) and write its three XML files.
+
+* swaths: the job's, else those whose reference annotation footprint meets the area, else all three when the
+  reference SAFEs cannot be read yet (a dry run before download); ``topsApp.render.json`` records which.
+* region of interest: the area's bounding box plus ``isce2.roi_margin_deg`` (topsApp keeps whole bursts).
+* geocode bounding box: the clip box (the area's bounding box, which the product stage clips to) plus
+  ``isce2.geocode_margin_deg``; it bounds the ``.geo`` grid, which otherwise covers every burst (reference §2.4).
+* offset geocode list: the raw, SNR and covariance offsets and topsApp's filtered offsets, as absolute paths;
+  with ``use GPU`` also ``dense_offsets.bip``, which topsApp's default list forgets (reference §2.1).
+The area is assumed not to cross the antimeridian.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from shapely.geometry.base import BaseGeometry
+
+from offset_cube.area import parse_area
+from offset_cube.atomic import write_text_atomic
+from offset_cube.config import JobConfig
+from offset_cube.errors import EngineError, SafeError
+from offset_cube.isce2.annotation import IW_SWATHS, swaths_covering
+from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, prepare_dem
+from offset_cube.isce2.reader import COVARIANCE, FILTERED, OFFSETS, OFFSETS_GPU, SNR
+from offset_cube.isce2.runner import MERGED_DIR
+from offset_cube.isce2.xml import (
+    CATALOG_OUTPUT,
+    REFERENCE_XML,
+    SECONDARY_XML,
+    TOPSAPP_XML,
+    Box,
+    CatalogSettings,
+    TopsAppSettings,
+    reference_xml,
+    secondary_xml,
+    topsapp_xml,
+)
+from offset_cube.planning import Pair, Plan, choose_polarization
+from offset_cube.stages import OrbitFile, PairInputs
+
+log = logging.getLogger(__name__)
+
+RENDER_RECORD = "topsApp.render.json"
+SwathSource = Literal["job", "annotation", "all"]
+
+
+@dataclass(frozen=True)
+class RenderedPair:
+    """What was rendered for a pair, besides the XML itself (read back by the engine)."""
+
+    pair_id: str
+    swaths: tuple[int, ...]
+    swaths_source: SwathSource
+    polarization: str
+    use_gpu: bool
+    filtered: bool
+
+    @property
+    def expected_swaths(self) -> tuple[int, ...]:
+        """Swaths that must extract: all listed ones unless they were a guess ('all')."""
+        return () if self.swaths_source == "all" else self.swaths
+
+
+def render_pair_inputs(inputs: PairInputs, job: JobConfig) -> Path:
+    """Write topsApp.xml, reference.xml and secondary.xml for a pair whose inputs are on disk; the pair folder."""
+    ref_orbits = orbit_directory(inputs.reference_orbits, "reference")
+    sec_orbits = orbit_directory(inputs.secondary_orbits, "secondary")
+    dem, geocode_dem = job_dems(job)
+    ref, sec = inputs.reference_safes, inputs.secondary_safes
+    return write_pair_files(inputs.pair, inputs.pair_dir, ref, sec, ref_orbits, sec_orbits, job, dem, geocode_dem)
+
+
+def render_dry_run(job: JobConfig, plan: Plan) -> list[Path]:
+    """Render every planned pair with the paths its inputs will have (scene cache or local catalog); no download."""
+    dem, geocode_dem = job_dems(job)
+    folders = []
+    for pair in plan.pairs:
+        ref = tuple(s.local_path or job.storage.scene_dir / s.file_name for s in pair.reference.scenes)
+        sec = tuple(s.local_path or job.storage.scene_dir / s.file_name for s in pair.secondary.scenes)
+        pair_dir = job.storage.pairs_dir / pair.pair_id
+        orbits = job.storage.orbit_dir
+        folders.append(write_pair_files(pair, pair_dir, ref, sec, orbits, orbits, job, dem, geocode_dem))
+    return folders
+
+
+def write_pair_files(
+    pair: Pair,
+    pair_dir: Path,
+    reference_safes: Sequence[Path],
+    secondary_safes: Sequence[Path],
+    reference_orbits: Path | None,
+    secondary_orbits: Path | None,
+    job: JobConfig,
+    dem: Path | None,
+    geocode_dem: Path | None,
+) -> Path:
+    """Decide the settings and write the three XML files and the render record into ``pair_dir``."""
+    area = parse_area(job.area)
+    polarization = pair_polarization(job, pair)
+    swaths, source = choose_swaths(job, area, reference_safes, polarization)
+    pair_dir = pair_dir.absolute()
+    settings = TopsAppSettings(
+        reference=_catalog("reference", reference_safes, reference_orbits, pair_dir, polarization),
+        secondary=_catalog("secondary", secondary_safes, secondary_orbits, pair_dir, polarization),
+        reference_catalog=pair_dir / REFERENCE_XML,
+        secondary_catalog=pair_dir / SECONDARY_XML,
+        swaths=swaths,
+        region_of_interest=padded_box(area, job.isce2.roi_margin_deg),
+        geocode_bounding_box=padded_box(area, job.isce2.geocode_margin_deg),
+        dem=dem,
+        geocode_dem=geocode_dem,
+        window=job.tracking.window,
+        search=pair.search_px,
+        skip=job.tracking.skip,
+        oversampling=job.tracking.oversampling,
+        snr_threshold_factor=job.isce2.snr_threshold_factor,
+        use_gpu=job.isce2.use_gpu,
+        offset_geocode_list=offset_geocode_list(pair_dir, job.isce2.use_gpu),
+    )
+    note = f"offset-cube {pair.label} (Δt {pair.dt_days:.1f} d): swaths {list(swaths)} from {_SOURCE_TEXT[source]}"
+    pair_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(pair_dir / REFERENCE_XML, reference_xml(settings.reference, note))
+    write_text_atomic(pair_dir / SECONDARY_XML, secondary_xml(settings.secondary, note))
+    write_text_atomic(pair_dir / TOPSAPP_XML, topsapp_xml(settings, note))
+    record = RenderedPair(
+        pair_id=pair.pair_id,
+        swaths=swaths,
+        swaths_source=source,
+        polarization=polarization,
+        use_gpu=job.isce2.use_gpu,
+        filtered=job.isce2.snr_threshold_factor is not None,
+    )
+    write_text_atomic(pair_dir / RENDER_RECORD, json.dumps(record.__dict__, indent=2) + "\n")
+    return pair_dir
+
+
+def _catalog(
+    role: Literal["reference", "secondary"], safes: Sequence[Path], orbits: Path | None, pair_dir: Path, pol: str
+) -> CatalogSettings:
+    return CatalogSettings(role, tuple(p.absolute() for p in safes), orbits, pair_dir / CATALOG_OUTPUT[role], pol)
+
+
+_SOURCE_TEXT: dict[SwathSource, str] = {
+    "job": "the job's swaths",
+    "annotation": "the reference annotation footprints that meet the area",
+    "all": "no readable reference annotation yet (all three; topsApp skips those outside the ROI)",
+}
+
+
+def read_render_record(pair_dir: Path) -> RenderedPair:
+    """The record :func:`write_pair_files` left; :class:`EngineError` when the render stage has not run."""
+    path = pair_dir / RENDER_RECORD
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return RenderedPair(
+            pair_id=str(data["pair_id"]),
+            swaths=tuple(int(s) for s in data["swaths"]),
+            swaths_source=data["swaths_source"],
+            polarization=str(data["polarization"]),
+            use_gpu=bool(data["use_gpu"]),
+            filtered=bool(data["filtered"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise EngineError(f"{path} is missing or unreadable ({err}); the render stage must run first") from err
+
+
+def pair_polarization(job: JobConfig, pair: Pair) -> str:
+    """The pair's co-polarisation in lower case (the plan kept only scenes holding the chosen one)."""
+    chosen = choose_polarization(job, pair.scenes)
+    if chosen is None:
+        raise EngineError(f"{pair.label}: no polarisation can be chosen for its scenes")
+    return chosen.value.lower()
+
+
+def choose_swaths(
+    job: JobConfig, area: BaseGeometry, reference_safes: Sequence[Path], polarization: str
+) -> tuple[tuple[int, ...], SwathSource]:
+    """The job's swaths, else those the reference footprints show over the area, else all three."""
+    if job.swaths:
+        return tuple(sorted(int(s.value[2]) for s in job.swaths)), "job"
+    if reference_safes and all(p.exists() for p in reference_safes):
+        try:
+            swaths, _annotations = swaths_covering(reference_safes, area, polarization)
+        except SafeError as err:
+            log.warning("reference annotation unreadable (%s); listing all swaths", err)
+            return IW_SWATHS, "all"
+        if not swaths:
+            raise EngineError(
+                f"no {polarization.upper()} swath of {', '.join(p.name for p in reference_safes)} covers the area"
+            )
+        return swaths, "annotation"
+    return IW_SWATHS, "all"
+
+
+def padded_box(area: BaseGeometry, margin_deg: float) -> Box:
+    """The area's bounding box grown by ``margin_deg`` on every side, as (south, north, west, east)."""
+    west, south, east, north = area.bounds
+    return (
+        max(south - margin_deg, -90.0),
+        min(north + margin_deg, 90.0),
+        west - margin_deg,
+        east + margin_deg,
+    )
+
+
+def offset_geocode_list(pair_dir: Path, use_gpu: bool) -> tuple[Path, ...]:
+    merged = pair_dir / MERGED_DIR
+    names = [OFFSETS, SNR, COVARIANCE, FILTERED] + ([OFFSETS_GPU] if use_gpu else [])
+    return tuple(merged / name for name in names)
+
+
+def orbit_directory(orbits: Sequence[OrbitFile], role: str) -> Path | None:
+    """The folder topsApp searches for one date's orbit (None: the annotation's state vectors)."""
+    folders = {o.path.parent.absolute() for o in orbits if o.path is not None}
+    if not folders:
+        return None
+    if len(folders) > 1:
+        raise EngineError(
+            f"the {role} date's orbit files lie in several folders ({', '.join(map(str, sorted(folders)))}); "
+            "topsApp searches one orbit directory per date"
+        )
+    return folders.pop()
+
+
+def job_dems(job: JobConfig) -> tuple[Path | None, Path | None]:
+    """The job's DEM and geocode DEM as ISCE rasters covering the ROI / geocode box (converted if GeoTIFF)."""
+    area = parse_area(job.area)
+    cache = job.storage.out / "dem"
+    roi = padded_box(area, job.isce2.roi_margin_deg)
+    if job.isce2.dem is None:
+        check_srtm_reach(roi)
+        dem = None
+    else:
+        dem = prepare_dem(job.isce2.dem, cache)
+        check_dem_covers(dem, roi, "region of interest (area + isce2.roi_margin_deg)")
+    geocode_dem = None
+    if job.isce2.geocode_dem is not None:
+        geocode_dem = prepare_dem(job.isce2.geocode_dem, cache)
+        check_dem_covers(geocode_dem, padded_box(area, job.isce2.geocode_margin_deg), "geocode bounding box")
+    return dem, geocode_dem

@@ -1,0 +1,85 @@
+"""DEM preparation for topsApp: ISCE rasters as is, GeoTIFFs converted once, coverage checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from lxml import etree
+
+from offset_cube.errors import ConfigError
+from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, dem_extent, prepare_dem
+from offset_cube.isce_raster import read_band, read_isce_header
+from tests.isce2_support import write_isce_dem
+
+
+def write_geotiff(path: Path, crs: str = "EPSG:4326", nodata: float | None = -9999.0) -> Path:
+    import rasterio
+    from affine import Affine
+
+    heights = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    heights[0, 0] = -9999.0
+    transform = Affine(0.05, 0.0, -128.6, 0.0, -0.05, 52.4)  # outer corner, 0.05° pixels
+    with rasterio.open(
+        path, "w", driver="GTiff", width=30, height=20, count=1, dtype="float32", crs=crs, transform=transform,
+        nodata=nodata,
+    ) as dst:  # fmt: skip
+        dst.write(heights, 1)
+    return path
+
+
+def test_geotiff_is_converted_to_an_isce_dem_with_centre_origin(tmp_path: Path) -> None:
+    source = write_geotiff(tmp_path / "dem.tif")
+    dem = prepare_dem(source, tmp_path / "cache")
+    assert dem == tmp_path / "cache" / "dem.dem"
+    header = read_isce_header(dem)
+    # first sample centre = corner + half a pixel; latitude decreases down the rows
+    assert header.x_start == pytest.approx(-128.575) and header.y_start == pytest.approx(52.375)
+    assert (header.x_delta, header.y_delta) == pytest.approx((0.05, -0.05))
+    heights = np.array(read_band(dem, 1))
+    assert heights[0, 0] == -32768.0 and heights[0, 1] == 1.0  # no-data → below geozero's -1500 m "bad" limit
+    props = {p.get("name"): p.findtext("value") for p in etree.parse(f"{dem}.xml").getroot().findall("property")}
+    assert props["file_name"] == str(dem)  # ISCE opens the DEM through this path: absolute
+    assert props["reference"] == "WGS84"
+    assert props["image_type"] == "dem"
+
+
+def test_conversion_is_reused_until_the_source_changes(tmp_path: Path) -> None:
+    source = write_geotiff(tmp_path / "dem.tif")
+    first = prepare_dem(source, tmp_path / "cache")
+    stamp = first.stat().st_mtime_ns
+    assert prepare_dem(source, tmp_path / "cache").stat().st_mtime_ns == stamp
+    write_geotiff(source, nodata=None)
+    prepare_dem(source, tmp_path / "cache")
+    assert np.array(read_band(first, 1))[0, 0] == -9999.0  # re-converted: the new file has no no-data value
+
+
+def test_isce_dem_is_used_as_is(tmp_path: Path) -> None:
+    dem = write_isce_dem(tmp_path / "bc.dem")
+    assert prepare_dem(dem, tmp_path / "cache") == dem
+    assert prepare_dem(Path(f"{dem}.xml"), tmp_path / "cache") == dem
+    assert not (tmp_path / "cache").exists()
+    extent = dem_extent(dem)
+    assert (extent.south, extent.north, extent.west, extent.east) == pytest.approx((51.5, 52.4, -128.6, -127.3))
+
+
+def test_coverage_and_input_errors(tmp_path: Path) -> None:
+    dem = write_isce_dem(tmp_path / "bc.dem")
+    check_dem_covers(dem, (51.8, 52.1, -128.2, -127.7), "region of interest")
+    with pytest.raises(ConfigError, match=r"spans S 51\.5000 .* but the region of interest needs S 51\.0000"):
+        check_dem_covers(dem, (51.0, 52.1, -128.2, -127.7), "region of interest")
+    with pytest.raises(ConfigError, match="does not exist"):
+        prepare_dem(tmp_path / "missing.tif", tmp_path / "cache")
+    projected = write_geotiff(tmp_path / "rema.tif", crs="EPSG:3031")
+    with pytest.raises(ConfigError, match="needs a geographic lat/lon DEM"):
+        prepare_dem(projected, tmp_path / "cache")
+    (tmp_path / "junk.tif").write_text("not a raster")
+    with pytest.raises(ConfigError, match="neither an ISCE raster"):
+        prepare_dem(tmp_path / "junk.tif", tmp_path / "cache")
+
+
+def test_srtm_reach() -> None:
+    check_srtm_reach((51.8, 52.1, -128.2, -127.7))
+    with pytest.raises(ConfigError, match=r"reaches latitude -70\.50.*Give a DEM"):
+        check_srtm_reach((-70.5, -69.7, 38.0, 39.7))
