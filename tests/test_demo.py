@@ -48,11 +48,11 @@ def test_simulate_command_rejects_bad_options(tmp_path: Path) -> None:
 def test_flow_due_north_comes_out_north(template: Path, tmp_path: Path) -> None:
     """A band of ice flowing due north (map +y) at 500 m/yr gives vy > 0 and |vx| small through the engine and
     the product stage's velocity conversion, on ascending and on descending geometry."""
-    products = pytest.importorskip("offset_cube.cube.product", reason="the product stage arrives with the cube issue")
-    grids = pytest.importorskip("offset_cube.cube.grid", reason="the cube grid arrives with the cube issue")
     pytest.importorskip("offset_cube.tracking", reason="the tracker arrives with its issue")
     from offset_cube.builtin.engine import run_builtin
     from offset_cube.config import ProductConfig
+    from offset_cube.cube.grid import grid_for_area
+    from offset_cube.cube.product import make_pair_product
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
     from tests.test_builtin_engine import make_inputs, make_job
 
@@ -62,8 +62,8 @@ def test_flow_due_north_comes_out_north(template: Path, tmp_path: Path) -> None:
     job = make_job(stack, tmp_path / "out", start="2014-10-03", end=None, tracking=tracking)
     inputs = make_inputs(stack, 0, 1, job, tmp_path / "out")
     result = run_builtin(inputs, job)
-    grid = grids.grid_for_area(stack.area_wkt, "auto", 120.0)
-    product = xr.open_zarr(products.make_pair_product(result, grid, ProductConfig(), tmp_path / "product.zarr"))
+    grid = grid_for_area(stack.area_wkt, "auto", 120.0)
+    product = xr.open_zarr(make_pair_product(result, grid, ProductConfig(), tmp_path / "product.zarr"))
     truth = xr.open_zarr(stack.truth, consolidated=False)  # type: ignore[arg-type]
     moving = truth.v.values > 400
     vx, vy = product.vx.values[moving], product.vy.values[moving]
@@ -77,7 +77,6 @@ def test_flow_due_north_comes_out_north(template: Path, tmp_path: Path) -> None:
 def test_demo_runs_the_flow_and_matches_the_truth(prefect_harness: None, tmp_path: Path) -> None:
     """The demo, smaller: 3 dates (12 and 24 days) over 4 km. Cube, truth and quicklooks exist; on moving ice
     the velocity errors are small and coverage complete; a second run reuses the stack and adds nothing."""
-    pytest.importorskip("offset_cube.cube.store", reason="the cube arrives with its issue")
     pytest.importorskip("offset_cube.tracking", reason="the tracker arrives with its issue")
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--dates", "3", "--area-km", "4"]

@@ -93,9 +93,12 @@ class NorthwardFlow:
         return np.zeros_like(weight), self.speed * weight
 
 
-def advect(flow: FlowField, x: np.ndarray, y: np.ndarray, days: float, steps: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Where material at (x, y) is ``days`` later (negative: where it was), by RK4 along the steady flow."""
-    h = days / DAYS_PER_YEAR / steps
+def advect(
+    flow: FlowField, x: np.ndarray, y: np.ndarray, days: float, map_scale: float = 1.0, steps: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where material at map position (x, y) is ``days`` later (negative: where it was), by RK4 along the steady
+    flow; ``map_scale`` turns the flow's true metres into map metres (the projection's point scale factor)."""
+    h = map_scale * days / DAYS_PER_YEAR / steps
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     for _ in range(steps):
         k1 = flow.velocity(x, y)

@@ -32,13 +32,15 @@ from typing import Literal
 
 import numpy as np
 import scipy.fft
-from pyproj import Transformer
+from pyproj import Proj, Transformer
 from scipy.interpolate import RectBivariateSpline
 from scipy.ndimage import map_coordinates
+from shapely.geometry import Point
 
 from offset_cube.area import area_to_wkt, parse_area
 from offset_cube.atomic import write_text_atomic
 from offset_cube.builtin.radargrid import Lattice
+from offset_cube.cube.grid import auto_crs
 from offset_cube.errors import ConfigError
 from offset_cube.geometry.ellipsoid import ecef_to_geodetic, geodetic_to_ecef
 from offset_cube.geometry.orbit import Orbit
@@ -49,7 +51,6 @@ from offset_cube.safe.annotation import SwathAnnotation, parse_annotation
 from offset_cube.safe.manifest import read_manifest
 from offset_cube.safe.product import SafeProduct
 from offset_cube.scenes import ProductName
-from offset_cube.simulate import truth as truth_module
 from offset_cube.simulate.flow import FlowField, GroundTexture, NorthwardFlow, ValleyGlacier, advect
 from offset_cube.simulate.orbits import propagate_orbit, sample_orbit, write_eof
 from offset_cube.simulate.safe_writer import (
@@ -61,6 +62,7 @@ from offset_cube.simulate.safe_writer import (
     write_measurement_tiff,
     write_safe_zip,
 )
+from offset_cube.simulate.truth import write_truth
 
 log = logging.getLogger(__name__)
 
@@ -196,15 +198,15 @@ def simulate_stack(config: SimulationConfig, out: Path) -> SimulatedStack:
         config, base, base_orbit, annotation_xml, height, manifest.absolute_orbit, int(name.datatake, 16), rng
     )
     area_wkt = config.area_wkt or default_area(dates[0], base, height, config.area_m)
-    crs = truth_module.cube_crs(area_wkt)
-    to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     area = parse_area(area_wkt)
+    crs = auto_crs(area)
+    to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     xc, yc = to_map.transform(area.centroid.x, area.centroid.y)
     flow = _flow(config, float(xc), float(yc))
     stack = SimulatedStack(out, area_wkt, height, crs, pol, swath, dates, flow=flow)
     scene = _Scene(config, stack, base, flow, rng)
     scene.render(name, manifest_xml)
-    stack.truth = truth_module.write_truth(out / "truth.zarr", area_wkt, crs, config.grid_spacing_m, flow)
+    stack.truth = write_truth(out / "truth.zarr", area_wkt, config.grid_spacing_m, flow)
     _write_description(stack, config)
     return stack
 
@@ -252,7 +254,7 @@ def default_area(first: SimulatedDate, base: SwathAnnotation, height: float, siz
     sample = (s_first + s_last) / 2
     point = rdr2geo(first.orbit, first.lattice.line_time(line), first.lattice.slant_range(sample), height)
     lat, lon, _ = ecef_to_geodetic(point)
-    crs = truth_module.cube_crs(f"POINT({float(lon)} {float(lat)})")
+    crs = auto_crs(Point(float(lon), float(lat)))
     to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     to_geo = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     xc, yc = to_map.transform(float(lon), float(lat))
@@ -293,6 +295,10 @@ class _Scene:
         self.rng = rng
         self.to_map = Transformer.from_crs("EPSG:4326", stack.crs, always_xy=True)
         self.to_geo = Transformer.from_crs(stack.crs, "EPSG:4326", always_xy=True)
+        centre = parse_area(stack.area_wkt).centroid
+        # True metres → map metres (the flow is true m/yr on the map axes, as the cube stores velocity).
+        factors = Proj(stack.crs).get_factors(float(centre.x), float(centre.y))
+        self.map_scale = float(factors.meridional_scale)
         self.windows = [self._data_window(d) for d in stack.dates]
         self.mappings = [self._mapping(d, w) for d, w in zip(stack.dates, self.windows, strict=True)]
         self.origin, self.shape = self._material_extent()
@@ -335,7 +341,7 @@ class _Scene:
         node_s = np.arange(s0 - NODE_STEP[1], s1 + 2 * NODE_STEP[1], NODE_STEP[1], dtype=np.float64)
         mesh_l, mesh_s = np.meshgrid(node_l, node_s, indexing="ij")
         x, y = self._ground_map(date, mesh_l, mesh_s)
-        x0, y0 = advect(self.flow, x, y, -date.days) if date.days else (x, y)
+        x0, y0 = advect(self.flow, x, y, -date.days, self.map_scale) if date.days else (x, y)
         lon0, lat0 = self.to_geo.transform(x0, y0)
         first = self.stack.dates[0]
         points = geodetic_to_ecef(np.asarray(lat0), np.asarray(lon0), self.stack.height_m)
