@@ -12,11 +12,9 @@ import xarray as xr
 def window_centres(
     shape: tuple[int, int], window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    first_l = window[1] // 2 + search[1]
-    first_s = window[0] // 2 + search[0]
-    lines = np.arange(first_l, shape[0] - first_l + 1, skip[1])
-    samples = np.arange(first_s, shape[1] - first_s + 1, skip[0])
-    return lines, samples
+    tops = np.arange(search[1], shape[0] - window[1] - search[1] + 1, skip[1])
+    lefts = np.arange(search[0], shape[1] - window[0] - search[0] + 1, skip[0])
+    return tops + (window[1] - 1) / 2, lefts + (window[0] - 1) / 2
 
 
 def track_offsets(
@@ -46,8 +44,9 @@ def track_offsets(
     for i, cl in enumerate(lines):
         for j, cs in enumerate(samples):
             il, js = round(float(g_az[i, j])), round(float(g_rg[i, j]))
-            r = reference[cl - h // 2 : cl + h // 2, cs - w // 2 : cs + w // 2]
-            l0, s0 = cl + il - h // 2, cs + js - w // 2
+            top, left = round(cl - (h - 1) / 2), round(cs - (w - 1) / 2)
+            r = reference[top : top + h, left : left + w]
+            l0, s0 = top + il, left + js
             if l0 < 0 or s0 < 0 or l0 + h > secondary.shape[0] or s0 + w > secondary.shape[1]:
                 continue
             s = secondary[l0 : l0 + h, s0 : s0 + w]

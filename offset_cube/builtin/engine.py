@@ -81,6 +81,10 @@ class Crop:
     def samples(self) -> tuple[int, int]:
         return self.sample0, self.sample0 + self.n_samples
 
+    def as_list(self) -> list[int]:
+        """[first line, first sample, lines, samples] (for provenance)."""
+        return [self.line0, self.sample0, self.n_lines, self.n_samples]
+
 
 def run_builtin(inputs: PairInputs, job: JobConfig) -> Path:
     """Compute one pair's offsets with the built-in engine; write and return ``<pair_dir>/offsets.zarr``."""
@@ -218,6 +222,59 @@ def predict_offsets(
     return sec_lines - lines, sec_samples - samples, points
 
 
+@dataclass(frozen=True)
+class PairLayout:
+    """Where the pair is tracked: both crops, the window centres (reference grid coordinates) and the predicted
+    geometry there (offsets in grid pixels, ground points in ECEF)."""
+
+    ref_crop: Crop
+    sec_crop: Crop
+    lines: np.ndarray  # window-centre lines of the reference grid (1-D)
+    samples: np.ndarray  # window-centre samples (1-D)
+    predicted_az: np.ndarray  # (lines, samples)
+    predicted_rg: np.ndarray
+    points: np.ndarray  # (lines, samples, 3)
+
+    @property
+    def gross(self) -> tuple[np.ndarray, np.ndarray]:
+        """The predicted offsets between the crops (what the tracker gets as its gross offset)."""
+        shift_l = self.sec_crop.line0 - self.ref_crop.line0
+        shift_s = self.sec_crop.sample0 - self.ref_crop.sample0
+        return self.predicted_az - shift_l, self.predicted_rg - shift_s
+
+
+def layout_pair(
+    ref_grid: RadarGrid,
+    sec_grid: RadarGrid,
+    area: Polygon | MultiPolygon,
+    heights: HeightModel,
+    window: tuple[int, int],
+    search: tuple[int, int],
+    skip: tuple[int, int],
+) -> PairLayout:
+    """Crops around the area and the predicted geometry at every window centre."""
+    from offset_cube.tracking import window_centres
+
+    lines, samples = area_bounds(ref_grid, area, heights)
+    # A coarse prediction over the area fixes the secondary's whole-pixel shift and how far the geometric
+    # offset strays from it, so the crops leave room for every window's search area.
+    coarse = np.meshgrid(np.linspace(*lines, 5), np.linspace(*samples, 5), indexing="ij")
+    coarse_az, coarse_rg, _ = predict_offsets(ref_grid, sec_grid, coarse[0], coarse[1], heights)
+    shift = (round(float(np.median(coarse_az))), round(float(np.median(coarse_rg))))
+    spread = (
+        math.ceil(float(np.max(np.abs(coarse_az - shift[0])))),
+        math.ceil(float(np.max(np.abs(coarse_rg - shift[1])))),
+    )
+    ref_crop = _crop(lines, samples, window, search, skip, spread)
+    sec_crop = Crop(ref_crop.line0 + shift[0], ref_crop.sample0 + shift[1], ref_crop.n_lines, ref_crop.n_samples)
+    centre_lines, centre_samples = window_centres((ref_crop.n_lines, ref_crop.n_samples), window, search, skip)
+    grid_lines = ref_crop.line0 + np.asarray(centre_lines, dtype=np.float64)
+    grid_samples = ref_crop.sample0 + np.asarray(centre_samples, dtype=np.float64)
+    mesh_l, mesh_s = np.meshgrid(grid_lines, grid_samples, indexing="ij")
+    pred_az, pred_rg, points = predict_offsets(ref_grid, sec_grid, mesh_l, mesh_s, heights)
+    return PairLayout(ref_crop, sec_crop, grid_lines, grid_samples, pred_az, pred_rg, points)
+
+
 def track_pair(
     inputs: PairInputs,
     job: JobConfig,
@@ -230,45 +287,28 @@ def track_pair(
     polarisation: str,
 ) -> xr.Dataset:
     """Track the pair over the area with the predicted geometry as gross offset; build the result dataset."""
-    from offset_cube.tracking import track_offsets, window_centres
+    from offset_cube.tracking import track_offsets
 
     window, search, skip = job.tracking.window, inputs.pair.search_px, job.tracking.skip
-    lines, samples = area_bounds(ref_grid, area, heights)
-    # A coarse prediction over the area fixes the secondary's whole-pixel shift and how far the geometric
-    # offset strays from it, so the crops leave room for every window's search area.
-    coarse = np.meshgrid(np.linspace(*lines, 5), np.linspace(*samples, 5), indexing="ij")
-    coarse_az, coarse_rg, _ = predict_offsets(ref_grid, sec_grid, coarse[0], coarse[1], heights)
-    shift = (round(float(np.median(coarse_az))), round(float(np.median(coarse_rg))))
-    spread = (
-        math.ceil(float(np.max(np.abs(coarse_az - shift[0])))),
-        math.ceil(float(np.max(np.abs(coarse_rg - shift[1])))),
-    )
-    ref_crop = _crop(lines, samples, window, search, skip, spread)
-    centre_lines, centre_samples = window_centres((ref_crop.n_lines, ref_crop.n_samples), window, search, skip)
-    if len(centre_lines) == 0 or len(centre_samples) == 0:
-        raise EngineError(f"{inputs.pair.label}: the area is too small for window {window} and search {search}")
-    grid_lines = ref_crop.line0 + np.asarray(centre_lines, dtype=np.float64)
-    grid_samples = ref_crop.sample0 + np.asarray(centre_samples, dtype=np.float64)
-    mesh_l, mesh_s = np.meshgrid(grid_lines, grid_samples, indexing="ij")
-    pred_az, pred_rg, points = predict_offsets(ref_grid, sec_grid, mesh_l, mesh_s, heights)
-    sec_crop = Crop(ref_crop.line0 + shift[0], ref_crop.sample0 + shift[1], ref_crop.n_lines, ref_crop.n_samples)
-    gross_az, gross_rg = pred_az - shift[0], pred_rg - shift[1]
-    ref_data, _ = ref_grid.read(ref_crop.lines, ref_crop.samples)
-    sec_data, sec_valid = sec_grid.read(sec_crop.lines, sec_crop.samples)
+    layout = layout_pair(ref_grid, sec_grid, area, heights, window, search, skip)
+    ref_data, _ = ref_grid.read(layout.ref_crop.lines, layout.ref_crop.samples)
+    sec_data, sec_valid = sec_grid.read(layout.sec_crop.lines, layout.sec_crop.samples)
     if not np.any(sec_valid):
         raise SafeError(f"{sec.paths}: no burst covers the area's counterpart in the secondary")
     log.info(
         "%s: swaths %s, crop %dx%d px, %d windows, geometric offset %.2f..%.2f lines, %.2f..%.2f samples",
         inputs.pair.label,
         ",".join(ref_grid.swaths),
-        ref_crop.n_samples,
-        ref_crop.n_lines,
-        mesh_l.size,
-        float(pred_az.min()),
-        float(pred_az.max()),
-        float(pred_rg.min()),
-        float(pred_rg.max()),
+        layout.ref_crop.n_samples,
+        layout.ref_crop.n_lines,
+        layout.predicted_az.size,
+        float(layout.predicted_az.min()),
+        float(layout.predicted_az.max()),
+        float(layout.predicted_rg.min()),
+        float(layout.predicted_rg.max()),
     )
+    gross_az, gross_rg = layout.gross
+    # The tracker's own SNR cut is off: the product stage applies product.snr_threshold and its outlier filter.
     tracked = track_offsets(
         ref_data,
         sec_data,
@@ -281,18 +321,29 @@ def track_pair(
         backend=job.builtin.backend,
         workers=job.builtin.workers,
         memory_budget_mb=job.builtin.memory_budget_mb,
-        lines=np.asarray(centre_lines),
-        samples=np.asarray(centre_samples),
+        lines=layout.lines - layout.ref_crop.line0,
+        samples=layout.samples - layout.ref_crop.sample0,
         snr_threshold=0.0,
     )
     motion_az = np.asarray(tracked["azimuth_offset"].values, dtype=np.float64) - gross_az
     motion_rg = np.asarray(tracked["range_offset"].values, dtype=np.float64) - gross_rg
-    geometry = look_geometry(ref_grid.orbit, ref_grid.line_time(mesh_l), points, ref_grid.line_interval)
+    mesh_l, mesh_s = np.meshgrid(layout.lines, layout.samples, indexing="ij")
+    geometry = look_geometry(ref_grid.orbit, ref_grid.line_time(mesh_l), layout.points, ref_grid.line_interval)
     ground_range_m = ref_grid.range_spacing / np.sin(np.radians(geometry["incidence_angle"]))
     stable = stable_mask(motion_az, motion_rg, geometry["azimuth_spacing"], ground_range_m, job.builtin.stable_quantile)
     bias = estimate_bias(motion_az, motion_rg, mesh_l, mesh_s, stable, job.builtin.bias_removal)
-    motion_az -= bias.azimuth
-    motion_rg -= bias.range
+    log.info("%s: bias removal %s", inputs.pair.label, json.dumps(bias.summary))
+    variables: dict[str, Any] = {
+        "azimuth_offset": motion_az - bias.azimuth,
+        "range_offset": motion_rg - bias.range,
+        "snr": tracked["snr"].values,
+        **{name: geometry[name] for name in ("latitude", "longitude", "incidence_angle", "heading")},
+        "azimuth_spacing": geometry["azimuth_spacing"],
+        "range_spacing": np.full(mesh_l.shape, ref_grid.range_spacing),
+        "geometric_azimuth_offset": layout.predicted_az,
+        "geometric_range_offset": layout.predicted_rg,
+        **{name: tracked[name].values for name in ("cov_az", "cov_rg", "cov_azrg") if name in tracked},
+    }
     parameters = {
         "window": list(window),
         "search": list(search),
@@ -302,9 +353,22 @@ def track_pair(
         "swaths": ref_grid.swaths,
         "heights": heights.describe(),
         "bias": bias.summary,
-        "reference_crop": [ref_crop.line0, ref_crop.sample0, ref_crop.n_lines, ref_crop.n_samples],
-        "secondary_crop": [sec_crop.line0, sec_crop.sample0, sec_crop.n_lines, sec_crop.n_samples],
+        "reference_crop": layout.ref_crop.as_list(),
+        "secondary_crop": layout.sec_crop.as_list(),
     }
+    return _result_dataset(inputs, ref, sec, polarisation, layout, variables, parameters)
+
+
+def _result_dataset(
+    inputs: PairInputs,
+    ref: DateScene,
+    sec: DateScene,
+    polarisation: str,
+    layout: PairLayout,
+    variables: dict[str, Any],
+    parameters: dict[str, Any],
+) -> xr.Dataset:
+    """The per-pair result (schema of :mod:`offset_cube.result`) on the window-centre grid."""
     pair = inputs.pair
     attrs = result_attrs(
         pair_id=pair.pair_id,
@@ -321,30 +385,13 @@ def track_pair(
         processing_parameters=parameters,
         grid="radar",
     )
-    variables: dict[str, Any] = {
-        "azimuth_offset": motion_az,
-        "range_offset": motion_rg,
-        "snr": tracked["snr"].values,
-        "latitude": geometry["latitude"],
-        "longitude": geometry["longitude"],
-        "incidence_angle": geometry["incidence_angle"],
-        "heading": geometry["heading"],
-        "azimuth_spacing": geometry["azimuth_spacing"],
-        "range_spacing": np.full(mesh_l.shape, ref_grid.range_spacing),
-        "geometric_azimuth_offset": pred_az,
-        "geometric_range_offset": pred_rg,
-    }
-    for name in ("cov_az", "cov_rg", "cov_azrg"):
-        if name in tracked:
-            variables[name] = tracked[name].values
     ds = xr.Dataset(
         {name: (DIMS, np.asarray(value)) for name, value in variables.items()},
-        coords={"line": grid_lines, "sample": grid_samples},
+        coords={"line": layout.lines, "sample": layout.samples},
         attrs=attrs,
     )
     ds["geometric_azimuth_offset"].attrs.update(units="pixel", long_name="predicted geometric azimuth offset")
     ds["geometric_range_offset"].attrs.update(units="pixel", long_name="predicted geometric range offset")
-    log.info("%s: bias removal %s", pair.label, json.dumps(bias.summary))
     return ds
 
 
