@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flows.cli import jobs as _jobs  # noqa: F401  (registers plan, run)
 from flows.cli import stubs as _stubs  # noqa: F401  (commands filled in by later stages)
+from flows.cli import track as _track  # noqa: F401  (registers track)
 from flows.cli.app import app
 from flows.runtime import configure_prefect_env
 

@@ -12,12 +12,6 @@ def demo() -> None:
 
 
 @app.command()
-def track() -> None:
-    """Dense offsets between two co-registered images (built-in tracker)."""
-    raise fail("the tracker is not available in this build yet", code=1)
-
-
-@app.command()
 def inspect() -> None:
     """Describe a cube; export layers."""
     raise fail("cube inspection is not available in this build yet", code=1)

@@ -7,7 +7,7 @@ installed. See :mod:`offset_cube.tracking.tracker` for the conventions and contr
 from offset_cube.tracking.backend import cupy_available
 from offset_cube.tracking.tracker import (
     DEFAULT_OVERSAMPLING,
-    DEFAULT_SNR_THRESHOLD,
+    DEFAULT_SNR_THRESHOLDS,
     MODES,
     SUBPIXEL_METHODS,
     track_offsets,
@@ -16,7 +16,7 @@ from offset_cube.tracking.tracker import (
 
 __all__ = [
     "DEFAULT_OVERSAMPLING",
-    "DEFAULT_SNR_THRESHOLD",
+    "DEFAULT_SNR_THRESHOLDS",
     "MODES",
     "SUBPIXEL_METHODS",
     "cupy_available",

@@ -74,20 +74,25 @@ def box_sums(be: Backend, values: Array, window: tuple[int, int], lags: tuple[in
     normaliser does the same job with full SATs, cuCorrNormalizationSAT.cu).
     """
     xp = be.xp
-    b, height, width = values.shape
+    height, width = values.shape[1:]
     h, w = window
     ly, lx = lags
     if width - w != lx - 1 or height - h != ly - 1:
         raise ValueError(f"box_sums: chip {height}x{width} does not match window {h}x{w} and lags {ly}x{lx}")
     total = values.sum(axis=2, dtype=xp.float64)
-    head = xp.zeros((b, height, lx), dtype=xp.float64)
-    xp.cumsum(values[:, :, : lx - 1], axis=2, dtype=xp.float64, out=head[:, :, 1:])
-    tail = xp.zeros((b, height, lx), dtype=xp.float64)
-    xp.cumsum(values[:, :, ::-1][:, :, : lx - 1], axis=2, dtype=xp.float64, out=tail[:, :, 1:])
+    head = _running_sum(xp, values[:, :, : lx - 1], axis=2)  # head[..., j] = sum of the first j samples
+    tail = _running_sum(xp, values[:, :, ::-1][:, :, : lx - 1], axis=2)  # sum of the last j samples
     rows = total[:, :, None] - head - tail[:, :, ::-1]
-    down = xp.zeros((b, height + 1, lx), dtype=xp.float64)
-    xp.cumsum(rows, axis=1, out=down[:, 1:, :])
+    down = _running_sum(xp, rows, axis=1)
     return down[:, h : h + ly, :] - down[:, :ly, :]
+
+
+def _running_sum(xp: Any, values: Array, axis: int) -> Array:
+    """float64 cumulative sum along ``axis`` (1 or 2) of a 3-D array, with a leading zero."""
+    sums = xp.cumsum(values, axis=axis, dtype=xp.float64)
+    shape = list(sums.shape)
+    shape[axis] = 1
+    return xp.concatenate([xp.zeros(tuple(shape), dtype=xp.float64), sums], axis=axis)
 
 
 def fft_shape(shape: tuple[int, int], real: bool) -> tuple[int, int]:
@@ -165,9 +170,7 @@ def _ampcor_snr(be: Backend, ncc: Array, iy: Array, ix: Array, peak: Array) -> A
     """
     xp = be.xp
     b, ly, lx = ncc.shape
-    sq = ncc.astype(xp.float64) ** 2
-    sat = xp.zeros((b, ly + 1, lx + 1), dtype=xp.float64)
-    sat[:, 1:, 1:] = xp.cumsum(xp.cumsum(sq, axis=1), axis=2)
+    sat = _running_sum(xp, _running_sum(xp, ncc.astype(xp.float64) ** 2, axis=1), axis=2)
     y0 = xp.maximum(iy - SNR_HALF_BOX, 0)
     y1 = xp.minimum(iy + SNR_HALF_BOX, ly - 2) + 1
     x0 = xp.maximum(ix - SNR_HALF_BOX, 0)

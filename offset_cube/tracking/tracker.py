@@ -58,12 +58,15 @@ SUBPIXEL_METHODS: tuple[Subpixel, ...] = ("dft", "parabolic")
 #: Default correlation-peak oversampling: the peak is interpolated on a grid of at most 1/8 px before the final
 #: parabola (finer grids change offsets by < 0.001 px, measured in tests/test_tracking.py).
 DEFAULT_OVERSAMPLING = 8
-#: Default SNR (ampcor definition) below which a window is invalid. On pure noise with a 64x16 window and a
-#: +/-20x8 search, the SNR of the highest noise peak is ~8-12; matched windows at coherence 0.3 reach ~20
-#: (measured with bench/track_bench.py and tests/test_tracking.py::test_pure_noise_is_low_snr).
-DEFAULT_SNR_THRESHOLD = 15.0
-#: Windows per batch at most: larger batches stop paying off once their chips leave the CPU caches.
-MAX_BATCH = 256
+#: Default SNR (ampcor definition) below which a window is invalid, per mode (the two surfaces differ). Measured
+#: on pure speckle noise with a 64x16 window and a +/-20x8 search, the SNR is 10 (median) / 18 (99th percentile)
+#: in amplitude mode and 7 / 11 in complex mode; matched windows at coherence 0.5 reach 19 (amplitude, 10th
+#: percentile) and 67 (complex), at coherence 0.2 complex mode still gives 17 (median). Checked by
+#: tests/test_tracking.py::test_pure_noise_is_low_snr_and_invalid.
+DEFAULT_SNR_THRESHOLDS: dict[str, float] = {"amplitude": 15.0, "complex": 12.0}
+#: Windows per batch at most: on the CPU larger batches stop paying off once their chips leave the caches; a
+#: GPU wants large batches (fewer kernel launches), bounded by the memory budget.
+MAX_BATCH = {"numpy": 256, "cupy": 16384}
 MIN_BATCH = 8
 MIN_WINDOW = 4
 MAX_SIZE = 4096
@@ -116,7 +119,7 @@ def track_offsets(
     memory_budget_mb: int = 512,
     lines: Sequence[float] | np.ndarray | None = None,
     samples: Sequence[float] | np.ndarray | None = None,
-    snr_threshold: float = DEFAULT_SNR_THRESHOLD,
+    snr_threshold: float | None = None,
 ) -> xr.Dataset:
     """Dense offsets of ``secondary`` relative to ``reference`` on a grid of windows.
 
@@ -141,9 +144,10 @@ def track_offsets(
         workers: CPU threads working on tiles at once (numpy backend).
         memory_budget_mb: working memory for the batches in flight (all workers together).
         lines, samples: explicit window centres (0-based reference pixel coordinates); each is snapped to the
-            nearest centre of a whole-pixel chip (``top + (h - 1) / 2``) and the snapped values are the
-            returned coordinates. Default: :func:`window_centres` of the reference.
-        snr_threshold: windows whose SNR is below this are invalid (offsets NaN).
+            nearest centre of a whole-pixel chip (``top + (h - 1) / 2``; halfway values go to the later one)
+            and the snapped values are the returned coordinates. Default: :func:`window_centres` of the reference.
+        snr_threshold: windows whose SNR is below this are invalid (offsets NaN); None: the mode's default
+            from :data:`DEFAULT_SNR_THRESHOLDS` (amplitude 15, complex 12).
 
     Returns:
         Dataset with dims (line, sample), coords = window centres, float32 ``azimuth_offset``,
@@ -174,7 +178,8 @@ def track_offsets(
     gross = _gross_fields(gross_offset, grid.shape)
     plan = _Plan.build(grid, gross, params, ref_shape, sec_shape)
     result = _run(be, params, plan, reference, secondary, workers, memory_budget_mb)
-    return _dataset(grid, plan, result, params, snr_threshold, gross_offset, backend, skip)
+    threshold = DEFAULT_SNR_THRESHOLDS[mode_name] if snr_threshold is None else float(snr_threshold)
+    return _dataset(grid, plan, result, params, threshold, gross_offset, be.name, skip)
 
 
 @dataclass(frozen=True)
@@ -264,7 +269,7 @@ def _run(
 ) -> _Result:
     """Process the window grid tile by tile (in a thread pool on the CPU) and collect the results."""
     parallel = workers if be.name == "numpy" else 1
-    batch = _batch_size(params, memory_budget_mb, parallel)
+    batch = _batch_size(params, memory_budget_mb, parallel, MAX_BATCH[be.name])
     result = _Result.empty(plan.placeable.shape)
     tiles = list(_tiles(plan.placeable.shape, batch))
 
@@ -285,10 +290,11 @@ def _run(
     return result
 
 
-def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int) -> int:
+def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, largest: int) -> int:
+    """Windows per batch so that ``parallel`` batches in flight fit the memory budget."""
     per_window = params.bytes_per_window()
     fit = memory_budget_mb * 2**20 // (parallel * per_window)
-    return int(min(MAX_BATCH, max(MIN_BATCH, fit)))
+    return int(min(largest, max(MIN_BATCH, fit)))
 
 
 def _tiles(shape: tuple[int, int], batch: int) -> Iterator[_Tile]:
@@ -385,6 +391,7 @@ def _dataset(
     backend: str,
     skip: tuple[int, int] | None,
 ) -> xr.Dataset:
+    """The result Dataset: total offsets (rounded gross + lag - search), masked where invalid."""
     base_az = (plan.sec_top - plan.ref_top).astype(np.float64)
     base_rg = (plan.sec_left - plan.ref_left).astype(np.float64)
     valid = np.isfinite(result.lag_az) & np.isfinite(result.lag_rg) & (result.snr >= snr_threshold)
