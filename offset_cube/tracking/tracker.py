@@ -358,21 +358,32 @@ def _process_tile(
 
 def _read_block(
     image: ArrayLike2D, start: tuple[int, int], stop: tuple[int, int], dtype: type[np.generic]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pixels [start, stop) of ``image`` (zero outside it) as ``dtype`` and the mask of usable pixels."""
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels [start, stop) of ``image`` (zero outside it) as ``dtype``, and the mask of usable pixels
+    (finite, non-zero), or None when every pixel read from the image is usable."""
     lines, samples = image.shape[0], image.shape[1]
     block = np.zeros((stop[0] - start[0], stop[1] - start[1]), dtype=dtype)
     r0, r1 = max(start[0], 0), min(stop[0], lines)
     c0, c1 = max(start[1], 0), min(stop[1], samples)
-    if r1 > r0 and c1 > c0:
-        block[r0 - start[0] : r1 - start[0], c0 - start[1] : c1 - start[1]] = np.asarray(image[r0:r1, c0:c1])
-    usable = np.isfinite(block) & (block != 0)
-    block[~usable] = 0
+    if r1 <= r0 or c1 <= c0:
+        return block, np.zeros(block.shape, dtype=bool)
+    inner = block[r0 - start[0] : r1 - start[0], c0 - start[1] : c1 - start[1]]
+    inner[...] = np.asarray(image[r0:r1, c0:c1])
+    good = np.isfinite(inner) & (inner != 0)
+    if good.all():
+        return block, None
+    inner[~good] = 0
+    usable = np.zeros(block.shape, dtype=bool)
+    usable[r0 - start[0] : r1 - start[0], c0 - start[1] : c1 - start[1]] = good
     return block, usable
 
 
-def _usable_fraction(usable: np.ndarray, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Fraction of usable pixels inside each chip (summed-area table of the mask)."""
+def _usable_fraction(
+    usable: np.ndarray | None, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """Fraction of usable pixels inside each chip (chips lie inside the image; summed-area table of the mask)."""
+    if usable is None:
+        return np.ones(tops.shape)
     sat = np.zeros((usable.shape[0] + 1, usable.shape[1] + 1), dtype=np.int64)
     sat[1:, 1:] = np.cumsum(np.cumsum(usable, axis=0, dtype=np.int64), axis=1)
     h, w = shape
