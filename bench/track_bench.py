@@ -133,7 +133,7 @@ def run_skimage(ref: np.ndarray, sec: np.ndarray, args: argparse.Namespace, line
         for j, left in enumerate(lefts):
             a = amp_ref[top : top + h, left : left + w]
             b = amp_sec[top : top + h, left : left + w]
-            shift = phase_cross_correlation(a, b, upsample_factor=16, normalization=None)[0]
+            shift = phase_cross_correlation(a, b, upsample_factor=16, normalization=None)[0]  # type: ignore[no-untyped-call]
             az[i, j], rg[i, j] = -shift[0], -shift[1]  # skimage returns the shift that registers b onto a
     return az, rg, time.perf_counter() - started
 

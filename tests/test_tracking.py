@@ -87,6 +87,17 @@ def test_parabolic_refinement_is_biased_dft_is_not() -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_finer_oversampling_than_the_default_changes_little(mode: str) -> None:
+    ref, sec = constant_shift_pair((160, 768), (0.3, -1.45), gamma=0.7, seed=8)
+    default, fine = track(ref, sec, mode=mode), track(ref, sec, mode=mode, oversampling=64)
+    coarse = track(ref, sec, mode=mode, oversampling=1)
+    for name in ("azimuth_offset", "range_offset"):
+        change = np.abs(default[name].values - fine[name].values)
+        assert np.nanmax(change) < 0.005 and rms(change) < 0.001
+        assert rms(coarse[name].values - fine[name].values) > 0.002  # a 1/2-px grid alone is not enough
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_smooth_field(mode: str) -> None:
     """A glacier-like field varying by 3-4 px over the image, with gradients up to 0.01 px/px (the strain of a
     fast glacier over 12 days; much steeper fields decorrelate the speckle inside a 64-px window)."""

@@ -56,7 +56,7 @@ from offset_cube.tracking.core import BatchParams, BatchResult, Mode, Subpixel, 
 MODES: tuple[Mode, ...] = ("amplitude", "complex")
 SUBPIXEL_METHODS: tuple[Subpixel, ...] = ("dft", "parabolic")
 #: Default correlation-peak oversampling: the peak is interpolated on a grid of at most 1/8 px before the final
-#: parabola (finer grids change offsets by < 0.001 px, measured in tests/test_tracking.py).
+#: parabola (finer grids change offsets by < 0.001 px RMS, tests/test_tracking.py).
 DEFAULT_OVERSAMPLING = 8
 #: Default SNR (ampcor definition) below which a window is invalid, per mode (the two surfaces differ). Measured
 #: on pure speckle noise with a 64x16 window and a +/-20x8 search, the SNR is 10 (median) / 18 (99th percentile)
@@ -137,7 +137,8 @@ def track_offsets(
         mode: 'amplitude' (incoherent; complex chips oversampled x2 before detection) or 'complex' (coherent,
             complex inputs only).
         oversampling: the correlation peak is located by band-limited (matrix-DFT) interpolation on a grid of
-            1/oversampling px before a final parabola; a power of two from 2 to 256.
+            at most 1/oversampling px (but at least one 1/2-px grid) before a final parabola; a power of two
+            from 1 to 256 (the job config's ``tracking.oversampling``; beyond 8 offsets change by < 0.001 px RMS).
         subpixel: 'dft' (that interpolation; unbiased) or 'parabolic' (3-point parabola on the correlation
             samples: faster, biased by up to ~0.1 px).
         backend: 'numpy' (CPU) or 'cupy' (NVIDIA GPU, same algorithm).
@@ -586,6 +587,6 @@ def _choice(value: Any, allowed: tuple[str, ...], name: str) -> str:
 
 
 def _checked_oversampling(value: int) -> int:
-    if not isinstance(value, int) or value < 2 or value > 256 or value & (value - 1):
-        raise TrackingError(f"oversampling must be a power of two from 2 to 256; got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 256 or value & (value - 1):
+        raise TrackingError(f"oversampling must be a power of two from 1 to 256; got {value!r}")
     return value
