@@ -51,18 +51,18 @@ class BatchParams:
     @property
     def ref_margin(self) -> int:
         """Extra pixels needed around each reference chip (the oversampling guard band)."""
-        if self.mode != "amplitude":
-            return 0
-        ref_shape, _ = os_chip_shapes(self.window)
-        return max((ref_shape[0] - self.window[0]) // 2, (ref_shape[1] - self.window[1]) // 2)
+        return self._os_margin(0)
 
     @property
     def sec_margin(self) -> int:
         """Extra pixels needed around each search area (refinement search plus guard band)."""
+        return self._os_margin(1)
+
+    def _os_margin(self, which: int) -> int:
         if self.mode != "amplitude":
             return 0
-        _, sec_shape = os_chip_shapes(self.window)
-        return max((sec_shape[0] - self.window[0]) // 2, (sec_shape[1] - self.window[1]) // 2)
+        shape = os_chip_shapes(self.window)[which]
+        return max((shape[0] - self.window[0]) // 2, (shape[1] - self.window[1]) // 2)
 
     def zoom_levels(self) -> int:
         """Matrix-DFT zoom levels so that the last grid spacing is at most 1/oversampling px."""
@@ -92,25 +92,32 @@ class BatchResult:
     cov_azrg: np.ndarray
 
 
-def track_batch(
-    be: Backend,
-    params: BatchParams,
-    ref_block: Any,
-    sec_block: Any,
-    ref_pos: tuple[Any, Any],
-    sec_pos: tuple[Any, Any],
-) -> BatchResult:
+@dataclass(frozen=True)
+class BatchInput:
+    """Image blocks on the backend's device and where each window's chips lie in them (device int arrays).
+
+    ``ref_tops``/``ref_lefts`` locate the reference chips in ``ref_block``; ``sec_tops``/``sec_lefts`` the
+    search areas in ``sec_block``. Both blocks carry the margins of :class:`BatchParams` around every chip.
+    """
+
+    ref_block: Any
+    sec_block: Any
+    ref_tops: Any
+    ref_lefts: Any
+    sec_tops: Any
+    sec_lefts: Any
+
+
+def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResult:
     """Estimate the offsets of a batch of windows.
 
-    ``ref_pos`` are the (tops, lefts) of the reference chips in ``ref_block``; ``sec_pos`` the (tops, lefts) of
-    their search areas in ``sec_block`` (device int arrays). Both blocks carry the margins of
-    :class:`BatchParams` around every chip. The returned lag is the offset of the match from the search
-    area's top-left corner, so offset = (search corner - reference corner) + lag.
+    The returned lag is the offset of the match from the search area's top-left corner, so
+    offset = (search corner - reference corner) + lag.
     """
     xp = be.xp
     h, w = params.window
-    ref = k.gather(be, ref_block, ref_pos[0], ref_pos[1], params.window)
-    search = k.gather(be, sec_block, sec_pos[0], sec_pos[1], params.search_shape)
+    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window)
+    search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
     if params.mode == "complex":
         surface = k.complex_surface(be, ref, search, params.lags)
     else:
@@ -123,7 +130,7 @@ def track_batch(
         lag_az, lag_rg = _refine(be, params, surface, peak.iy, peak.ix)
         ok = peak.interior
     else:
-        lag_az, lag_rg, ok = _oversampled_refine(be, params, ref_block, sec_block, ref_pos, sec_pos, peak)
+        lag_az, lag_rg, ok = _oversampled_refine(be, params, data, peak)
         ok = ok & peak.interior
     del surface
     nan = xp.float64(np.nan)
@@ -163,25 +170,17 @@ def os_chip_shapes(window: tuple[int, int]) -> tuple[tuple[int, int], tuple[int,
     return (ref[0], ref[1]), (sec[0], sec[1])
 
 
-def _oversampled_refine(
-    be: Backend,
-    params: BatchParams,
-    ref_block: Any,
-    sec_block: Any,
-    ref_pos: tuple[Any, Any],
-    sec_pos: tuple[Any, Any],
-    peak: k.Peak,
-) -> tuple[Any, Any, Any]:
+def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:
     """Amplitude NCC of the x2-oversampled complex chips around the coarse peak, refined; lags in px."""
     h, w = params.window
     p = OS_HALF_SEARCH
     ref_shape, sec_shape = os_chip_shapes(params.window)
     gry, grx = (ref_shape[0] - h) // 2, (ref_shape[1] - w) // 2
     gsy, gsx = (sec_shape[0] - h - 2 * p) // 2, (sec_shape[1] - w - 2 * p) // 2
-    ref = k.gather(be, ref_block, ref_pos[0] - gry, ref_pos[1] - grx, ref_shape)
-    sec_tops = sec_pos[0] + peak.iy - p - gsy
-    sec_lefts = sec_pos[1] + peak.ix - p - gsx
-    sec = k.gather(be, sec_block, sec_tops, sec_lefts, sec_shape)
+    ref = k.gather(be, data.ref_block, data.ref_tops - gry, data.ref_lefts - grx, ref_shape)
+    sec_tops = data.sec_tops + peak.iy - p - gsy
+    sec_lefts = data.sec_lefts + peak.ix - p - gsx
+    sec = k.gather(be, data.sec_block, sec_tops, sec_lefts, sec_shape)
     ref2 = _detect(be, k.oversample2(be, ref, (2 * gry, 2 * grx), (2 * h, 2 * w)), params.complex_input)
     del ref
     sec2 = k.oversample2(be, sec, (2 * gsy, 2 * gsx), (2 * h + 4 * p, 2 * w + 4 * p))

@@ -51,7 +51,7 @@ import xarray as xr
 from offset_cube.errors import TrackingError
 from offset_cube.tracking import kernels
 from offset_cube.tracking.backend import BACKENDS, Backend, get_backend
-from offset_cube.tracking.core import BatchParams, BatchResult, Mode, Subpixel, track_batch
+from offset_cube.tracking.core import BatchInput, BatchParams, BatchResult, Mode, Subpixel, track_batch
 
 MODES: tuple[Mode, ...] = ("amplitude", "complex")
 SUBPIXEL_METHODS: tuple[Subpixel, ...] = ("dft", "parabolic")
@@ -346,15 +346,15 @@ def _process_tile(
         return None
     index = (index[0][enough], index[1][enough])
     xp = be.xp
-    batch = track_batch(
-        be,
-        params,
-        be.to_device(ref_block),
-        be.to_device(sec_block),
-        (xp.asarray(rt[enough]), xp.asarray(rl[enough])),
-        (xp.asarray(st[enough]), xp.asarray(sl[enough])),
+    data = BatchInput(
+        ref_block=be.to_device(ref_block),
+        sec_block=be.to_device(sec_block),
+        ref_tops=xp.asarray(rt[enough]),
+        ref_lefts=xp.asarray(rl[enough]),
+        sec_tops=xp.asarray(st[enough]),
+        sec_lefts=xp.asarray(sl[enough]),
     )
-    return index, batch
+    return index, track_batch(be, params, data)
 
 
 def _read_block(
