@@ -318,3 +318,30 @@ def test_box_sums_match_direct_sums() -> None:
         [[[values[b, y : y + 4, x : x + 9].sum() for x in range(12)] for y in range(9)] for b in range(2)]
     )
     np.testing.assert_allclose(sums, direct, rtol=1e-6)
+
+
+def test_spectrum_survives_a_c2r_transform_that_overwrites_its_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cuFFT's complex-to-real transforms may clobber their input; the CuPy backend copies the spectrum that
+    the refinement still needs. Emulated here with a numpy FFT module that zeroes irfft2's input."""
+    import dataclasses
+    import types
+
+    import scipy.fft
+
+    from offset_cube.tracking import tracker
+
+    def clobbering_irfft2(x: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
+        out = scipy.fft.irfft2(x, *args, **kwargs)
+        x[...] = 0
+        return out
+
+    fft = types.SimpleNamespace(**{name: getattr(scipy.fft, name) for name in ("fft2", "ifft2", "ifft", "rfft2")})
+    fft.irfft2 = clobbering_irfft2
+    ref, sec = constant_shift_pair((128, 512), (0.4, 1.3), gamma=0.8, seed=2)
+    expected = track(ref, sec)
+    for copies, same in ((True, True), (False, False)):
+        backend = dataclasses.replace(get_backend("numpy"), fft=fft, c2r_overwrites_input=copies)
+        monkeypatch.setattr(tracker, "get_backend", lambda name, backend=backend: backend)
+        result = track(ref, sec)
+        equal = np.array_equal(result.range_offset.values, expected.range_offset.values, equal_nan=True)
+        assert equal == same

@@ -111,13 +111,14 @@ def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, i
     shape = fft_shape(search.shape[1:], real=True)
     spec = fft.rfft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
     spec *= xp.conj(fft.rfft2(r0, s=shape, axes=(1, 2), **be.fft_kwargs))
+    keep = spec.copy() if be.c2r_overwrites_input else spec  # the zoom refinement needs the spectrum intact
     num = fft.irfft2(spec, s=shape, axes=(1, 2), **be.fft_kwargs)[:, : lags[0], : lags[1]]
     s1 = box_sums(be, search, (h, w), lags)
     s2 = box_sums(be, search * search, (h, w), lags)
     var = xp.maximum(s2 - s1 * s1 / n, 0.0)
     denom = xp.sqrt(er[:, None, None] * var)
     ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
-    return Surface(ncc, spec, shape, True, var)
+    return Surface(ncc, keep, shape, True, var)
 
 
 def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
