@@ -294,8 +294,8 @@ def _frequencies(be: Backend, surface: Surface) -> tuple[Array, Array, Array]:
 def _dft_values(be: Backend, surface: Surface, cy: Array, cx: Array, spacing: float) -> Array:
     """Normalised correlation on the 5x5 grid ``c + spacing * (-2..2)`` around each (cy, cx): (B, 5, 5).
 
-    corr(y, x) = sum_f X(fy, fx) exp(2 pi i (fy y / My + fx x / Mx)); the per-window phase of the centre is
-    applied to the spectrum, so both contractions are single matrix products shared by the whole batch.
+    corr(y, x) = sum_f X(fy, fx) exp(2 pi i (fy y / My + fx x / Mx)): two batched matrix products with small
+    DFT matrices (the grid offsets times each window's centre phase), (B, 5, My) @ X (B, My, Mx) @ (B, Mx, 5).
     """
     xp = be.xp
     my, mx = surface.fft_shape

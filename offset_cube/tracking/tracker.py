@@ -43,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import xarray as xr
@@ -165,8 +165,8 @@ def track_offsets(
     params = BatchParams(
         window=win,
         search=srch,
-        mode=mode_name,  # type: ignore[arg-type]
-        subpixel=_choice(subpixel, SUBPIXEL_METHODS, "subpixel"),  # type: ignore[arg-type]
+        mode=cast(Mode, mode_name),
+        subpixel=cast(Subpixel, _choice(subpixel, SUBPIXEL_METHODS, "subpixel")),
         oversampling=_checked_oversampling(oversampling),
         complex_input=complex_input,
     )
