@@ -12,7 +12,7 @@ from flows.cli import inspect as _inspect  # noqa: F401  (registers inspect)
 from flows.cli import jobs as _jobs  # noqa: F401  (registers plan, run)
 from flows.cli import serve as _serve  # noqa: F401
 from flows.cli import simulate as _simulate  # noqa: F401  (registers simulate)
-from flows.cli import stubs as _stubs  # noqa: F401  (commands filled in by later stages)
+from flows.cli import track as _track  # noqa: F401  (registers track)
 from flows.cli.app import app
 from flows.runtime import configure_prefect_env
 

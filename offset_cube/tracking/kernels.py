@@ -1,0 +1,375 @@
+"""Batched correlation kernels: many windows at once, written once for any numpy-like array module.
+
+Shapes: ``B`` windows per batch, chips ``(B, lines, samples)``, correlation surfaces ``(B, Ly, Lx)`` where lag
+``(0, 0)`` puts the reference chip at the top-left corner of its search chip. Every function takes the
+:class:`~offset_cube.tracking.backend.Backend` first and uses only what numpy and CuPy share.
+
+Algorithms and constants follow ``../shared/reference/offset-tracking.md`` (ampcor and PyCuAmpcor, §1.1-1.2, §5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+from offset_cube.tracking.backend import Backend
+
+Array = Any  # a numpy or CuPy array
+
+#: ampcor's SNR neighbourhood: the squared peak over the mean squared NCC of the +/-10 lags around it
+#: (ampcor.F l.825-834; PyCuAmpcor's 21x21 corrStatWindowSize).
+SNR_HALF_BOX = 10
+#: ampcor caps the SNR it writes (ampcor.F l.1361).
+SNR_MAX = 9999.99999
+#: A chip needs this fraction of usable (finite, non-zero) pixels, as ampcor's "enough real estate" test
+#: (ampcor.F, subroutine correlate: i_cntai >= 0.9*i_wsaxyi).
+MIN_VALID_FRACTION = 0.9
+
+
+@dataclass(frozen=True)
+class Surface:
+    """A batch of normalised correlation surfaces and what sub-pixel refinement needs to interpolate them."""
+
+    ncc: Array  # (B, Ly, Lx) float32: Pearson NCC (amplitude) or |coherence| (complex)
+    spectrum: Array  # cross-power spectrum whose inverse FFT is the unnormalised correlation
+    fft_shape: tuple[int, int]
+    real: bool  # spectrum is an rfft2 half-spectrum of a real correlation
+    energy: Array  # (B, Ly, Lx) float64: lag-dependent part of the normaliser (its square root divides)
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Integer peak of each surface and ampcor's statistics at it."""
+
+    iy: Array  # (B,) int
+    ix: Array
+    value: Array  # (B,) float
+    interior: Array  # (B,) bool: not on the border of the lag range
+    snr: Array  # (B,) float
+    cov_az: Array
+    cov_rg: Array
+    cov_azrg: Array
+
+
+def gather(be: Backend, block: Array, tops: Array, lefts: Array, shape: tuple[int, int]) -> Array:
+    """Chips ``block[top:top+h, left:left+w]`` for every (top, left): ``(B, h, w)``."""
+    xp = be.xp
+    h, w = shape
+    if xp is np:  # a strided view is several times faster than fancy indexing on the CPU
+        return np.lib.stride_tricks.sliding_window_view(block, (h, w))[tops, lefts]
+    rows = tops[:, None, None] + xp.arange(h)[None, :, None]
+    cols = lefts[:, None, None] + xp.arange(w)[None, None, :]
+    return block[rows, cols]
+
+
+def box_sums(be: Backend, values: Array, window: tuple[int, int], lags: tuple[int, int]) -> Array:
+    """Sums of ``values`` (B, H, W) over the ``window`` placed at every lag: ``(B, Ly, Lx)`` float64.
+
+    Needs W = w + Lx - 1 and H = h + Ly - 1 (a search chip and its lags). The sums are two products with 0/1
+    box matrices, ``box_y @ values @ box_x``: direct sums (no cancellation, unlike differences of a summed-area
+    table) that run as matrix products, much faster than running sums on small chips.
+    """
+    xp = be.xp
+    height, width = values.shape[1:]
+    h, w = window
+    ly, lx = lags
+    if width - w != lx - 1 or height - h != ly - 1:
+        raise ValueError(f"box_sums: chip {height}x{width} does not match window {h}x{w} and lags {ly}x{lx}")
+    box_x = _box_matrix(xp, width, lx, w, values.dtype)  # (W, Lx)
+    box_y = _box_matrix(xp, height, ly, h, values.dtype).T  # (Ly, H)
+    return xp.matmul(box_y, xp.matmul(values, box_x)).astype(xp.float64)
+
+
+def _box_matrix(xp: Any, size: int, lags: int, window: int, dtype: Any) -> Array:
+    """(size, lags) matrix with ones where lag j <= index < j + window."""
+    diff = xp.arange(size)[:, None] - xp.arange(lags)[None, :]
+    return ((diff >= 0) & (diff < window)).astype(dtype)
+
+
+def fft_shape(shape: tuple[int, int], real: bool) -> tuple[int, int]:
+    """FFT size at least ``shape`` with only small prime factors (zero padding keeps valid lags exact)."""
+    return (scipy.fft.next_fast_len(shape[0], real=False), scipy.fft.next_fast_len(shape[1], real=real))
+
+
+def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
+    """Pearson NCC of real chips ``ref`` (B, h, w) over ``search`` (B, H, W) at every lag (ampcor's stage 1).
+
+    NCC(l) = sum(r' s_l) / sqrt(sum(r'^2) * (sum(s_l^2) - sum(s_l)^2 / N)), r' = r - mean(r), as ampcor.F's
+    ``correlate`` (r_corn), computed with FFTs and summed-area tables instead of a direct sum.
+    """
+    xp, fft = be.xp, be.fft
+    h, w = ref.shape[1:]
+    n = h * w
+    r0 = ref - ref.mean(axis=(1, 2), keepdims=True)
+    er = (r0 * r0).sum(axis=(1, 2), dtype=xp.float64)
+    # Centring the search chip changes neither the numerator (sum(r') = 0) nor the variance, and keeps the
+    # single-precision box sums of s and s^2 free of cancellation.
+    search = search - search.mean(axis=(1, 2), keepdims=True)
+    shape = fft_shape(search.shape[1:], real=True)
+    spec = fft.rfft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
+    spec *= xp.conj(fft.rfft2(r0, s=shape, axes=(1, 2), **be.fft_kwargs))
+    keep = spec.copy() if be.c2r_overwrites_input else spec  # the zoom refinement needs the spectrum intact
+    num = fft.irfft2(spec, s=shape, axes=(1, 2), **be.fft_kwargs)[:, : lags[0], : lags[1]]
+    s1 = box_sums(be, search, (h, w), lags)
+    s2 = box_sums(be, search * search, (h, w), lags)
+    var = xp.maximum(s2 - s1 * s1 / n, 0.0)
+    denom = xp.sqrt(er[:, None, None] * var)
+    ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
+    return Surface(ncc, keep, shape, True, var)
+
+
+def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
+    """Coherent NCC |sum(conj(r) s_l)| / sqrt(sum|r|^2 sum|s_l|^2) of complex chips at every lag."""
+    xp, fft = be.xp, be.fft
+    h, w = ref.shape[1:]
+    er = (ref.real * ref.real + ref.imag * ref.imag).sum(axis=(1, 2), dtype=xp.float64)
+    shape = fft_shape(search.shape[1:], real=False)
+    spec = fft.fft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
+    spec *= xp.conj(fft.fft2(ref, s=shape, axes=(1, 2), **be.fft_kwargs))
+    num = xp.abs(fft.ifft2(spec, s=shape, axes=(1, 2), **be.fft_kwargs)[:, : lags[0], : lags[1]])
+    power = search.real * search.real + search.imag * search.imag
+    q = box_sums(be, power, (h, w), lags)
+    denom = xp.sqrt(er[:, None, None] * q)
+    ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
+    return Surface(ncc, spec, shape, False, q)
+
+
+def find_peak(be: Backend, ncc: Array, n_pixels: int, statistics: bool = True) -> Peak:
+    """Integer maximum of each surface, whether it is interior, and (if ``statistics``) ampcor's SNR and
+    covariance there (NaN otherwise)."""
+    xp = be.xp
+    b, ly, lx = ncc.shape
+    flat = xp.argmax(ncc.reshape(b, -1), axis=1)
+    iy, ix = flat // lx, flat % lx
+    batch = xp.arange(b)
+    value = ncc[batch, iy, ix].astype(xp.float64)
+    interior = (iy > 0) & (iy < ly - 1) & (ix > 0) & (ix < lx - 1)
+    if not statistics:
+        nan = xp.full(b, np.nan)
+        return Peak(iy, ix, value, interior, nan, nan, nan, nan)
+    snr = _ampcor_snr(be, ncc, iy, ix, value)
+    cov_az, cov_rg, cov_azrg = _ampcor_covariance(be, ncc, iy, ix, value, n_pixels)
+    nan = xp.float64(np.nan)
+    return Peak(
+        iy=iy,
+        ix=ix,
+        value=value,
+        interior=interior,
+        snr=snr,
+        cov_az=xp.where(interior, cov_az, nan),
+        cov_rg=xp.where(interior, cov_rg, nan),
+        cov_azrg=xp.where(interior, cov_azrg, nan),
+    )
+
+
+def _ampcor_snr(be: Backend, ncc: Array, iy: Array, ix: Array, peak: Array) -> Array:
+    """peak^2 / mean(NCC^2 over the +/-10-lag box around the peak, peak excluded), capped like ampcor.
+
+    The box is clipped to the surface; like ampcor.F (l.825-834) it never includes the last lag of an axis.
+    """
+    xp = be.xp
+    _, ly, lx = ncc.shape
+    lag_y, lag_x = xp.arange(ly)[None, :], xp.arange(lx)[None, :]
+    in_y = (xp.abs(lag_y - iy[:, None]) <= SNR_HALF_BOX) & (lag_y <= ly - 2)
+    in_x = (xp.abs(lag_x - ix[:, None]) <= SNR_HALF_BOX) & (lag_x <= lx - 2)
+    sq = ncc.astype(xp.float64) ** 2
+    total = ((sq * in_x[:, None, :]).sum(axis=2) * in_y).sum(axis=1)
+    count = in_y.sum(axis=1) * in_x.sum(axis=1)
+    outside = (total - peak**2) / xp.maximum(count - 1, 1)
+    return xp.minimum(peak**2 / xp.maximum(outside, 1e-10), SNR_MAX)
+
+
+def _ampcor_covariance(
+    be: Backend, ncc: Array, iy: Array, ix: Array, peak: Array, n_pixels: int
+) -> tuple[Array, Array, Array]:
+    """Offset (co)variances (az, rg, az-rg) in px^2 from the NCC curvature at the peak (ampcor.F l.1805-1850).
+
+    With dxx, dyy, dxy the finite-difference curvatures times N (window pixels), n = 1 - peak and
+    u = dxy^2 - dxx*dyy: cov_rg = (-2n*u*dyy + N n^2/2 (dyy^2 + dxy^2)) / u^2, cov_az the same with dxx,
+    cov_azrg = (2n*u - N n^2/2 (dxx + dyy)) dxy / u^2. NaN where u = 0 (ampcor writes 99 and rejects).
+    """
+    xp = be.xp
+    b, ly, lx = ncc.shape
+    batch = xp.arange(b)[:, None, None]
+    dy = xp.arange(-1, 2)[None, :, None]
+    dx = xp.arange(-1, 2)[None, None, :]
+    rows = xp.clip(iy[:, None, None] + dy, 0, ly - 1)
+    cols = xp.clip(ix[:, None, None] + dx, 0, lx - 1)
+    c = ncc[batch, rows, cols].astype(xp.float64)
+    dxx = -(c[:, 1, 2] + c[:, 1, 0] - 2 * c[:, 1, 1]) * n_pixels
+    dyy = -(c[:, 2, 1] + c[:, 0, 1] - 2 * c[:, 1, 1]) * n_pixels
+    dxy = (c[:, 2, 2] + c[:, 0, 0] - c[:, 0, 2] - c[:, 2, 0]) / 4 * n_pixels
+    noise = xp.maximum(1.0 - peak, 0.0)
+    n2 = 2 * noise
+    n4 = noise**2 * 0.5 * n_pixels
+    u = dxy**2 - dxx * dyy
+    ok = u != 0
+    u2 = xp.where(ok, u * u, 1.0)
+    nan = xp.float64(np.nan)
+    cov_rg = xp.where(ok, (-n2 * u * dyy + n4 * (dyy**2 + dxy**2)) / u2, nan)
+    cov_az = xp.where(ok, (-n2 * u * dxx + n4 * (dxx**2 + dxy**2)) / u2, nan)
+    cov_azrg = xp.where(ok, ((n2 * u - n4 * (dxx + dyy)) * dxy) / u2, nan)
+    return cov_az, cov_rg, cov_azrg
+
+
+def parabolic_peak(be: Backend, ncc: Array, iy: Array, ix: Array) -> tuple[Array, Array]:
+    """Sub-sample peak by a 3-point parabola along each axis through the integer maximum (fast, biased)."""
+    xp = be.xp
+    b, ly, lx = ncc.shape
+    batch = xp.arange(b)
+    y = xp.clip(iy, 1, ly - 2)
+    x = xp.clip(ix, 1, lx - 2)
+    c0 = ncc[batch, y, x].astype(xp.float64)
+    fy = _vertex(xp, ncc[batch, y - 1, x].astype(xp.float64), c0, ncc[batch, y + 1, x].astype(xp.float64))
+    fx = _vertex(xp, ncc[batch, y, x - 1].astype(xp.float64), c0, ncc[batch, y, x + 1].astype(xp.float64))
+    return y + fy, x + fx
+
+
+def _vertex(xp: Any, left: Array, centre: Array, right: Array) -> Array:
+    """Vertex of the parabola through (-1, left), (0, centre), (1, right), clipped to [-1, 1]."""
+    curvature = left - 2 * centre + right
+    safe = xp.where(curvature < 0, curvature, -1.0)
+    return xp.where(curvature < 0, xp.clip((left - right) / (2 * safe), -1.0, 1.0), 0.0)
+
+
+#: Each zoom level evaluates a 5x5 grid whose spacing is this factor finer than the previous level's.
+ZOOM_FACTOR = 4
+
+
+def zoom_levels(spacing: float) -> int:
+    """Zoom levels from a 1/2-px grid until the grid spacing is at most ``spacing`` px."""
+    levels, current = 1, 0.5
+    while current > spacing * (1 + 1e-9):
+        current /= ZOOM_FACTOR
+        levels += 1
+    return levels
+
+
+def zoom_peak(be: Backend, surface: Surface, iy: Array, ix: Array, levels: int) -> tuple[Array, Array]:
+    """Band-limited sub-sample peak: matrix-DFT interpolation of the correlation around the integer peak.
+
+    The correlation is evaluated exactly (Fourier interpolation by a matrix DFT of the cross-power spectrum,
+    as Guizar-Sicairos et al. 2008) on a 5x5 grid of spacing 1/2 around the integer peak; a parabola through
+    the grid's maximum along each axis estimates the peak, and the next level evaluates a grid
+    :data:`ZOOM_FACTOR` times finer around that estimate, ``levels`` times in all. Values are divided by the
+    square root of the bilinearly interpolated lag-dependent energy, so the refinement maximises the same NCC
+    as the integer search.
+    """
+    xp = be.xp
+    b = surface.spectrum.shape[0]
+    batch = xp.arange(b)
+    steps = xp.arange(-2, 3, dtype=xp.float64)
+    cy, cx = iy.astype(xp.float64), ix.astype(xp.float64)
+    spacing = 0.5
+    for _ in range(levels):
+        values = _dft_values(be, surface, cy, cx, spacing)
+        flat = xp.argmax(values.reshape(b, -1), axis=1)
+        ky, kx = xp.clip(flat // 5, 1, 3), xp.clip(flat % 5, 1, 3)
+        c0 = values[batch, ky, kx]
+        vy = _vertex(xp, values[batch, ky - 1, kx], c0, values[batch, ky + 1, kx])
+        vx = _vertex(xp, values[batch, ky, kx - 1], c0, values[batch, ky, kx + 1])
+        cy, cx = cy + (steps[ky] + vy) * spacing, cx + (steps[kx] + vx) * spacing
+        spacing /= ZOOM_FACTOR
+    return cy, cx
+
+
+def _frequencies(be: Backend, surface: Surface) -> tuple[Array, Array, Array]:
+    """Signed frequency indices of the spectrum's axes and the weight of each column (rfft half-spectrum)."""
+    xp = be.xp
+    my, mx = surface.fft_shape
+    fy = xp.asarray(np.fft.fftfreq(my) * my)
+    if not surface.real:
+        return fy, xp.asarray(np.fft.fftfreq(mx) * mx), xp.ones(mx)
+    fx = xp.arange(mx // 2 + 1, dtype=xp.float64)
+    weight = np.full(fx.shape, 2.0)
+    weight[0] = 1.0
+    if mx % 2 == 0:
+        weight[-1] = 1.0  # the Nyquist column appears once in a full spectrum
+    return fy, fx, xp.asarray(weight)
+
+
+def _dft_values(be: Backend, surface: Surface, cy: Array, cx: Array, spacing: float) -> Array:
+    """Normalised correlation on the 5x5 grid ``c + spacing * (-2..2)`` around each (cy, cx): (B, 5, 5).
+
+    corr(y, x) = sum_f X(fy, fx) exp(2 pi i (fy y / My + fx x / Mx)): two batched matrix products with small
+    DFT matrices (the grid offsets times each window's centre phase), (B, 5, My) @ X (B, My, Mx) @ (B, Mx, 5).
+    """
+    xp = be.xp
+    my, mx = surface.fft_shape
+    spec = surface.spectrum
+    ctype = spec.dtype
+    fy, fx, weight = _frequencies(be, surface)
+    offsets = spacing * xp.arange(-2, 3, dtype=xp.float64)
+    phase_x = (xp.exp((2j * np.pi / mx) * (cx[:, None] * fx[None, :])) * weight[None, :]).astype(ctype)
+    phase_y = xp.exp((2j * np.pi / my) * (cy[:, None] * fy[None, :])).astype(ctype)
+    kern_x = xp.exp((2j * np.pi / mx) * (fx[:, None] * offsets[None, :])).astype(ctype)  # (Mx', 5)
+    kern_y = xp.exp((2j * np.pi / my) * (fy[:, None] * offsets[None, :])).astype(ctype)  # (My, 5)
+    # Per-window kernels (the centre's phase folded into the small DFT matrices) and batched products.
+    partial = xp.matmul(spec, phase_x[:, :, None] * kern_x[None, :, :])  # (B, My, 5)
+    corr = xp.matmul((phase_y[:, :, None] * kern_y[None, :, :]).transpose(0, 2, 1), partial)  # (B, 5, 5)
+    values = corr.real if surface.real else xp.abs(corr)
+    gy = cy[:, None] + offsets[None, :]
+    gx = cx[:, None] + offsets[None, :]
+    energy = _bilinear(be, surface.energy, gy, gx)
+    return values / xp.sqrt(xp.maximum(energy, 1e-30))
+
+
+def _bilinear(be: Backend, grid: Array, gy: Array, gx: Array) -> Array:
+    """``grid`` (B, Ly, Lx) interpolated bilinearly at the outer product of ``gy`` and ``gx``: (B, n, n)."""
+    xp = be.xp
+    b, ly, lx = grid.shape
+    y0 = xp.clip(xp.floor(gy).astype(xp.int64), 0, ly - 2)
+    x0 = xp.clip(xp.floor(gx).astype(xp.int64), 0, lx - 2)
+    wy = xp.clip(gy - y0, 0.0, 1.0)[:, :, None]
+    wx = xp.clip(gx - x0, 0.0, 1.0)[:, None, :]
+    batch = xp.arange(b)[:, None, None]
+    r0, r1 = y0[:, :, None], y0[:, :, None] + 1
+    c0, c1 = x0[:, None, :], x0[:, None, :] + 1
+    top = grid[batch, r0, c0] * (1 - wx) + grid[batch, r0, c1] * wx
+    bottom = grid[batch, r1, c0] * (1 - wx) + grid[batch, r1, c1] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def even_fast_len(target: int) -> int:
+    """Smallest even FFT-friendly length at least ``target``."""
+    n = scipy.fft.next_fast_len(target, real=False)
+    while n % 2:
+        n = scipy.fft.next_fast_len(n + 1, real=False)
+    return int(n)
+
+
+def oversample2(be: Backend, chips: Array, start: tuple[int, int], size: tuple[int, int]) -> Array:
+    """Chips (B, H, W) with even H, W interpolated x2 by zero-padding their spectra, cropped: (B, *size).
+
+    Returns samples ``start`` .. ``start + size`` of the (2H, 2W) interpolated chips (sample 2i sits on input
+    pixel i). The inverse transform runs axis by axis and crops in between, so no work is spent on the
+    guard band. The Nyquist bin is split between the two new halves so that real input stays real. Assumes the
+    chips' spectra are centred on zero frequency (deramped), as ampcor's stage 2 (ampcor.F, after ``derampc``).
+    """
+    xp, fft = be.xp, be.fft
+    spec = fft.fft2(chips, axes=(1, 2), **be.fft_kwargs)
+    lines = fft.ifft(_zero_pad_axis(xp, spec, 1), axis=1, **be.fft_kwargs)[:, start[0] : start[0] + size[0], :]
+    out = fft.ifft(_zero_pad_axis(xp, lines, 2), axis=2, **be.fft_kwargs)
+    return out[:, :, start[1] : start[1] + size[1]]
+
+
+def _zero_pad_axis(xp: Any, spec: Array, axis: int) -> Array:
+    """Double an even-length spectrum along ``axis`` (1 or 2) by inserting zeros at the high frequencies."""
+    n = spec.shape[axis]
+    half = n // 2
+    shape = list(spec.shape)
+    shape[axis] = 2 * n
+    out = xp.zeros(tuple(shape), dtype=spec.dtype)
+
+    def at(index: slice | int) -> tuple[slice | int, ...]:
+        return (slice(None), index, slice(None)) if axis == 1 else (slice(None), slice(None), index)
+
+    out[at(slice(0, half))] = spec[at(slice(0, half))]
+    out[at(slice(2 * n - half + 1, None))] = spec[at(slice(half + 1, None))]
+    nyquist = spec[at(half)] * 0.5
+    out[at(half)] = nyquist
+    out[at(2 * n - half)] = nyquist
+    return out

@@ -1,0 +1,592 @@
+"""Dense offsets between two co-registered images: the public API of the built-in tracker.
+
+Conventions
+-----------
+* Sizes are ``(width, height)`` = (range samples, azimuth lines), as the job config; ``search`` is the *half*
+  search range (ISCE2's ``SEARCH_WINDOW_SIZE_*``).
+* A window of height ``h`` whose first line is ``top`` has its centre at ``top + (h - 1) / 2`` (0-based pixel
+  centres), so even windows have half-integer centres: a 64x16 window over lines 118-133 and samples 192-255 is
+  centred at (125.5, 223.5). That is the chip ISCE2's ampcor correlates for the window it *reports* at
+  (127, 224) (``../shared/data/isce/README.md``).
+* Offsets are **secondary - reference** in pixels (ISCE's sign): a feature at reference pixel p lies at
+  p + (azimuth_offset, range_offset) in the secondary. They are total offsets: the gross offset is included.
+
+Input contract
+--------------
+* ``reference`` and ``secondary`` are 2-D (lines, samples): numpy arrays, ``np.memmap`` or any array-like with
+  ``shape``, ``dtype`` and 2-D slicing; only the tiles being processed are read. Non-finite or zero pixels are
+  "no data"; a window whose reference chip or search area holds less than 90 % usable pixels is invalid
+  (ampcor's rule).
+* Complex inputs must have their spectra centred on zero frequency in both directions. Sentinel-1 TOPS bursts
+  are not: the azimuth spectrum of a burst drifts with the steering (the Doppler centroid sweeps through the
+  burst) and wraps at the line rate, so **the caller deramps each burst** (multiplies by the conjugate of its
+  TOPS azimuth phase ramp) **before calling**, and tracks burst by burst (``lines``/``samples``/gross offsets
+  per burst). Amplitude mode oversamples the complex chips in both directions and would otherwise alias in
+  azimuth (``../shared/reference/offset-tracking.md`` §0, §5.1); complex mode needs the deramp for coherence.
+  Range spectra of SLCs are at baseband already.
+
+Outputs
+-------
+``snr`` and the covariances use ampcor's definitions (``ampcor.F``), on the pixel-level correlation surface of
+the mode (amplitude Pearson NCC, or coherent |NCC| in complex mode):
+
+* ``snr`` = peak² / mean(NCC² over the ±10-lag box around the integer peak, the peak itself excluded; clipped to
+  the surface and, like ampcor, never including the last lag of an axis), capped at 9999.99999.
+* With ``dxx``, ``dyy``, ``dxy`` the finite-difference curvatures of the NCC at the integer peak (x = range,
+  y = azimuth) multiplied by the number of window pixels N, ``n = 1 - peak`` and ``u = dxy² - dxx·dyy``:
+  ``cov_rg = (-2n·u·dyy + N·n²/2·(dyy² + dxy²)) / u²``, ``cov_az = (-2n·u·dxx + N·n²/2·(dxx² + dxy²)) / u²``,
+  ``cov_azrg = (2n·u - N·n²/2·(dxx + dyy))·dxy / u²`` (px²).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+import numpy as np
+import xarray as xr
+
+from offset_cube.errors import TrackingError
+from offset_cube.tracking import kernels
+from offset_cube.tracking.backend import BACKENDS, Backend, get_backend
+from offset_cube.tracking.core import BatchInput, BatchParams, BatchResult, Mode, Subpixel, track_batch
+
+MODES: tuple[Mode, ...] = ("amplitude", "complex")
+SUBPIXEL_METHODS: tuple[Subpixel, ...] = ("dft", "parabolic")
+#: Default correlation-peak oversampling: the peak is interpolated on a grid of at most 1/8 px before the final
+#: parabola (finer grids change offsets by < 0.001 px RMS, tests/test_tracking.py).
+DEFAULT_OVERSAMPLING = 8
+#: Default SNR (ampcor definition) below which a window is invalid, per mode (the two surfaces differ). Measured
+#: on pure speckle noise with a 64x16 window and a +/-20x8 search, the SNR is 10 (median) / 18 (99th percentile)
+#: in amplitude mode and 7 / 11 in complex mode; matched windows at coherence 0.5 reach 19 (amplitude, 10th
+#: percentile) and 67 (complex), at coherence 0.2 complex mode still gives 17 (median). Checked by
+#: tests/test_tracking.py::test_pure_noise_is_low_snr_and_invalid.
+DEFAULT_SNR_THRESHOLDS: dict[str, float] = {"amplitude": 15.0, "complex": 12.0}
+#: Windows per batch at most: on the CPU larger batches stop paying off once their chips leave the caches; a
+#: GPU wants large batches (fewer kernel launches), bounded by the memory budget.
+MAX_BATCH = {"numpy": 256, "cupy": 16384}
+MIN_BATCH = 8
+MIN_WINDOW = 4
+MAX_SIZE = 4096
+MIN_SEARCH = 2
+
+
+class ArrayLike2D(Protocol):
+    """What the tracker needs of an input image: a shape, a dtype and 2-D slicing."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> Any: ...
+
+    def __getitem__(self, key: Any, /) -> Any: ...
+
+
+def window_centres(
+    shape: tuple[int, int], window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (lines, samples) of the regular grid of windows whose search area fits in an image of ``shape``.
+
+    ``shape`` is (lines, samples); ``window``, ``search`` and ``skip`` are (width, height). The first window
+    starts ``search`` pixels from the top-left corner (so its search area starts at pixel 0), windows follow
+    every ``skip`` pixels while the search area still fits. A window of height h starting at line ``top`` is
+    centred at ``top + (h - 1) / 2``: even windows have half-integer centres (0-based pixel coordinates).
+    """
+    win, srch, stp = _checked_sizes(window, search, skip)
+    lines, samples = _checked_shape(shape, "shape")
+    _check_fits((lines, samples), win, srch)
+    tops = np.arange(srch[0], lines - win[0] - srch[0] + 1, stp[0])
+    lefts = np.arange(srch[1], samples - win[1] - srch[1] + 1, stp[1])
+    return tops + (win[0] - 1) / 2, lefts + (win[1] - 1) / 2
+
+
+def track_offsets(
+    reference: ArrayLike2D,
+    secondary: ArrayLike2D,
+    *,
+    window: tuple[int, int],
+    search: tuple[int, int],
+    skip: tuple[int, int] | None,
+    gross_offset: tuple[float | np.ndarray, float | np.ndarray] = (0.0, 0.0),
+    mode: str = "amplitude",
+    oversampling: int = DEFAULT_OVERSAMPLING,
+    subpixel: str = "dft",
+    backend: str = "numpy",
+    workers: int = 2,
+    memory_budget_mb: int = 512,
+    lines: Sequence[float] | np.ndarray | None = None,
+    samples: Sequence[float] | np.ndarray | None = None,
+    snr_threshold: float | None = None,
+) -> xr.Dataset:
+    """Dense offsets of ``secondary`` relative to ``reference`` on a grid of windows.
+
+    Args:
+        reference, secondary: 2-D images (lines, samples), complex or real, see the module docstring.
+        window: correlation window (width, height), even sizes.
+        search: half search range (width, height) around the gross offset, at least 2.
+        skip: grid spacing (width, height) of the default grid; unused (may be None) when both ``lines`` and
+            ``samples`` are given.
+        gross_offset: (azimuth, range) in pixels, each a number or a 2-D array shaped (len(lines),
+            len(samples)) on the window grid, e.g. a predicted geometric offset field. Each value is rounded
+            to the nearest pixel to place that window's search area; the measured offset is total (rounded
+            gross + measured residual), so the fraction of the gross offset never biases the result. A NaN
+            gross value makes its window invalid.
+        mode: 'amplitude' (incoherent; complex chips oversampled x2 before detection) or 'complex' (coherent,
+            complex inputs only).
+        oversampling: the correlation peak is located by band-limited (matrix-DFT) interpolation on a grid of
+            at most 1/oversampling px (but at least one 1/2-px grid) before a final parabola; a power of two
+            from 1 to 256 (the job config's ``tracking.oversampling``; beyond 8 offsets change by < 0.001 px RMS).
+        subpixel: 'dft' (that interpolation; unbiased) or 'parabolic' (3-point parabola on the correlation
+            samples: faster, biased by up to ~0.1 px).
+        backend: 'numpy' (CPU) or 'cupy' (NVIDIA GPU, same algorithm).
+        workers: CPU threads working on tiles at once (numpy backend).
+        memory_budget_mb: working memory for the batches in flight (all workers together).
+        lines, samples: explicit window centres (0-based reference pixel coordinates); each is snapped to the
+            nearest centre of a whole-pixel chip (``top + (h - 1) / 2``; halfway values go to the later one)
+            and the snapped values are the returned coordinates. Default: :func:`window_centres` of the reference.
+        snr_threshold: windows whose SNR is below this are invalid (offsets NaN); None: the mode's default
+            from :data:`DEFAULT_SNR_THRESHOLDS` (amplitude 15, complex 12).
+
+    Returns:
+        Dataset with dims (line, sample), coords = window centres, float32 ``azimuth_offset``,
+        ``range_offset`` (NaN where invalid), ``snr`` (NaN where no surface was computed), ``cov_az``,
+        ``cov_rg``, ``cov_azrg`` (px², NaN where the offset is invalid); attrs record the parameters.
+    """
+    ref_shape = _checked_shape(reference.shape, "reference")
+    sec_shape = _checked_shape(secondary.shape, "secondary")
+    mode_name = _choice(mode, MODES, "mode")
+    complex_input = _input_kind(reference, secondary, mode_name)
+    win, srch, stp = _checked_sizes(window, search, skip if skip is not None else (1, 1))
+    _check_fits(ref_shape, win, srch, "reference")
+    _check_fits(sec_shape, win, srch, "secondary")
+    params = BatchParams(
+        window=win,
+        search=srch,
+        mode=cast(Mode, mode_name),
+        subpixel=cast(Subpixel, _choice(subpixel, SUBPIXEL_METHODS, "subpixel")),
+        oversampling=_checked_oversampling(oversampling),
+        complex_input=complex_input,
+    )
+    if workers < 1:
+        raise TrackingError(f"workers must be at least 1; got {workers}")
+    if memory_budget_mb < 16:
+        raise TrackingError(f"memory_budget_mb must be at least 16; got {memory_budget_mb}")
+    be = get_backend(_choice(backend, BACKENDS, "backend"))
+    grid = _grid(ref_shape, win, srch, stp, skip, lines, samples)
+    gross = _gross_fields(gross_offset, grid.shape)
+    plan = _Plan.build(grid, gross, params, ref_shape, sec_shape)
+    result = _run(be, params, plan, reference, secondary, workers, memory_budget_mb)
+    threshold = DEFAULT_SNR_THRESHOLDS[mode_name] if snr_threshold is None else float(snr_threshold)
+    return _dataset(grid, plan, result, params, threshold, gross_offset, be.name, skip)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    tops: np.ndarray  # (nl,) int: first line of each window row
+    lefts: np.ndarray  # (ns,) int
+    centre_lines: np.ndarray  # (nl,) float
+    centre_samples: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.tops.size, self.lefts.size)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Per-window placement: reference chip corner, search-area corner (image pixels) and validity."""
+
+    ref_top: np.ndarray  # (nl, ns) int64
+    ref_left: np.ndarray
+    sec_top: np.ndarray
+    sec_left: np.ndarray
+    placeable: np.ndarray  # (nl, ns) bool: chip and search area inside the images, gross offset finite
+
+    @classmethod
+    def build(
+        cls,
+        grid: _Grid,
+        gross: tuple[np.ndarray, np.ndarray],
+        params: BatchParams,
+        ref_shape: tuple[int, int],
+        sec_shape: tuple[int, int],
+    ) -> _Plan:
+        finite = np.isfinite(gross[0]) & np.isfinite(gross[1])
+        gy = np.where(finite, np.rint(np.where(finite, gross[0], 0)), 0).astype(np.int64)
+        gx = np.where(finite, np.rint(np.where(finite, gross[1], 0)), 0).astype(np.int64)
+        ref_top = np.broadcast_to(grid.tops[:, None], grid.shape).astype(np.int64)
+        ref_left = np.broadcast_to(grid.lefts[None, :], grid.shape).astype(np.int64)
+        sec_top = ref_top + gy - params.search[0]
+        sec_left = ref_left + gx - params.search[1]
+        (h, w), (sh, sw) = params.window, params.search_shape
+        inside = (
+            (ref_top >= 0)
+            & (ref_top + h <= ref_shape[0])
+            & (ref_left >= 0)
+            & (ref_left + w <= ref_shape[1])
+            & (sec_top >= 0)
+            & (sec_top + sh <= sec_shape[0])
+            & (sec_left >= 0)
+            & (sec_left + sw <= sec_shape[1])
+        )
+        return cls(ref_top, ref_left, sec_top, sec_left, inside & finite)
+
+
+@dataclass
+class _Result:
+    lag_az: np.ndarray
+    lag_rg: np.ndarray
+    snr: np.ndarray
+    cov_az: np.ndarray
+    cov_rg: np.ndarray
+    cov_azrg: np.ndarray
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> _Result:
+        return cls(*(np.full(shape, np.nan) for _ in range(6)))
+
+    def fill(self, index: tuple[np.ndarray, np.ndarray], batch: BatchResult) -> None:
+        for name in ("lag_az", "lag_rg", "snr", "cov_az", "cov_rg", "cov_azrg"):
+            getattr(self, name)[index] = getattr(batch, name)
+
+
+@dataclass(frozen=True)
+class _Tile:
+    rows: slice
+    cols: slice
+
+
+def _run(
+    be: Backend,
+    params: BatchParams,
+    plan: _Plan,
+    reference: ArrayLike2D,
+    secondary: ArrayLike2D,
+    workers: int,
+    memory_budget_mb: int,
+) -> _Result:
+    """Process the window grid tile by tile (in a thread pool on the CPU) and collect the results."""
+    parallel = workers if be.name == "numpy" else 1
+    batch = _batch_size(params, memory_budget_mb, parallel, MAX_BATCH[be.name])
+    result = _Result.empty(plan.placeable.shape)
+    tiles = list(_tiles(plan.placeable.shape, batch))
+
+    def work(tile: _Tile) -> tuple[tuple[np.ndarray, np.ndarray], BatchResult] | None:
+        return _process_tile(be, params, plan, tile, reference, secondary)
+
+    if parallel > 1 and len(tiles) > 1:
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tracker") as pool:
+            outputs: Iterator[Any] = pool.map(work, tiles)
+            for output in outputs:
+                if output is not None:
+                    result.fill(*output)
+    else:
+        for tile in tiles:
+            output = work(tile)
+            if output is not None:
+                result.fill(*output)
+    return result
+
+
+def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, largest: int) -> int:
+    """Windows per batch so that ``parallel`` batches in flight fit the memory budget."""
+    per_window = params.bytes_per_window()
+    fit = memory_budget_mb * 2**20 // (parallel * per_window)
+    return int(min(largest, max(MIN_BATCH, fit)))
+
+
+def _tiles(shape: tuple[int, int], batch: int) -> Iterator[_Tile]:
+    """Rectangles of the window grid holding about ``batch`` windows, row-major."""
+    nl, ns = shape
+    if ns <= batch:
+        rows_per_tile, cols_per_tile = max(1, batch // max(ns, 1)), ns
+    else:
+        rows_per_tile, cols_per_tile = 1, batch
+    for r0 in range(0, nl, rows_per_tile):
+        for c0 in range(0, ns, cols_per_tile):
+            yield _Tile(slice(r0, min(r0 + rows_per_tile, nl)), slice(c0, min(c0 + cols_per_tile, ns)))
+
+
+def _process_tile(
+    be: Backend,
+    params: BatchParams,
+    plan: _Plan,
+    tile: _Tile,
+    reference: ArrayLike2D,
+    secondary: ArrayLike2D,
+) -> tuple[tuple[np.ndarray, np.ndarray], BatchResult] | None:
+    """Read the tile's reference and secondary blocks and estimate its windows' offsets."""
+    ok = plan.placeable[tile.rows, tile.cols]
+    if not ok.any():
+        return None
+    local = np.nonzero(ok)
+    index = (local[0] + tile.rows.start, local[1] + tile.cols.start)
+    ref_top, ref_left = plan.ref_top[index], plan.ref_left[index]
+    sec_top, sec_left = plan.sec_top[index], plan.sec_left[index]
+    (h, w), (sh, sw) = params.window, params.search_shape
+    gr, gs = params.ref_margin, params.sec_margin
+    r_origin = (int(ref_top.min()) - gr, int(ref_left.min()) - gr)
+    s_origin = (int(sec_top.min()) - gs, int(sec_left.min()) - gs)
+    dtype = np.complex64 if params.complex_input else np.float32
+    ref_block, ref_usable = _read_block(
+        reference, r_origin, (int(ref_top.max()) + h + gr, int(ref_left.max()) + w + gr), dtype
+    )
+    sec_block, sec_usable = _read_block(
+        secondary, s_origin, (int(sec_top.max()) + sh + gs, int(sec_left.max()) + sw + gs), dtype
+    )
+    rt, rl = ref_top - r_origin[0], ref_left - r_origin[1]
+    st, sl = sec_top - s_origin[0], sec_left - s_origin[1]
+    enough = (_usable_fraction(ref_usable, rt, rl, (h, w)) >= kernels.MIN_VALID_FRACTION) & (
+        _usable_fraction(sec_usable, st, sl, (sh, sw)) >= kernels.MIN_VALID_FRACTION
+    )
+    if not enough.any():
+        return None
+    index = (index[0][enough], index[1][enough])
+    xp = be.xp
+    data = BatchInput(
+        ref_block=be.to_device(ref_block),
+        sec_block=be.to_device(sec_block),
+        ref_tops=xp.asarray(rt[enough]),
+        ref_lefts=xp.asarray(rl[enough]),
+        sec_tops=xp.asarray(st[enough]),
+        sec_lefts=xp.asarray(sl[enough]),
+    )
+    return index, track_batch(be, params, data)
+
+
+def _read_block(
+    image: ArrayLike2D, start: tuple[int, int], stop: tuple[int, int], dtype: type[np.generic]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pixels [start, stop) of ``image`` (zero outside it) as ``dtype``, and the mask of usable pixels
+    (finite, non-zero), or None when every pixel read from the image is usable."""
+    lines, samples = image.shape[0], image.shape[1]
+    block = np.zeros((stop[0] - start[0], stop[1] - start[1]), dtype=dtype)
+    r0, r1 = max(start[0], 0), min(stop[0], lines)
+    c0, c1 = max(start[1], 0), min(stop[1], samples)
+    if r1 <= r0 or c1 <= c0:
+        return block, np.zeros(block.shape, dtype=bool)
+    inner = block[r0 - start[0] : r1 - start[0], c0 - start[1] : c1 - start[1]]
+    inner[...] = np.asarray(image[r0:r1, c0:c1])
+    good = np.isfinite(inner) & (inner != 0)
+    if good.all():
+        return block, None
+    inner[~good] = 0
+    usable = np.zeros(block.shape, dtype=bool)
+    usable[r0 - start[0] : r1 - start[0], c0 - start[1] : c1 - start[1]] = good
+    return block, usable
+
+
+def _usable_fraction(
+    usable: np.ndarray | None, tops: np.ndarray, lefts: np.ndarray, shape: tuple[int, int]
+) -> np.ndarray:
+    """Fraction of usable pixels inside each chip (chips lie inside the image; summed-area table of the mask)."""
+    if usable is None:
+        return np.ones(tops.shape)
+    sat = np.zeros((usable.shape[0] + 1, usable.shape[1] + 1), dtype=np.int64)
+    sat[1:, 1:] = np.cumsum(np.cumsum(usable, axis=0, dtype=np.int64), axis=1)
+    h, w = shape
+    bottom, right = tops + h, lefts + w
+    total = sat[bottom, right] - sat[tops, right] - sat[bottom, lefts] + sat[tops, lefts]
+    return np.asarray(total / (h * w))
+
+
+def _dataset(
+    grid: _Grid,
+    plan: _Plan,
+    result: _Result,
+    params: BatchParams,
+    snr_threshold: float,
+    gross_offset: tuple[Any, Any],
+    backend: str,
+    skip: tuple[int, int] | None,
+) -> xr.Dataset:
+    """The result Dataset: total offsets (rounded gross + lag - search), masked where invalid."""
+    base_az = (plan.sec_top - plan.ref_top).astype(np.float64)
+    base_rg = (plan.sec_left - plan.ref_left).astype(np.float64)
+    valid = np.isfinite(result.lag_az) & np.isfinite(result.lag_rg) & (result.snr >= snr_threshold)
+    dims = ("line", "sample")
+
+    def var(values: np.ndarray, units: str, long_name: str, mask: bool = True) -> xr.Variable:
+        data = np.where(valid, values, np.nan) if mask else values
+        return xr.Variable(dims, data.astype(np.float32), {"units": units, "long_name": long_name})
+
+    ds = xr.Dataset(
+        {
+            "azimuth_offset": var(base_az + result.lag_az, "pixel", "azimuth offset, secondary - reference"),
+            "range_offset": var(base_rg + result.lag_rg, "pixel", "range offset, secondary - reference"),
+            "snr": var(result.snr, "1", "correlation peak SNR (ampcor definition)", mask=False),
+            "cov_az": var(result.cov_az, "pixel2", "azimuth offset variance (ampcor definition)"),
+            "cov_rg": var(result.cov_rg, "pixel2", "range offset variance (ampcor definition)"),
+            "cov_azrg": var(result.cov_azrg, "pixel2", "azimuth-range offset covariance (ampcor definition)"),
+        },
+        coords={
+            "line": ("line", grid.centre_lines, {"units": "pixel", "long_name": "window centre line (0-based)"}),
+            "sample": (
+                "sample",
+                grid.centre_samples,
+                {"units": "pixel", "long_name": "window centre sample (0-based)"},
+            ),
+        },
+    )
+    (h, w), (sy, sx) = params.window, params.search
+    gross_az, gross_rg = (_gross_attr(value) for value in gross_offset)
+    ds.attrs.update(
+        {
+            "tracker": "offset-cube built-in",
+            "convention": "secondary - reference, pixels; centre = first pixel + (size - 1) / 2",
+            "mode": params.mode,
+            "subpixel": params.subpixel,
+            "oversampling": params.oversampling,
+            "window_width": w,
+            "window_height": h,
+            "search_width": sx,
+            "search_height": sy,
+            "skip_width": -1 if skip is None else int(skip[0]),
+            "skip_height": -1 if skip is None else int(skip[1]),
+            "gross_offset_azimuth": gross_az,
+            "gross_offset_range": gross_rg,
+            "snr_threshold": float(snr_threshold),
+            "backend": backend,
+            "windows": int(valid.size),
+            "valid_windows": int(valid.sum()),
+        }
+    )
+    return ds
+
+
+def _gross_attr(value: Any) -> float | str:
+    return "field" if np.ndim(value) else float(value)
+
+
+def _grid(
+    ref_shape: tuple[int, int],
+    win: tuple[int, int],
+    srch: tuple[int, int],
+    stp: tuple[int, int],
+    skip: tuple[int, int] | None,
+    lines: Sequence[float] | np.ndarray | None,
+    samples: Sequence[float] | np.ndarray | None,
+) -> _Grid:
+    """Window tops/lefts and centres, from explicit centres (snapped) or the default grid."""
+    if skip is None and (lines is None or samples is None):
+        raise TrackingError("skip is needed unless both lines and samples (window centres) are given")
+    default_lines, default_samples = window_centres(ref_shape, _wh(win), _wh(srch), _wh(stp))
+    tops = _tops(default_lines if lines is None else lines, win[0], "lines")
+    lefts = _tops(default_samples if samples is None else samples, win[1], "samples")
+    if tops.size == 0 or lefts.size == 0:
+        raise TrackingError("no windows to track: lines and samples must each hold at least one centre")
+    return _Grid(tops, lefts, tops + (win[0] - 1) / 2, lefts + (win[1] - 1) / 2)
+
+
+def _wh(size: tuple[int, int]) -> tuple[int, int]:
+    """(lines, samples) back to the API's (width, height)."""
+    return (size[1], size[0])
+
+
+def _tops(centres: Sequence[float] | np.ndarray, size: int, name: str) -> np.ndarray:
+    values = np.asarray(centres, dtype=np.float64)
+    if values.ndim != 1 or not np.all(np.isfinite(values)):
+        raise TrackingError(f"{name} must be a 1-D sequence of finite window centres; got shape {values.shape}")
+    return np.floor(values - (size - 1) / 2 + 0.5).astype(np.int64)
+
+
+def _gross_fields(gross: tuple[Any, Any], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        az, rg = gross
+    except (TypeError, ValueError) as err:
+        raise TrackingError(f"gross_offset must be (azimuth, range); got {gross!r}") from err
+    fields = []
+    for name, value in (("azimuth", az), ("range", rg)):
+        array = np.asarray(value, dtype=np.float64)
+        if array.ndim == 0:
+            if not np.isfinite(array):
+                raise TrackingError(f"gross {name} offset must be finite; got {value!r}")
+            array = np.full(shape, float(array))
+        elif array.shape != shape:
+            raise TrackingError(
+                f"gross {name} offset field has shape {array.shape}; it must be a number or match the window "
+                f"grid (len(lines), len(samples)) = {shape}"
+            )
+        fields.append(array)
+    return fields[0], fields[1]
+
+
+def _checked_sizes(
+    window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """(width, height) sizes validated and returned as (lines, samples)."""
+    win = _pair(window, "window")
+    srch = _pair(search, "search")
+    stp = _pair(skip, "skip")
+    for value, what in ((win[0], "width"), (win[1], "height")):
+        if value % 2 or not MIN_WINDOW <= value <= MAX_SIZE:
+            raise TrackingError(
+                f"window {what} {value} is not allowed: window sizes must be even (as ampcor's) and between "
+                f"{MIN_WINDOW} and {MAX_SIZE}; got window {win[0]}x{win[1]}"
+            )
+    if min(srch) < MIN_SEARCH or max(srch) > MAX_SIZE:
+        raise TrackingError(
+            f"search {srch[0]}x{srch[1]} is not allowed: half search ranges must be between {MIN_SEARCH} and "
+            f"{MAX_SIZE} pixels (a peak on the border of the search is rejected)"
+        )
+    if min(stp) < 1:
+        raise TrackingError(f"skip {stp[0]}x{stp[1]} is not allowed: skips must be at least 1 pixel")
+    return (win[1], win[0]), (srch[1], srch[0]), (stp[1], stp[0])
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    try:
+        width, height = value
+        pair = (int(width), int(height))
+    except (TypeError, ValueError) as err:
+        raise TrackingError(f"{name} must be (width, height) in pixels; got {value!r}") from err
+    if pair != (width, height):
+        raise TrackingError(f"{name} must be whole pixels; got {value!r}")
+    return pair
+
+
+def _checked_shape(shape: Any, name: str) -> tuple[int, int]:
+    dims = tuple(int(n) for n in shape)
+    if len(dims) != 2:
+        raise TrackingError(f"{name} must be a 2-D image (lines, samples); got shape {dims}")
+    return dims[0], dims[1]
+
+
+def _check_fits(shape: tuple[int, int], win: tuple[int, int], srch: tuple[int, int], name: str = "image") -> None:
+    need = (win[0] + 2 * srch[0], win[1] + 2 * srch[1])
+    if need[0] > shape[0] or need[1] > shape[1]:
+        raise TrackingError(
+            f"window {win[1]}x{win[0]} with search {srch[1]}x{srch[0]} needs {need[1]} samples x {need[0]} lines, "
+            f"but the {name} is only {shape[1]} x {shape[0]}; use a smaller search or window"
+        )
+
+
+def _input_kind(reference: ArrayLike2D, secondary: ArrayLike2D, mode: str) -> bool:
+    """Whether the inputs are complex; they must be of one kind and numeric."""
+    kinds = []
+    for name, image in (("reference", reference), ("secondary", secondary)):
+        dtype = np.dtype(image.dtype)
+        if dtype.kind not in "biufc":
+            raise TrackingError(f"{name} has dtype {dtype}; expected a numeric (real or complex) image")
+        kinds.append(dtype.kind == "c")
+    if kinds[0] != kinds[1]:
+        raise TrackingError("reference and secondary must both be complex or both be real")
+    if mode == "complex" and not kinds[0]:
+        raise TrackingError("mode 'complex' needs complex images (SLCs); use mode 'amplitude' for real images")
+    return bool(kinds[0])
+
+
+def _choice(value: Any, allowed: tuple[str, ...], name: str) -> str:
+    text = str(getattr(value, "value", value)).lower()
+    if text not in allowed:
+        raise TrackingError(f"{name} {value!r} is not one of {list(allowed)}")
+    return text
+
+
+def _checked_oversampling(value: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 256 or value & (value - 1):
+        raise TrackingError(f"oversampling must be a power of two from 1 to 256; got {value!r}")
+    return value
