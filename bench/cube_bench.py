@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -35,6 +37,24 @@ from offset_cube.cube.zarrio import write_dataset
 from offset_cube.result import result_attrs
 
 AREA = "POLYGON((99 -70.2, 101 -70.2, 101 -69.8, 99 -69.8, 99 -70.2))"
+
+
+def read_maps(array: Any, layers: np.ndarray) -> None:
+    """Read whole map layers (one time step each)."""
+    for t in layers:
+        np.asarray(array[int(t)])
+
+
+def read_series(array: Any, pixels: np.ndarray) -> None:
+    """Read whole pixel time series."""
+    for r, c in pixels:
+        np.asarray(array[:, int(r), int(c)])
+
+
+def take_lock(path: Path) -> None:
+    """Acquire and release the cube lock once."""
+    with CubeLock(path, 1.0):
+        pass
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -68,8 +88,8 @@ def bench_reads(folder: Path, layers: int, size: int, rng: np.random.Generator) 
     pixels = rng.integers(0, size, (8, 2))
     results = {}
     for name, array in arrays.items():
-        map_s = timed(lambda a=array: [np.asarray(a[int(t)]) for t in maps], 3) / len(maps)
-        series_s = timed(lambda a=array: [np.asarray(a[:, int(r), int(c)]) for r, c in pixels], 3) / len(pixels)
+        map_s = timed(functools.partial(read_maps, array, maps), 3) / len(maps)
+        series_s = timed(functools.partial(read_series, array, pixels), 3) / len(pixels)
         results[name] = (map_s, series_s)
     base_map, base_series = results[next(iter(results))]
     print(f"\nreads of a {layers} x {size} x {size} float32 cube (best of 3; ratio = time / ours)")
@@ -140,7 +160,7 @@ def bench_inserts(folder: Path, layers: int, size: int, rng: np.random.Generator
     full = timed(lambda: fresh("full", [*products, late]), 2)
     append = min(insert_into_copy(late) for _ in range(2))
     backfill = min(insert_into_copy(early) for _ in range(2))
-    lock = timed(lambda: [CubeLock(folder / "bench.lock", 1.0).__enter__().__exit__(None, None, None)], 50)
+    lock = timed(functools.partial(take_lock, folder / "bench.lock"), 50)
     print(f"\ninserts into a cube of {layers} layers of {size} x {size} (ratio = time / full rebuild)")
     print(f"{'full rebuild, ' + str(layers + 1) + ' layers':34s} {full:8.2f} s {1.0:7.2f}")
     print(f"{'append 1 layer (newest pair)':34s} {append:8.2f} s {append / full:7.2f}")

@@ -8,12 +8,8 @@ products; the simulator keeps its true orbits and lattices in memory so the impo
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import shutil
-import sys
-import types
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,24 +29,6 @@ from offset_cube.stages import OrbitFile, PairInputs
 from tests.conftest import DATA
 
 TRACKING = {"window": [64, 32], "skip": [64, 32], "mode": "complex"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tracker() -> Iterator[None]:
-    """The real tracker (issue 5) when it is installed, else a test-only stand-in with its API."""
-    try:
-        importlib.import_module("offset_cube.tracking")
-        yield
-        return
-    except ModuleNotFoundError:
-        from tests import _tracker_shim
-
-        module = types.ModuleType("offset_cube.tracking")
-        module.track_offsets = _tracker_shim.track_offsets  # type: ignore[attr-defined]
-        module.window_centres = _tracker_shim.window_centres  # type: ignore[attr-defined]
-        sys.modules["offset_cube.tracking"] = module
-        yield
-        del sys.modules["offset_cube.tracking"]
 
 
 @pytest.fixture(scope="module")

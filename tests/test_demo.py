@@ -48,7 +48,6 @@ def test_simulate_command_rejects_bad_options(tmp_path: Path) -> None:
 def test_flow_due_north_comes_out_north(template: Path, tmp_path: Path) -> None:
     """A band of ice flowing due north (map +y) at 500 m/yr gives vy > 0 and |vx| small through the engine and
     the product stage's velocity conversion, on ascending and on descending geometry."""
-    pytest.importorskip("offset_cube.tracking", reason="the tracker arrives with its issue")
     from offset_cube.builtin.engine import run_builtin
     from offset_cube.config import ProductConfig
     from offset_cube.cube.grid import grid_for_area
@@ -77,7 +76,6 @@ def test_flow_due_north_comes_out_north(template: Path, tmp_path: Path) -> None:
 def test_demo_runs_the_flow_and_matches_the_truth(prefect_harness: None, tmp_path: Path) -> None:
     """The demo, smaller: 3 dates (12 and 24 days) over 4 km. Cube, truth and quicklooks exist; on moving ice
     the velocity errors are small and coverage complete; a second run reuses the stack and adds nothing."""
-    pytest.importorskip("offset_cube.tracking", reason="the tracker arrives with its issue")
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--dates", "3", "--area-km", "4"]
     result = runner.invoke(app, args)
