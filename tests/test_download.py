@@ -44,7 +44,9 @@ def login(fake: FakeAsf, password: str | None = None) -> Credentials:
     return Credentials(source="test", username=fake.username, password=SecretStr(password or fake.password))
 
 
-def session_for(fake: FakeAsf, credentials: Credentials | None = None, timeout_s: float = 10.0) -> download.EarthdataSession:
+def session_for(
+    fake: FakeAsf, credentials: Credentials | None = None, timeout_s: float = 10.0
+) -> download.EarthdataSession:
     return open_session(credentials or login(fake), timeout_s=timeout_s, edl_host="localhost")
 
 
