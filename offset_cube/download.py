@@ -29,6 +29,7 @@ from requests.auth import HTTPBasicAuth
 from offset_cube.atomic import write_text_atomic
 from offset_cube.credentials import EDL_HOST, Credentials
 from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
+from offset_cube.planning import Plan
 from offset_cube.progress import ProgressCallback
 from offset_cube.safe.archive import SafeArchive
 from offset_cube.scenes import Scene
@@ -196,6 +197,26 @@ def remove_scene_file(scene: Scene, scene_dir: Path) -> list[Path]:
                 victim.unlink()
                 removed.append(victim)
     return removed
+
+
+def releasable_scenes(plan: Plan) -> list[tuple[Scene, list[str]]]:
+    """Downloaded scenes that may be deleted once the listed pairs complete, with those pair ids.
+
+    The newest acquisition of each track is kept: the next run pairs it with the following date. Local
+    catalog products are never listed.
+    """
+    newest: dict[tuple[int, str], Any] = {}
+    for pair in plan.pairs:
+        key = (pair.track, pair.direction.value)
+        if key not in newest or pair.secondary.date > newest[key].date:
+            newest[key] = pair.secondary
+    kept = {s.product_id for acquisition in newest.values() for s in acquisition.scenes}
+    users: dict[str, tuple[Scene, list[str]]] = {}
+    for pair in plan.pairs:
+        for scene in pair.scenes:
+            if scene.local_path is None and scene.product_id not in kept:
+                users.setdefault(scene.product_id, (scene, []))[1].append(pair.pair_id)
+    return sorted(users.values(), key=lambda item: (item[0].start, item[0].product_id))
 
 
 @contextlib.contextmanager
