@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
@@ -17,8 +18,8 @@ from typing import Any, cast
 
 from prefect import Task, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
+from prefect.context import TaskRunContext
 
 from offset_cube.config import JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
@@ -28,11 +29,12 @@ from offset_cube.download import (
     needs_download,
     open_session,
     remove_scene_file,
+    scene_path,
     verify_local_scene,
 )
 from offset_cube.progress import ProgressCallback, StepReporter, TerminalBars, fan_out
 from offset_cube.scenes import Scene
-from tasks._common import retry_if_transient, run_logger
+from tasks._common import retry_if_transient, run_logger, stage_cache_key
 
 #: Seconds a download slot stays held without renewal (Prefect renews it while the download runs).
 SLOT_LEASE_S = 120
@@ -107,6 +109,20 @@ def set_download_limit(job: JobConfig) -> None:
         client.upsert_global_concurrency_limit_by_name(download_limit_name(job), job.concurrency.downloads)
 
 
+def _download_cache_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
+    """Reuse a result only while the file it names is unchanged; a missing file (never fetched, or deleted by
+    cleanup) gets a key of its own, so a stale path is never returned from Prefect's cache."""
+    scene: Scene = inputs["scene"]
+    job: JobConfig = inputs["job"]
+    path = scene.local_path or scene_path(scene, job.storage.scene_dir)
+    try:
+        stat = path.stat()
+        fingerprint: list[int | str] = [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        fingerprint = [uuid.uuid4().hex]
+    return stage_cache_key("download", lambda _: [scene.product_id, str(path), *fingerprint])(ctx, inputs)
+
+
 @task(
     name="download",
     task_run_name="download {scene.product_id}",
@@ -114,9 +130,7 @@ def set_download_limit(job: JobConfig) -> None:
     retry_delay_seconds=[30, 60, 120, 240],
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_if_transient,
-    # No Prefect result cache: the scene cache (verified by its md5 sidecar) is the cache, and a cached path
-    # could point at a zip that cleanup has since deleted.
-    cache_policy=NO_CACHE,
+    cache_key_fn=_download_cache_key,
 )
 def download_scene(scene: Scene, job: JobConfig) -> Path:
     """Local path of the verified SAFE zip for ``scene``."""
