@@ -33,8 +33,8 @@ EARTHDATA_HOW_TO = (
     "provide Earthdata credentials in one of three ways: (1) a Prefect Secret block named in the job's "
     "download.earthdata_secret holding 'user:password', a token, or {{'username': ..., 'password': ...}} "
     "(`offset-cube credentials save-secret NAME`); (2) environment variables EARTHDATA_USERNAME and "
-    "EARTHDATA_PASSWORD, or EARTHDATA_TOKEN; (3) a line 'machine {host} login USER password PASSWORD' in "
-    "{netrc} (the NETRC variable names another file). Accounts: https://urs.earthdata.nasa.gov"
+    "EARTHDATA_PASSWORD, or EARTHDATA_TOKEN; (3) a .netrc file ({netrc}; the NETRC variable may name another) "
+    "with the line 'machine {host} login USER password PASSWORD'. Accounts: https://urs.earthdata.nasa.gov"
 )
 
 

@@ -258,6 +258,8 @@ def download_scene_file(
             _sidecar(target).unlink(missing_ok=True)
         part = target.with_name(target.name + ".part")
         part.unlink(missing_ok=True)  # left by a killed run; asf_search would skip an existing file
+        if progress is not None:
+            progress(0, scene.size_bytes)
         session.on_bytes = None if progress is None else _with_total(progress, scene.size_bytes)
         try:
             _fetch(scene, part, session)

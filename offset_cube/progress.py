@@ -51,9 +51,12 @@ def fan_out(*callbacks: ProgressCallback | None) -> ProgressCallback:
 
 
 class TerminalBars:
-    """Rich progress bars, one per transfer, shared by threads of one process (the CLI in a terminal)."""
+    """Rich progress bars, one per transfer, shared by threads of one process (the CLI in a terminal).
 
-    def __init__(self) -> None:
+    ``console``: a ``rich.console.Console`` to draw on (default: rich's, on stdout).
+    """
+
+    def __init__(self, console: Any = None) -> None:
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -69,6 +72,7 @@ class TerminalBars:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            console=console,
             transient=False,
         )
         self._lock = threading.Lock()
