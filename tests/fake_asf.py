@@ -14,18 +14,17 @@ import base64
 import hashlib
 import io
 import random
-import sys
 import threading
 import zipfile
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from offset_cube.scenes import Scene
+from tests.local_http import QuietHandler, serve
 
 PRODUCT = "S1A_IW_SLC__1SDV_20221011T162212_20221011T162240_045397_056D9F_6E2D"
 CHUNK = 64 * 1024
@@ -84,36 +83,30 @@ class FakeAsf:
         return Scene.from_fields(product, **fields)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        return
-
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
-        fake = self.server.fake
+        fake: FakeAsf = self.server.state
         url = urlparse(self.path)
         host = (self.headers.get("Host") or "").split(":")[0]
         if url.path == "/oauth/authorize" and host == "localhost":
             self._authorize(fake, url.query)
         elif url.path == "/login":
             query = parse_qs(url.query)
-            self._send(302, b"", {"Location": query["state"][0], "Set-Cookie": "asf-urs=granted; Path=/"})
+            self.send_body(302, b"", {"Location": query["state"][0], "Set-Cookie": "asf-urs=granted; Path=/"})
         elif url.path.startswith("/data/"):
             self._data(fake, url.path)
         else:
-            self._send(404, b"not found")
+            self.send_body(404, b"not found")
 
     def _authorize(self, fake: FakeAsf, query: str) -> None:
         expected = base64.b64encode(f"{fake.username}:{fake.password}".encode()).decode()
         given = self.headers.get("Authorization", "")
         fake.logins.append(given)
         if given != f"Basic {expected}":
-            self._send(401, b"HTTP Basic: Access denied.")
+            self.send_body(401, b"HTTP Basic: Access denied.")
             return
         params = parse_qs(query)
-        self._send(302, b"", {"Location": f"{params['redirect_uri'][0]}?code=abc&state={params['state'][0]}"})
+        self.send_body(302, b"", {"Location": f"{params['redirect_uri'][0]}?code=abc&state={params['state'][0]}"})
 
     def _data(self, fake: FakeAsf, path: str) -> None:
         name = path.removeprefix("/data/")
@@ -121,24 +114,24 @@ class _Handler(BaseHTTPRequestHandler):
         if authorization:
             fake.authorization_seen_by_data_host.append(authorization)
         if name not in fake.files:
-            self._send(404, b"no such file")
+            self.send_body(404, b"no such file")
             return
         cookie_ok = "asf-urs=granted" in (self.headers.get("Cookie") or "")
         if not cookie_ok and authorization != f"Bearer {fake.token}":
             if authorization.startswith("Bearer"):
-                self._send(401, b"Invalid token")
+                self.send_body(401, b"Invalid token")
                 return
             redirect = f"http://127.0.0.1:{fake.port}/login"
             location = f"http://localhost:{fake.port}/oauth/authorize?redirect_uri={redirect}&state={path}"
-            self._send(302, b"", {"Location": location})
+            self.send_body(302, b"", {"Location": location})
             return
         with fake.lock:
             behaviour = fake.failures[name].popleft() if fake.failures[name] else "ok"
             fake.downloads_started[name] += 1
         if behaviour == "500":
-            self._send(500, b"Internal Server Error")
+            self.send_body(500, b"Internal Server Error")
         elif behaviour == "html":
-            self._send(200, b"<!DOCTYPE html><html><body>Please accept the EULA</body></html>")
+            self.send_body(200, b"<!DOCTYPE html><html><body>Please accept the EULA</body></html>")
         else:
             self._stream(fake, fake.files[name], behaviour)
 
@@ -168,38 +161,14 @@ class _Handler(BaseHTTPRequestHandler):
             with fake.lock:
                 fake.active -= 1
 
-    def _send(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        self.send_response(code)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeAsf
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up (timeouts, killed processes) are part of the tests, not errors."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
 
 @contextmanager
 def serve_fake_asf(fake: FakeAsf | None = None) -> Iterator[FakeAsf]:
     """Run the fake ASF on 127.0.0.1 (also reachable as ``localhost``) in a thread while the block runs."""
     fake = fake or FakeAsf()
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.fake = fake
-    fake.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-asf", daemon=True)
-    thread.start()
-    try:
-        yield fake
-    finally:
-        fake.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serve(_Handler, fake) as port:
+        fake.port = port
+        try:
+            yield fake
+        finally:
+            fake.release.set()  # let stalled transfers end

@@ -17,13 +17,12 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlparse
 from xml.sax.saxutils import escape
 
 from offset_cube.eof import EofName
+from tests.local_http import QuietHandler, serve
 
 LISTING = Path(__file__).parent / "data" / "s1-orbits-listing-2025-03.txt"
 OWNER = "<Owner><ID>b08a1626ed97f49e63483aa60000f3c316bf6eb598048d1098af32b4f00aac48</ID></Owner>"
@@ -73,15 +72,9 @@ class FakeOrbitServer:
         return sum(n for path, n in self.requests.items() if path.startswith(prefix))
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
+class _Handler(QuietHandler):
     def do_GET(self) -> None:
-        fake = self.server.fake
+        fake: FakeOrbitServer = self.server.state
         url = urlparse(self.path)
         with fake.lock:
             fake.requests[url.path] += 1
@@ -90,28 +83,28 @@ class _Handler(BaseHTTPRequestHandler):
             self._list(fake, query.get("prefix", [""])[0], query.get("marker", [""])[0])
         elif url.path.startswith("/AUX_"):
             body = fake.bodies.get(url.path.lstrip("/"))
-            self._send(200 if body is not None else 404, body if body is not None else b"NoSuchKey")
+            self.send_body(200 if body is not None else 404, body if body is not None else b"NoSuchKey")
         elif url.path == "/odata/v1/Products":
             self._cdse_search(fake, query.get("$filter", [""])[0])
         elif url.path.startswith("/zipper/Products("):
             self._cdse_download(fake, url.path)
         else:
-            self._send(404, b"not found")
+            self.send_body(404, b"not found")
 
     def do_POST(self) -> None:
-        fake = self.server.fake
+        fake: FakeOrbitServer = self.server.state
         with fake.lock:
             fake.requests[self.path] += 1
         form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
         given = (form.get("username", [""])[0], form.get("password", [""])[0])
         if self.path != "/token" or form.get("client_id") != ["cdse-public"] or given != fake.cdse_user:
-            self._send(401, b'{"error":"invalid_grant"}')
+            self.send_body(401, b'{"error":"invalid_grant"}')
             return
-        self._send(200, json.dumps({"access_token": fake.cdse_token, "token_type": "Bearer"}).encode())
+        self.send_body(200, json.dumps({"access_token": fake.cdse_token, "token_type": "Bearer"}).encode())
 
     def _list(self, fake: FakeOrbitServer, prefix: str, marker: str) -> None:
         if fake.listing_failures:
-            self._send(fake.listing_failures.pop(0), b"<Error><Code>InternalError</Code></Error>")
+            self.send_body(fake.listing_failures.pop(0), b"<Error><Code>InternalError</Code></Error>")
             return
         keys = sorted(k for k in fake.objects if k.startswith(prefix) and k > marker)
         page, truncated = keys[: fake.page_size], len(keys) > fake.page_size
@@ -127,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             f"<Prefix>{escape(prefix)}</Prefix><Marker>{escape(marker)}</Marker><MaxKeys>{fake.page_size}</MaxKeys>"
             f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{contents}</ListBucketResult>"
         )
-        self._send(200, body.encode())
+        self.send_body(200, body.encode())
 
     def _cdse_search(self, fake: FakeOrbitServer, query: str) -> None:
         mission = re.search(r"startswith\(Name,'(S1[A-D])'\)", query)
@@ -135,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         start = re.search(r"ContentDate/Start lt '([^']+)'", query)
         stop = re.search(r"ContentDate/End gt '([^']+)'", query)
         if not (mission and kind and start and stop):
-            self._send(400, b'{"detail":"bad filter"}')
+            self.send_body(400, b'{"detail":"bad filter"}')
             return
         value = []
         for name, (product_id, _) in fake.cdse_products.items():
@@ -151,29 +144,18 @@ class _Handler(BaseHTTPRequestHandler):
                 and end > stop.group(1)
             ):
                 value.append({"@odata.mediaContentType": "application/octet-stream", "Id": product_id, "Name": name})
-        self._send(200, json.dumps({"@odata.context": "$metadata#Products", "value": value}).encode())
+        self.send_body(200, json.dumps({"@odata.context": "$metadata#Products", "value": value}).encode())
 
     def _cdse_download(self, fake: FakeOrbitServer, path: str) -> None:
         if self.headers.get("Authorization") != f"Bearer {fake.cdse_token}":
-            self._send(401, b"unauthorised")
+            self.send_body(401, b"unauthorised")
             return
         wanted = path.removeprefix("/zipper/Products(").removesuffix(")/$value")
         for product_id, body in fake.cdse_products.values():
             if product_id == wanted:
-                self._send(200, body)
+                self.send_body(200, body)
                 return
-        self._send(404, b"no such product")
-
-    def _send(self, code: int, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeOrbitServer
+        self.send_body(404, b"no such product")
 
 
 @contextmanager
@@ -182,14 +164,6 @@ def serve_orbits(fake: FakeOrbitServer | None = None) -> Iterator[FakeOrbitServe
     fake = fake or FakeOrbitServer()
     if not fake.objects:
         fake.objects = {o.key: o for o in recorded_listing()}
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.fake = fake
-    fake.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-orbits", daemon=True)
-    thread.start()
-    try:
+    with serve(_Handler, fake) as port:
+        fake.port = port
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
