@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import asf_search as asf
 import requests
-from requests.auth import HTTPBasicAuth
+from requests.auth import HTTPBasicAuth, _basic_auth_str
 
 from offset_cube.atomic import write_text_atomic
 from offset_cube.credentials import EDL_HOST, Credentials
@@ -84,8 +84,12 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
         creds = self.credentials
         if creds is None or not creds.username or creds.password is None:
             return
+        login = HTTPBasicAuth(creds.username, creds.password.get_secret_value())
         if urlparse(prepared_request.url).hostname == self.edl_host:
-            prepared_request.prepare_auth(HTTPBasicAuth(creds.username, creds.password.get_secret_value()))
+            prepared_request.prepare_auth(login)
+        elif prepared_request.headers.get("Authorization") == _basic_auth_str(login.username, login.password):
+            # ASFSession keeps Authorization between ASF and Earthdata hosts (for tokens); a login stays with EDL.
+            del prepared_request.headers["Authorization"]
 
 
 def _count_bytes(response: requests.Response, on_bytes: ProgressCallback) -> None:

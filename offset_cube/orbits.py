@@ -196,15 +196,22 @@ def choose_orbit(
 ) -> OrbitFile:
     """The orbit to use for ``scene``: POEORB, else RESORB (if allowed), else annotation (if allowed), else defer."""
     window = f"{scene.start:%Y-%m-%dT%H:%M:%S}..{scene.stop:%Y-%m-%dT%H:%M:%S}"
-    precise = find_orbit(scene, "POEORB", cache_dirs, sources)
-    if precise is not None:
-        return OrbitFile(product_id=scene.product_id, orbit_type="POEORB", path=precise)
     missing = f"no precise orbit (POEORB) of {scene.mission} covers {window} ± {MARGIN_S:g} s yet"
-    if allow_resorb:
-        restituted = find_orbit(scene, "RESORB", cache_dirs, sources)
-        if restituted is not None:
-            note = f"restituted orbit (RESORB) used: {missing}"
-            return OrbitFile(product_id=scene.product_id, orbit_type="RESORB", path=restituted, note=note)
+    try:
+        precise = find_orbit(scene, "POEORB", cache_dirs, sources)
+        if precise is not None:
+            return OrbitFile(product_id=scene.product_id, orbit_type="POEORB", path=precise)
+        if allow_resorb:
+            restituted = find_orbit(scene, "RESORB", cache_dirs, sources)
+            if restituted is not None:
+                note = f"restituted orbit (RESORB) used: {missing}"
+                return OrbitFile(product_id=scene.product_id, orbit_type="RESORB", path=restituted, note=note)
+    except TransientOrbitError as err:
+        if not allow_annotation:
+            raise
+        # The job accepts annotation orbits; an unreachable orbit service is no reason to stop the pair.
+        note = f"annotation state vectors used: orbit sources could not be asked ({err})"
+        return OrbitFile(product_id=scene.product_id, orbit_type="annotation", note=note)
     if allow_annotation:
         note = f"annotation state vectors used: {missing}" + ("" if not allow_resorb else " and no RESORB either")
         return OrbitFile(product_id=scene.product_id, orbit_type="annotation", note=note)

@@ -70,6 +70,17 @@ def test_earthdata_redirect_with_basic_auth_downloads_and_verifies(fake: FakeAsf
     assert leftovers(tmp_path) == []
 
 
+def test_login_is_not_passed_on_from_the_login_host_to_trusted_asf_hosts(fake: FakeAsf, tmp_path: Path) -> None:
+    """ASFSession keeps Authorization on redirects between its trusted domains (asf.alaska.edu and
+    earthdata.nasa.gov in reality); here the two local hosts are made trusted the same way."""
+    scene = fake.scene()
+    session = session_for(fake)
+    session.auth_domains = ["localhost", "0.0.1"]  # ASFSession compares the last three labels of a host name
+    download_scene_file(scene, tmp_path, session)
+    assert len(fake.logins) == 1
+    assert fake.authorization_seen_by_data_host == []
+
+
 def test_bearer_token_is_accepted(fake: FakeAsf, tmp_path: Path) -> None:
     scene = fake.scene()
     token = Credentials(source="test", token=SecretStr(fake.token))

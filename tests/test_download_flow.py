@@ -169,10 +169,12 @@ def test_retries_recover_a_server_error_and_give_up_on_a_corrupt_file_with_a_cle
     fake.failures[f"{products[1]}.zip"].append("500")
     monkeypatch.setenv("EARTHDATA_TOKEN", fake.token)
 
-    state = run(make_job(tmp_path, export, orbits.url))
+    state = run(make_job(tmp_path, export, orbits.url, cleanup={"delete_scenes": True}))
 
     assert state.is_failed()
     assert "1 of 2 pair(s) failed" in (state.message or "")
+    # the middle zip serves the failed pair too, so cleanup keeps it for the rerun; the newest is always kept
+    assert sorted(p.name for p in (tmp_path / "out" / "scenes").glob("*.zip")) == [f"{p}.zip" for p in products[1:]]
     assert f"{products[0]}: md5 of the download is" in (state.message or "")
     assert fake.downloads_started[f"{products[0]}.zip"] == 3
     assert fake.downloads_started[f"{products[1]}.zip"] == 2

@@ -234,6 +234,18 @@ def test_bucket_failure_is_transient_not_a_deferral(orbit_server: FakeOrbitServe
     assert caught.value.transient
 
 
+def test_unreachable_sources_fall_back_to_annotation_only_when_allowed(
+    orbit_server: FakeOrbitServer, tmp_path: Path
+) -> None:
+    target = synthetic("S1A", "20180420T120000")
+    orbit_server.listing_failures.extend([500, 500])
+    bucket = AsfOrbitBucket(orbit_server.url)
+    with pytest.raises(TransientOrbitError):
+        choose_orbit(target, [tmp_path], [bucket], allow_resorb=True, allow_annotation=False)
+    fallback = choose_orbit(target, [tmp_path], [bucket], allow_resorb=True, allow_annotation=True)
+    assert fallback.orbit_type == "annotation" and "could not be asked" in fallback.note
+
+
 def test_no_poeorb_in_the_bucket_defers(orbit_server: FakeOrbitServer, tmp_path: Path) -> None:
     recent = synthetic("S1A", "20240929T120000")  # the recorded listing holds RESORBs only for that day
     orbit_server.put(
