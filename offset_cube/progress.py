@@ -68,7 +68,7 @@ class TerminalBars:
 
         self._progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=24),
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),

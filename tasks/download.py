@@ -16,10 +16,12 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 from prefect import Task, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
+from prefect.exceptions import PrefectException
 
 from offset_cube.config import JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
@@ -173,13 +175,21 @@ def _progress(scene: Scene) -> ProgressCallback:
             logger.info("%s: %.0f MB received", scene.product_id, done / 1e6)
             return
         logger.info("%s: %3.0f%% (%.1f of %.1f MB)", scene.product_id, percent, done / 1e6, (total or 0) / 1e6)
-        if not artifact:
-            artifact.append(create_progress_artifact(percent, key=key, description=f"Download of {scene.product_id}"))
-        else:
-            update_progress_artifact(artifact[0], percent)
+        if artifact and artifact[0] is None:
+            return  # the API refused it once; the log lines above carry on
+        try:
+            if not artifact:
+                description = f"Download of {scene.product_id}"
+                artifact.append(create_progress_artifact(percent, key=key, description=description))
+            else:
+                update_progress_artifact(artifact[0], percent)
+        except (httpx.HTTPError, PrefectException) as err:  # a progress display must never break a download
+            logger.warning("%s: progress artifact not updated (%s); continuing", scene.product_id, err)
+            artifact[:] = [None]
 
     bars = _TERMINAL_BARS.get()
-    return fan_out(StepReporter(report), bars.bar(scene.product_id) if bars is not None else None)
+    label = f"{scene.mission} {scene.name.start:%Y%m%dT%H%M%S} {scene.name.crc}"  # fits an 80-column terminal
+    return fan_out(StepReporter(report), bars.bar(label) if bars is not None else None)
 
 
 @task(name="release-scene", task_run_name="release {scene.product_id}")

@@ -146,7 +146,8 @@ def test_progress_is_logged_every_ten_percent_and_kept_as_an_artifact(
     finally:
         logging.getLogger("prefect").removeHandler(handler)
     assert state.is_completed(), state.message
-    assert sorted(_RecordingBars.updates) == sorted(products)  # the bars reached the task threads
+    labels = sorted(f"S1A {p.split('_')[5]} {p.split('_')[-1]}" for p in products)
+    assert sorted(_RecordingBars.updates) == labels  # the bars reached the task threads
     assert all(done == total for _, (done, total) in _RecordingBars.updates.items())
     lines = [r.getMessage() for r in records if products[0] in r.getMessage() and "%" in r.getMessage()]
     percents = [int(line.split(": ")[1].split("%")[0]) for line in lines]
