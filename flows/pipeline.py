@@ -23,7 +23,7 @@ from offset_cube.download import releasable_scenes
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
 from tasks.cube import insert_into_cube, report_cube
-from tasks.download import check_downloads, download_task, release_scene
+from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import PairDeferred, gather_inputs
 from tasks.orbits import fetch_orbit
@@ -112,7 +112,7 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
 def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
     """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
     results = job.storage.out / ".prefect-results"
-    download = download_task(job).with_options(result_storage=results)
+    download = download_scene.with_options(result_storage=results, **retry_options(job))
     orbit = fetch_orbit.with_options(result_storage=results)
     engine = run_engine.with_options(result_storage=results)
     # Futures stand in for task inputs (Prefect resolves them), which the task signatures cannot express.

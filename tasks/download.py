@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-from prefect import Task, task
+from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
@@ -157,11 +157,11 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
     return path
 
 
-def download_task(job: JobConfig) -> Task[..., Path]:
-    """The download task with the job's retry count and doubling delays."""
+def retry_options(job: JobConfig) -> dict[str, Any]:
+    """``with_options`` arguments giving the download task the job's retry count and doubling delays."""
     retries = job.download.retries
     delays = [job.download.retry_delay_s * 2**i for i in range(retries)]
-    return download_scene.with_options(retries=retries, retry_delay_seconds=delays or 0)
+    return {"retries": retries, "retry_delay_seconds": delays or 0}
 
 
 def _progress(scene: Scene) -> ProgressCallback:
