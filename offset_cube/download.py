@@ -15,7 +15,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import asf_search as asf
 import requests
 from requests.auth import HTTPBasicAuth, _basic_auth_str
 
-from offset_cube.atomic import write_text_atomic
+from offset_cube.atomic import fsync_file, write_text_atomic
 from offset_cube.credentials import EDL_HOST, Credentials
 from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
 from offset_cube.planning import Plan
@@ -268,7 +267,7 @@ def download_scene_file(
         try:
             _fetch(scene, part, session)
             md5 = _verify_download(scene, part)
-            _fsync(part)
+            fsync_file(part)  # the sidecar vouches for the bytes, so they must be on disk before the rename
             part.replace(target)
         finally:
             session.on_bytes = None
@@ -359,14 +358,6 @@ def _is_web_page(path: Path) -> bool:
         head = handle.read(512)
     lowered = head.lower()
     return not head.startswith(ZIP_MAGIC) and (b"<html" in lowered or b"<!doctype" in lowered)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------------- local
