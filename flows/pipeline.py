@@ -19,10 +19,11 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
 from offset_cube.config import Engine, JobConfig
+from offset_cube.download import releasable_scenes
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
 from tasks.cube import insert_into_cube, report_cube
-from tasks.download import download_scene
+from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import PairDeferred, gather_inputs
 from tasks.orbits import fetch_orbit
@@ -83,8 +84,10 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
         logger.info(message)
         return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
 
+    check_downloads(plan.scenes(), job)  # no credentials: one clear error before any download starts
     chains = _submit_pairs(plan, job)
-    wait([f for chain in chains.values() for f in chain])
+    releases = _submit_releases(plan, job, chains) if job.cleanup.delete_scenes else []
+    wait([f for chain in chains.values() for f in chain] + releases)
     pair_outcomes = [_outcome(pair, chain) for pair, chain in zip(plan.pairs, chains.values(), strict=True)]
     outcomes += pair_outcomes
     publish_plan_table(plan, {o.pair_id: o.status for o in pair_outcomes})
@@ -109,7 +112,7 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
 def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
     """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
     results = job.storage.out / ".prefect-results"
-    download = download_scene.with_options(result_storage=results)
+    download = download_scene.with_options(result_storage=results, **retry_options(job))
     orbit = fetch_orbit.with_options(result_storage=results)
     engine = run_engine.with_options(result_storage=results)
     # Futures stand in for task inputs (Prefect resolves them), which the task signatures cannot express.
@@ -137,6 +140,14 @@ def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[An
         product = make_product.submit(pair, result, job)
         chains[pair.pair_id] = [*chain, result, product]
     return chains
+
+
+def _submit_releases(plan: Plan, job: JobConfig, chains: dict[str, list[PrefectFuture[Any]]]) -> list[Any]:
+    """Delete each downloaded zip once all its pairs completed (a failed or deferred pair keeps it)."""
+    return [
+        release_scene.submit(scene, job, wait_for=[chains[p][-1] for p in pair_ids], return_state=False)
+        for scene, pair_ids in releasable_scenes(plan)
+    ]
 
 
 def _outcome(pair: Pair, chain: list[PrefectFuture[Any]]) -> PairOutcome:

@@ -61,6 +61,11 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
+def fsync_file(path: Path | str) -> None:
+    """Flush a file (or every file under a folder) to disk, as :func:`atomic_path` does before its rename."""
+    _fsync_tree(Path(path))
+
+
 def remove_stale_temporaries(folder: Path | str) -> list[Path]:
     """Delete leftovers of interrupted atomic writes in ``folder`` (not recursive); return what was removed."""
     removed: list[Path] = []

@@ -283,7 +283,18 @@ class DownloadConfig(StrictModel):
     )
     retries: int = Field(4, ge=0, le=20, description="Retries of a transient download failure.")
     retry_delay_s: float = Field(30.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
-    timeout_s: float = Field(120.0, gt=0, le=3600, description="Socket timeout of one HTTP read.")
+    timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="Socket timeout of one HTTP connect or read (scene and orbit downloads)."
+    )
+    edl_host: str = Field(
+        "urs.earthdata.nasa.gov",
+        pattern=r"^[A-Za-z0-9.-]+$",
+        max_length=253,
+        description=(
+            "Earthdata Login host: the only host that receives a username/password, on ASF's download redirect. "
+            "Change only for a mirror or a test."
+        ),
+    )
 
 
 class OrbitConfig(StrictModel):
@@ -300,7 +311,16 @@ class OrbitConfig(StrictModel):
         False, description="Built-in engine only: fall back to the SAFE annotation's state vectors."
     )
     cdse_secret: str | None = Field(
-        None, description="Prefect Secret block with Copernicus Data Space credentials (optional source)."
+        None,
+        description=(
+            "Prefect Secret block with Copernicus Data Space credentials ('user:password'); else CDSE_USERNAME/"
+            "CDSE_PASSWORD or ~/.netrc 'machine dataspace.copernicus.eu'. CDSE is asked only when one is set."
+        ),
+    )
+    asf_bucket_url: str = Field(
+        "https://s1-orbits.s3.amazonaws.com",
+        pattern=r"^https?://[^\s/]+(/[^\s]*)?$",
+        description="ASF's public orbit bucket (anonymous S3 listing). Change only for a mirror or a test.",
     )
 
 

@@ -1,12 +1,366 @@
-"""Scene files: verify local SAFE products; download and verify ASF products (see the download issue)."""
+"""Scene files: verify local SAFE products; download ASF products with asf_search and verify them.
+
+asf_search's ``download_url`` streams straight to the final name with no timeout, checks neither size nor md5,
+and skips an existing file forever (``../shared/reference/asf-and-orbits.md`` §2.5). Here each scene is fetched
+under a per-scene file lock to ``<zip>.part`` through that same function (with a session that has a socket
+timeout and sends Earthdata credentials only to the login host), checked against the search metadata (byte
+count, md5, SAFE structure), and renamed into place. The md5 is remembered in a ``<zip>.md5`` sidecar with the
+file's size and mtime, so a cached file verifies next time without being read again.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
-from offset_cube.errors import DownloadError, SafeError
+import asf_search as asf
+import requests
+from requests.auth import HTTPBasicAuth, _basic_auth_str
+
+from offset_cube.atomic import fsync_file, write_text_atomic
+from offset_cube.credentials import EDL_HOST, Credentials
+from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
+from offset_cube.planning import Plan
+from offset_cube.progress import ProgressCallback
 from offset_cube.safe.archive import SafeArchive
 from offset_cube.scenes import Scene
+
+log = logging.getLogger(__name__)
+
+#: Every zip file starts with a local file header (PKWARE APPNOTE §4.3.7).
+ZIP_MAGIC = b"PK\x03\x04"
+_HASH_BLOCK = 8 * 1024 * 1024
+_LOCK_DIR = ".locks"
+
+
+# --------------------------------------------------------------------------------------------------- session
+
+
+class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ships no type information
+    """asf_search's session with a socket timeout, byte counting, and Earthdata credentials.
+
+    A login is sent as HTTP basic auth only on the redirect to the Earthdata Login host (as ``requests`` does for
+    ``.netrc`` entries); a token is sent as ``Authorization: Bearer``, which ASFSession keeps across redirects
+    between ASF and Earthdata hosts and drops elsewhere (S3).
+    """
+
+    def __init__(self, credentials: Credentials | None, *, timeout_s: float = 120.0, edl_host: str = EDL_HOST) -> None:
+        super().__init__()
+        self.credentials = credentials
+        self.timeout_s = timeout_s
+        self.edl_host = edl_host
+        self.on_bytes: ProgressCallback | None = None
+        self._streams: list[requests.Response] = []
+        if credentials is not None and credentials.token is not None:
+            self.headers["Authorization"] = f"Bearer {credentials.token.get_secret_value()}"
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        if kwargs.get("timeout") is None:
+            # asf_search passes no timeout: without one a stalled server blocks the download forever.
+            kwargs["timeout"] = (self.timeout_s, self.timeout_s)
+        response: requests.Response = super().request(method, url, *args, **kwargs)
+        if kwargs.get("stream"):
+            self._streams.append(response)
+            if response.ok and self.on_bytes is not None:
+                _count_bytes(response, self.on_bytes)
+        return response
+
+    def close_streams(self) -> None:
+        """Close streamed responses (asf_search leaves a failed transfer's connection open)."""
+        while self._streams:
+            self._streams.pop().close()
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        creds = self.credentials
+        if creds is None or not creds.username or creds.password is None:
+            return
+        login = HTTPBasicAuth(creds.username, creds.password.get_secret_value())
+        if urlparse(prepared_request.url).hostname == self.edl_host:
+            prepared_request.prepare_auth(login)
+        elif prepared_request.headers.get("Authorization") == _basic_auth_str(login.username, login.password):
+            # ASFSession keeps Authorization between ASF and Earthdata hosts (for tokens); a login stays with EDL.
+            del prepared_request.headers["Authorization"]
+
+
+def _count_bytes(response: requests.Response, on_bytes: ProgressCallback) -> None:
+    """Make ``response.iter_content`` (what asf_search reads) report the running byte count."""
+    original = response.iter_content
+    length = response.headers.get("Content-Length")
+    total = int(length) if length and length.isdigit() else None
+
+    def counting(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        done = 0
+        for chunk in original(*args, **kwargs):
+            done += len(chunk)
+            on_bytes(done, total)
+            yield chunk
+
+    response.iter_content = counting  # type: ignore[method-assign]
+
+
+def open_session(
+    credentials: Credentials | None, *, timeout_s: float = 120.0, edl_host: str = EDL_HOST
+) -> EarthdataSession:
+    """A download session for ``credentials`` (None: anonymous, e.g. for a test server)."""
+    # asf_search would otherwise POST details of every error to ASF's error-report service (§2.6).
+    asf.REPORT_ERRORS = False
+    return EarthdataSession(credentials, timeout_s=timeout_s, edl_host=edl_host)
+
+
+# --------------------------------------------------------------------------------------------------- cache
+
+
+def scene_path(scene: Scene, scene_dir: Path) -> Path:
+    """Where the verified zip of ``scene`` lives in the scene cache."""
+    return scene_dir / scene.file_name
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".md5")
+
+
+def file_md5(path: Path) -> str:
+    """Hex md5 of a file, read in 8 MiB blocks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def remembered_md5(path: Path) -> str | None:
+    """The md5 in ``<zip>.md5`` if it was computed for this very file (same size and mtime), else None."""
+    try:
+        record = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("size") != stat.st_size or record.get("mtime_ns") != stat.st_mtime_ns:
+        return None
+    md5 = record.get("md5")
+    return md5 if isinstance(md5, str) else None
+
+
+def remember_md5(path: Path, md5: str) -> None:
+    stat = path.stat()
+    record = {"md5": md5, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    write_text_atomic(_sidecar(path), json.dumps(record) + "\n")
+
+
+def cached_scene(scene: Scene, scene_dir: Path) -> Path | None:
+    """The cached zip of ``scene`` if its size and md5 match the search metadata, else None.
+
+    The md5 comes from the sidecar when it matches the file's size and mtime; otherwise the file is hashed once
+    and the result remembered. An invalid file is left alone here: only
+    :func:`download_scene_file` (holding the scene's lock) deletes it.
+    """
+    path = scene_path(scene, scene_dir)
+    if not path.is_file():
+        return None
+    if scene.size_bytes is not None and path.stat().st_size != scene.size_bytes:
+        return None
+    md5 = remembered_md5(path)
+    if md5 is None:
+        md5 = file_md5(path)
+        if not _md5_matches(scene, md5):
+            return None
+        remember_md5(path, md5)
+    if not _md5_matches(scene, md5):
+        return None
+    return path
+
+
+def _md5_matches(scene: Scene, md5: str) -> bool:
+    return scene.md5 is None or md5.lower() == scene.md5.strip().lower()
+
+
+def needs_download(scene: Scene, scene_dir: Path) -> bool:
+    """True when ``scene`` is neither a local catalog product nor a verified file in the scene cache."""
+    return scene.local_path is None and cached_scene(scene, scene_dir) is None
+
+
+def remove_scene_file(scene: Scene, scene_dir: Path) -> list[Path]:
+    """Delete the cached zip of ``scene`` and its sidecar (never a local catalog's file); return what went."""
+    if scene.local_path is not None:
+        return []
+    path = scene_path(scene, scene_dir)
+    removed = []
+    with _scene_lock(path):
+        for victim in (path, _sidecar(path)):
+            if victim.exists():
+                victim.unlink()
+                removed.append(victim)
+    return removed
+
+
+def releasable_scenes(plan: Plan) -> list[tuple[Scene, list[str]]]:
+    """Downloaded scenes that may be deleted once the listed pairs complete, with those pair ids.
+
+    The newest acquisition of each track is kept: the next run pairs it with the following date. Local
+    catalog products are never listed.
+    """
+    newest: dict[tuple[int, str], Any] = {}
+    for pair in plan.pairs:
+        key = (pair.track, pair.direction.value)
+        if key not in newest or pair.secondary.date > newest[key].date:
+            newest[key] = pair.secondary
+    kept = {s.product_id for acquisition in newest.values() for s in acquisition.scenes}
+    users: dict[str, tuple[Scene, list[str]]] = {}
+    for pair in plan.pairs:
+        for scene in pair.scenes:
+            if scene.local_path is None and scene.product_id not in kept:
+                users.setdefault(scene.product_id, (scene, []))[1].append(pair.pair_id)
+    return sorted(users.values(), key=lambda item: (item[0].start, item[0].product_id))
+
+
+@contextlib.contextmanager
+def _scene_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock per scene across processes (flock; released by the OS if the process dies)."""
+    lock_dir = path.parent / _LOCK_DIR
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with (lock_dir / f"{path.name}.lock").open("a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------------------------------- download
+
+
+def download_scene_file(
+    scene: Scene, scene_dir: Path, session: EarthdataSession, progress: ProgressCallback | None = None
+) -> Path:
+    """One download attempt of ``scene`` into ``scene_dir``; return the verified zip.
+
+    Raises :class:`AuthenticationError` (refused: retrying will not help), :class:`TransientDownloadError`
+    (5xx, timeout, cut or corrupt transfer: retry later) or :class:`DownloadError`. Nothing but a whole,
+    verified zip ever appears under the final name; a failed attempt leaves no ``.part`` behind.
+    """
+    if not scene.url:
+        raise DownloadError(f"{scene.product_id} has no download URL (search with 'asf' or an ASF export)")
+    scene_dir.mkdir(parents=True, exist_ok=True)
+    target = scene_path(scene, scene_dir)
+    with _scene_lock(target):
+        cached = cached_scene(scene, scene_dir)
+        if cached is not None:
+            return cached
+        if target.exists():
+            log.warning("%s: cached file fails size/md5 verification; downloading it again", target)
+            target.unlink()
+            _sidecar(target).unlink(missing_ok=True)
+        part = target.with_name(target.name + ".part")
+        part.unlink(missing_ok=True)  # left by a killed run; asf_search would skip an existing file
+        if progress is not None:
+            progress(0, scene.size_bytes)
+        session.on_bytes = None if progress is None else _with_total(progress, scene.size_bytes)
+        try:
+            _fetch(scene, part, session)
+            md5 = _verify_download(scene, part)
+            fsync_file(part)  # the sidecar vouches for the bytes, so they must be on disk before the rename
+            part.replace(target)
+        finally:
+            session.on_bytes = None
+            session.close_streams()
+            part.unlink(missing_ok=True)
+        remember_md5(target, md5)
+    if progress is not None:
+        size = target.stat().st_size
+        progress(size, size)
+    return target
+
+
+def _with_total(progress: ProgressCallback, expected: int | None) -> ProgressCallback:
+    """Report against the size ASF lists (the Content-Length header when it lists none)."""
+
+    def report(done: int, header_total: int | None) -> None:
+        progress(done, expected or header_total)
+
+    return report
+
+
+def _fetch(scene: Scene, part: Path, session: EarthdataSession) -> None:
+    """``asf.download_url`` to ``part``, its failures turned into this project's errors."""
+    url = str(scene.url)
+    pid = scene.product_id
+    redact = session.credentials.redact if session.credentials is not None else (lambda text: text)
+    try:
+        asf.download_url(url=url, path=str(part.parent), filename=part.name, session=session)
+    except asf.ASFAuthenticationError as err:  # asf_search raises this for every HTTP 4xx
+        raise _client_error(pid, url, str(err), session.credentials, redact) from err
+    except asf.ASFDownloadError as err:
+        raise DownloadError(f"{pid}: {redact(str(err))}") from err
+    except requests.HTTPError as err:
+        code = err.response.status_code if err.response is not None else 0
+        if code >= 500:
+            raise TransientDownloadError(f"{pid}: the server answered HTTP {code} for {url}; will retry") from err
+        raise DownloadError(f"{pid}: HTTP {code} for {url}") from err
+    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
+        raise TransientDownloadError(
+            f"{pid}: the transfer from {urlparse(url).hostname} broke off or stalled ({type(err).__name__}); will retry"
+        ) from err
+    except requests.RequestException as err:
+        raise DownloadError(f"{pid}: {type(err).__name__} for {url}: {redact(str(err))}") from err
+
+
+def _client_error(pid: str, url: str, message: str, credentials: Credentials | None, redact: Any) -> DownloadError:
+    """The error for an HTTP 4xx reply (asf_search's message is ``'HTTP <code>: <body>'``)."""
+    match = re.match(r"HTTP (\d{3})", message)
+    code = int(match.group(1)) if match else 0
+    body = redact(message.partition(":")[2].strip())[:200]
+    source = credentials.source if credentials is not None else "no credentials"
+    if code in (401, 403):
+        return AuthenticationError(
+            f"{pid}: ASF refused the download (HTTP {code}) with the Earthdata credentials from {source}. Check "
+            "the username/password or token, and that the Earthdata account has accepted the ASF EULA "
+            f"(log in once at https://search.asf.alaska.edu). Server said: {body or '(nothing)'}"
+        )
+    if code in (408, 429):
+        return TransientDownloadError(f"{pid}: the server asked to slow down (HTTP {code}); will retry")
+    return DownloadError(f"{pid}: HTTP {code} for {url}: {body}")
+
+
+def _verify_download(scene: Scene, part: Path) -> str:
+    """Check byte count, md5 and SAFE structure of a finished transfer; return its md5."""
+    pid = scene.product_id
+    size = part.stat().st_size
+    md5 = file_md5(part) if scene.size_bytes is None or size == scene.size_bytes else None
+    if md5 is None or not _md5_matches(scene, md5):
+        if _is_web_page(part):
+            raise AuthenticationError(
+                f"{pid}: the server sent a web page instead of the zip: Earthdata Login wants an interactive "
+                "step (accept the ASF EULA / authorise the application at https://urs.earthdata.nasa.gov)"
+            )
+        if md5 is None:
+            raise TransientDownloadError(
+                f"{pid}: received {size} bytes but ASF lists {scene.size_bytes} (truncated transfer); discarded, "
+                "will retry"
+            )
+        raise TransientDownloadError(
+            f"{pid}: md5 of the download is {md5} but ASF lists {scene.md5} (corrupt transfer); discarded, will retry"
+        )
+    check_safe_members(part, f"{pid} as downloaded from {scene.url}")
+    return md5
+
+
+def _is_web_page(path: Path) -> bool:
+    with path.open("rb") as handle:
+        head = handle.read(512)
+    lowered = head.lower()
+    return not head.startswith(ZIP_MAGIC) and (b"<html" in lowered or b"<!doctype" in lowered)
+
+
+# --------------------------------------------------------------------------------------------------- local
 
 
 def verify_local_scene(scene: Scene) -> Path:
@@ -14,14 +368,18 @@ def verify_local_scene(scene: Scene) -> Path:
     path = scene.local_path
     if path is None:
         raise DownloadError(f"{scene.product_id} has no local path")
+    check_safe_members(path, f"local scene {path}")
+    return path
+
+
+def check_safe_members(path: Path, what: str) -> None:
+    """Raise :class:`DownloadError` unless ``path`` opens as a SAFE with IW SLC annotation and measurement members."""
     try:
         with SafeArchive(path) as archive:
             annotations = archive.glob("annotation/s1?-iw?-slc-*.xml")
             measurements = archive.glob("measurement/s1?-iw?-slc-*.tif*")
     except SafeError as err:
-        raise DownloadError(f"local scene {path}: {err}") from err
+        raise DownloadError(f"{what}: {err}") from err
     if not annotations or not measurements:
-        raise DownloadError(
-            f"local scene {path} lacks {'annotation' if not annotations else 'measurement'} files for IW SLC swaths"
-        )
-    return path
+        missing = "annotation" if not annotations else "measurement"
+        raise DownloadError(f"{what} lacks {missing} files for IW SLC swaths")

@@ -43,6 +43,9 @@ class DownloadError(OffsetCubeError, RuntimeError):
 class TransientDownloadError(DownloadError):
     """A download failed in a way that a retry may fix (5xx, timeout, truncated or corrupt transfer)."""
 
+    #: Read by the task layer's retry condition (tasks._common.retry_if_transient).
+    transient = True
+
 
 class AuthenticationError(DownloadError, PermissionError):
     """Credentials are missing or were refused; retrying does not help."""
@@ -50,6 +53,12 @@ class AuthenticationError(DownloadError, PermissionError):
 
 class OrbitError(OffsetCubeError, RuntimeError):
     """No valid orbit file could be found or a candidate file is invalid."""
+
+
+class TransientOrbitError(OrbitError):
+    """An orbit source could not be reached or answered 5xx/429; a retry may succeed."""
+
+    transient = True
 
 
 class EngineError(OffsetCubeError, RuntimeError):

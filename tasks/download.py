@@ -1,15 +1,128 @@
-"""Download stage: one task run per scene (a scene shared by two pairs is fetched once)."""
+"""Download stage: one task run per scene (a scene shared by two pairs is fetched once).
+
+Credentials are resolved inside the tasks (never passed as parameters, which the Prefect UI shows). Downloads of
+a job share a Prefect global concurrency limit (``offset-cube-downloads-<job name>``, ``concurrency.downloads``
+slots), upserted at flow start: it is enforced by the Prefect server, so it holds across threads, processes
+and Dask workers alike, and a killed run's slot is freed when its lease expires.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import re
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, cast
 
+import httpx
 from prefect import task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.concurrency.sync import concurrency
+from prefect.context import TaskRunContext
+from prefect.exceptions import PrefectException
 
 from offset_cube.config import JobConfig
-from offset_cube.download import verify_local_scene
+from offset_cube.credentials import Credentials, resolve_earthdata_credentials
+from offset_cube.download import (
+    cached_scene,
+    download_scene_file,
+    needs_download,
+    open_session,
+    remove_scene_file,
+    scene_path,
+    verify_local_scene,
+)
+from offset_cube.progress import ProgressCallback, StepReporter, TerminalBars, fan_out
 from offset_cube.scenes import Scene
 from tasks._common import retry_if_transient, run_logger, stage_cache_key
+
+#: Seconds a download slot stays held without renewal (Prefect renews it while the download runs).
+SLOT_LEASE_S = 120
+
+_TERMINAL_BARS: ContextVar[TerminalBars | None] = ContextVar("offset_cube_terminal_bars", default=None)
+
+
+@contextlib.contextmanager
+def terminal_progress(enabled: bool = True) -> Iterator[None]:
+    """Show a rich progress bar per download for flows run inside this block (the CLI in a terminal)."""
+    if not enabled:
+        yield
+        return
+    bars = TerminalBars()
+    token = _TERMINAL_BARS.set(bars)
+    try:
+        with bars.shown():
+            yield
+    finally:
+        _TERMINAL_BARS.reset(token)
+
+
+def download_limit_name(job: JobConfig) -> str:
+    """The Prefect global concurrency limit shared by the job's downloads."""
+    return f"offset-cube-downloads-{job.name}"
+
+
+def secret_value(name: str) -> Any:
+    """The value of the Prefect Secret block ``name`` (None when there is no such block)."""
+    from prefect.blocks.system import Secret
+
+    try:
+        block = cast(Any, Secret.load(name))  # a block in sync code (Prefect dispatches on the caller)
+    except ValueError:
+        return None
+    return block.get()
+
+
+def load_earthdata_credentials(job: JobConfig) -> Credentials:
+    """Earthdata credentials: the job's Prefect Secret block, else environment, else ``.netrc``."""
+    name = job.download.earthdata_secret
+    value = secret_value(name) if name else None
+    note = ""
+    if name and value is None:
+        note = f"the Prefect Secret block {name!r} (download.earthdata_secret) was not found"
+        run_logger(__name__).warning("%s; trying EARTHDATA_* variables and .netrc", note)
+    return resolve_earthdata_credentials(value, f"Prefect Secret block {name!r}", missing_note=note)
+
+
+@task(name="download-check")
+def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
+    """Before any download starts: fail clearly if scenes must be fetched and no credentials exist.
+
+    Also sets the job's download concurrency limit. Returns how many scenes need downloading.
+    """
+    pending = [s for s in scenes if needs_download(s, job.storage.scene_dir)]
+    logger = run_logger(__name__)
+    if not pending:
+        logger.info("all %d scene(s) are local or already in the scene cache", len(scenes))
+        return 0
+    credentials = load_earthdata_credentials(job)
+    logger.info("%d scene(s) to download; Earthdata credentials from %s", len(pending), credentials.source)
+    set_download_limit(job)
+    return len(pending)
+
+
+def set_download_limit(job: JobConfig) -> None:
+    """Create or update the job's download concurrency limit on the Prefect server."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(download_limit_name(job), job.concurrency.downloads)
+
+
+def _download_cache_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
+    """Reuse a result only while the file it names is unchanged; a missing file (never fetched, or deleted by
+    cleanup) gets a key of its own, so a stale path is never returned from Prefect's cache."""
+    scene: Scene = inputs["scene"]
+    job: JobConfig = inputs["job"]
+    path = scene.local_path or scene_path(scene, job.storage.scene_dir)
+    try:
+        stat = path.stat()
+        fingerprint: list[int | str] = [stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        fingerprint = [uuid.uuid4().hex]
+    return stage_cache_key("download", lambda _: [scene.product_id, str(path), *fingerprint])(ctx, inputs)
 
 
 @task(
@@ -19,16 +132,70 @@ from tasks._common import retry_if_transient, run_logger, stage_cache_key
     retry_delay_seconds=[30, 60, 120, 240],
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_if_transient,
-    cache_key_fn=stage_cache_key(
-        "download", lambda i: [i["scene"].product_id, i["scene"].local_path, i["job"].storage.scene_dir]
-    ),
+    cache_key_fn=_download_cache_key,
 )
 def download_scene(scene: Scene, job: JobConfig) -> Path:
     """Local path of the verified SAFE zip for ``scene``."""
+    logger = run_logger(__name__)
     if scene.local_path is not None:
         path = verify_local_scene(scene)
-        run_logger(__name__).info("using local %s", path)
+        logger.info("using local %s", path)
         return path
-    from offset_cube.errors import DownloadError
+    cached = cached_scene(scene, job.storage.scene_dir)
+    if cached is not None:
+        logger.info("%s: verified copy in the scene cache", scene.product_id)
+        return cached
+    session = open_session(
+        load_earthdata_credentials(job), timeout_s=job.download.timeout_s, edl_host=job.download.edl_host
+    )
+    try:
+        with concurrency(download_limit_name(job), occupy=1, lease_duration=SLOT_LEASE_S):
+            path = download_scene_file(scene, job.storage.scene_dir, session, _progress(scene))
+    finally:
+        session.close()
+    logger.info("%s: downloaded and verified (%d bytes, md5 %s)", scene.product_id, path.stat().st_size, scene.md5)
+    return path
 
-    raise DownloadError(f"{scene.product_id}: ASF downloads are not available in this build yet")
+
+def retry_options(job: JobConfig) -> dict[str, Any]:
+    """``with_options`` arguments giving the download task the job's retry count and doubling delays."""
+    retries = job.download.retries
+    delays = [job.download.retry_delay_s * 2**i for i in range(retries)]
+    return {"retries": retries, "retry_delay_seconds": delays or 0}
+
+
+def _progress(scene: Scene) -> ProgressCallback:
+    """Log lines and a Prefect progress artifact every 10 %, plus a terminal bar when the CLI shows them."""
+    logger = run_logger(__name__)
+    key = "download-" + re.sub(r"[^a-z0-9]+", "-", scene.product_id.lower()).strip("-")
+    artifact: list[Any] = []
+
+    def report(done: int, total: int | None, percent: float | None) -> None:
+        if percent is None:
+            logger.info("%s: %.0f MB received", scene.product_id, done / 1e6)
+            return
+        logger.info("%s: %3.0f%% (%.1f of %.1f MB)", scene.product_id, percent, done / 1e6, (total or 0) / 1e6)
+        if artifact and artifact[0] is None:
+            return  # the API refused it once; the log lines above carry on
+        try:
+            if not artifact:
+                description = f"Download of {scene.product_id}"
+                artifact.append(create_progress_artifact(percent, key=key, description=description))
+            else:
+                update_progress_artifact(artifact[0], percent)
+        except (httpx.HTTPError, PrefectException) as err:  # a progress display must never break a download
+            logger.warning("%s: progress artifact not updated (%s); continuing", scene.product_id, err)
+            artifact[:] = [None]
+
+    bars = _TERMINAL_BARS.get()
+    label = f"{scene.mission} {scene.name.start:%Y%m%dT%H%M%S} {scene.name.crc}"  # fits an 80-column terminal
+    return fan_out(StepReporter(report), bars.bar(label) if bars is not None else None)
+
+
+@task(name="release-scene", task_run_name="release {scene.product_id}")
+def release_scene(scene: Scene, job: JobConfig) -> list[Path]:
+    """Delete a downloaded zip once every pair that needs it completed (cleanup.delete_scenes)."""
+    removed = remove_scene_file(scene, job.storage.scene_dir)
+    if removed:
+        run_logger(__name__).info("%s: deleted from the scene cache (its pairs are done)", scene.product_id)
+    return removed

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli.app import EXIT_FAILED, app, fail, user_errors, warn
+from flows.cli.app import EXIT_FAILED, app, fail, is_terminal, user_errors, warn
 from flows.cli.doctor import check_before_download, dry_run_folders
 from offset_cube.config import JobConfig, load_job
 from offset_cube.planning import Plan, plan_pairs
@@ -157,5 +157,7 @@ def run(
 def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
+    from tasks.download import terminal_progress
 
-    return flow_for(job)(job, return_state=True)
+    with terminal_progress(enabled=is_terminal()):  # a progress bar per download in a terminal
+        return flow_for(job)(job, return_state=True)
