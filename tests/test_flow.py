@@ -9,6 +9,7 @@ per-pair result (offset_cube.result schema) and counts its calls; the cube doubl
 from __future__ import annotations
 
 import datetime as dt
+import time
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -168,13 +169,19 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pipeline, "report_cube", report_double)
 
 
-def task_run_names(flow_run_id: Any) -> list[str]:
+def task_run_names(flow_run_id: Any, expected: int) -> list[str]:
+    """Names of the flow run's task runs. Prefect records task runs through events, a moment after they
+    finish, so poll (with a deadline) until ``expected`` of them are visible."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + 60
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return sorted(r.name for r in runs)
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            if len(runs) >= expected or time.monotonic() > deadline:
+                return sorted(r.name for r in runs)
+            time.sleep(0.2)
 
 
 def test_failed_pair_is_isolated_and_a_rerun_redoes_only_it(catalog_job: JobConfig) -> None:
@@ -185,7 +192,8 @@ def test_failed_pair_is_isolated_and_a_rerun_redoes_only_it(catalog_job: JobConf
     assert "1 of 3 pair(s) failed" in (state.message or "")
     assert "track-71 20200113→20200125: simulated engine failure" in (state.message or "")
     assert CUBE_INSERTS == [["20200101_20200113_t071", "20200125_20200218_t071"]]
-    names = task_run_names(state.state_details.flow_run_id)
+    # search, existing-pairs, plan, 4 downloads, 4 orbits, 3 × (inputs, engine, product), cube insert
+    names = task_run_names(state.state_details.flow_run_id, expected=21)
     assert "engine track-71 20200101→20200113" in names
     assert "engine track-71 20200125→20200218" in names
     assert sum(n.startswith("download S1A_IW_SLC__1SSV_") for n in names) == 4  # each scene once for 3 pairs
