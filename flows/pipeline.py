@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
-from prefect import State, flow, get_run_logger
+from prefect import State, flow, get_run_logger, tags
 from prefect.artifacts import create_markdown_artifact
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -26,6 +26,7 @@ from tasks.cube import insert_into_cube, report_cube
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import PairDeferred, gather_inputs
+from tasks.limits import engine_limits, prepare_limits
 from tasks.orbits import fetch_orbit
 from tasks.plan import existing_pairs_task, plan_task, publish_plan_table
 from tasks.product import make_product
@@ -85,12 +86,12 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
         return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
 
     check_downloads(plan.scenes(), job)  # no credentials: one clear error before any download starts
+    prepare_limits(job, engine_limits(job))
     chains = _submit_pairs(plan, job)
     releases = _submit_releases(plan, job, chains) if job.cleanup.delete_scenes else []
-    wait([f for chain in chains.values() for f in chain] + releases)
-    pair_outcomes = [_outcome(pair, chain) for pair, chain in zip(plan.pairs, chains.values(), strict=True)]
+    pair_outcomes = _follow(plan, chains)
+    wait(releases)
     outcomes += pair_outcomes
-    publish_plan_table(plan, {o.pair_id: o.status for o in pair_outcomes})
 
     products = sorted(o.product for o in pair_outcomes if o.status == "completed" and o.product)
     if products:
@@ -120,26 +121,47 @@ def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[An
     orbits: dict[str, Any] = {s.product_id: orbit.submit(s, job) for s in plan.scenes()}
     chains: dict[str, list[PrefectFuture[Any]]] = {}
     for pair in plan.pairs:
-        ref, sec = pair.reference.product_ids, pair.secondary.product_ids
-        upstream = [downloads[i] for i in ref + sec] + [orbits[i] for i in ref + sec]
-        inputs: Any = gather_inputs.submit(
-            pair,
-            job,
-            [downloads[i] for i in ref],
-            [downloads[i] for i in sec],
-            [orbits[i] for i in ref],
-            [orbits[i] for i in sec],
-        )
-        chain: list[PrefectFuture[Any]] = [*upstream, inputs]
-        if job.engine is Engine.ISCE2:
-            rendered = render_pair.submit(inputs, job)
-            chain.append(rendered)
-            result: Any = engine.submit(inputs, job, wait_for=[rendered], return_state=False)
-        else:
-            result = engine.submit(inputs, job)
-        product = make_product.submit(pair, result, job)
-        chains[pair.pair_id] = [*chain, result, product]
+        with tags(f"track-{pair.track}", f"engine-{job.engine.value}"):
+            chains[pair.pair_id] = _submit_pair(pair, job, downloads, orbits, engine)
     return chains
+
+
+def _submit_pair(
+    pair: Pair, job: JobConfig, downloads: dict[str, Any], orbits: dict[str, Any], engine: Any
+) -> list[PrefectFuture[Any]]:
+    """Submit one pair's chain (inputs → [render →] engine → product); return its futures, upstream first."""
+    ref, sec = pair.reference.product_ids, pair.secondary.product_ids
+    upstream = [downloads[i] for i in ref + sec] + [orbits[i] for i in ref + sec]
+    inputs: Any = gather_inputs.submit(
+        pair,
+        job,
+        [downloads[i] for i in ref],
+        [downloads[i] for i in sec],
+        [orbits[i] for i in ref],
+        [orbits[i] for i in sec],
+    )
+    chain: list[PrefectFuture[Any]] = [*upstream, inputs]
+    if job.engine is Engine.ISCE2:
+        rendered = render_pair.submit(inputs, job)
+        chain.append(rendered)
+        result: Any = engine.submit(inputs, job, wait_for=[rendered], return_state=False)
+    else:
+        result = engine.submit(inputs, job)
+    product = make_product.submit(pair, result, job)
+    return [*chain, result, product]
+
+
+def _follow(plan: Plan, chains: dict[str, list[PrefectFuture[Any]]]) -> list[PairOutcome]:
+    """Wait for every pair, updating the plan table artifact as each one finishes; outcomes in plan order."""
+    pairs = {p.pair_id: p for p in plan.pairs}
+    last = {id(chain[-1]): pair_id for pair_id, chain in chains.items()}
+    done: dict[str, PairOutcome] = {}
+    for future in as_completed([chain[-1] for chain in chains.values()]):
+        pair_id = last[id(future)]
+        wait(chains[pair_id])  # the product finished, so its upstream has too; this only makes it certain
+        done[pair_id] = _outcome(pairs[pair_id], chains[pair_id])
+        publish_plan_table(plan, {i: o.status for i, o in done.items()})
+    return [done[p.pair_id] for p in plan.pairs]
 
 
 def _submit_releases(plan: Plan, job: JobConfig, chains: dict[str, list[PrefectFuture[Any]]]) -> list[Any]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import State, Task
@@ -15,6 +18,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 import offset_cube
+from offset_cube.atomic import write_text_atomic
 
 #: Bump a stage's version when its output format or meaning changes, so cached results are not reused.
 STAGE_VERSIONS = {
@@ -60,7 +64,7 @@ def stage_cache_key(
     """
 
     def key(_ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
-        return f"{stage}-{stable_hash(STAGE_VERSIONS[stage], offset_cube.__version__, *relevant(inputs))}"
+        return stage_key(stage, *relevant(inputs))
 
     return key
 
@@ -78,3 +82,48 @@ def retry_if_transient(_task: Task[..., Any], _task_run: TaskRun, state: State[A
             return False
         return isinstance(err, OSError | TimeoutError)
     return False
+
+
+def path_fingerprint(path: Path) -> list[int]:
+    """Identity of a file or of a folder written by an atomic rename: inode, size, modification time."""
+    stat = path.stat()
+    return [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+@dataclass(frozen=True)
+class OutputRecord:
+    """A stage output on disk plus a marker file holding the key of the inputs that produced it.
+
+    The marker makes a stage idempotent without Prefect: a rerun whose inputs have the same key reuses the
+    output instead of recomputing it. It also keeps Prefect's cache honest: :meth:`cache_key` is the stable key
+    only while that output is present and current, and a one-off key otherwise, so a cache hit can never hand
+    back the path of an output that was deleted or made from other inputs.
+    """
+
+    output: Path
+    marker: Path
+    key: str
+
+    def is_current(self) -> bool:
+        try:
+            return self.output.exists() and self.marker.read_text(encoding="utf-8").strip() == self.key
+        except OSError:
+            return False
+
+    def cache_key(self) -> str:
+        return self.key if self.is_current() else f"{self.key}-{uuid.uuid4().hex}"
+
+    def produce(self, make: Callable[[], Path], what: str) -> Path:
+        """The current output, or ``make()``'s after recording its key."""
+        if self.is_current():
+            run_logger(__name__).info("%s: reusing %s (same inputs)", what, self.output)
+            return self.output
+        self.marker.unlink(missing_ok=True)
+        path = make()
+        write_text_atomic(self.marker, self.key + "\n")
+        return path
+
+
+def stage_key(stage: str, *relevant: Any) -> str:
+    """``<stage>-<hash>`` of the stage's version, the package version and what changes the stage's output."""
+    return f"{stage}-{stable_hash(STAGE_VERSIONS[stage], offset_cube.__version__, *relevant)}"

@@ -19,7 +19,6 @@ from typing import Any, cast
 import httpx
 from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.concurrency.sync import concurrency
 from prefect.context import TaskRunContext
 from prefect.exceptions import PrefectException
 
@@ -37,9 +36,7 @@ from offset_cube.download import (
 from offset_cube.progress import ProgressCallback, StepReporter, TerminalBars, fan_out
 from offset_cube.scenes import Scene
 from tasks._common import retry_if_transient, run_logger, stage_cache_key
-
-#: Seconds a download slot stays held without renewal (Prefect renews it while the download runs).
-SLOT_LEASE_S = 120
+from tasks.limits import prepare_limits, slot
 
 _TERMINAL_BARS: ContextVar[TerminalBars | None] = ContextVar("offset_cube_terminal_bars", default=None)
 
@@ -99,16 +96,8 @@ def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
         return 0
     credentials = load_earthdata_credentials(job)
     logger.info("%d scene(s) to download; Earthdata credentials from %s", len(pending), credentials.source)
-    set_download_limit(job)
+    prepare_limits(job, {download_limit_name(job): job.concurrency.downloads})
     return len(pending)
-
-
-def set_download_limit(job: JobConfig) -> None:
-    """Create or update the job's download concurrency limit on the Prefect server."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(download_limit_name(job), job.concurrency.downloads)
 
 
 def _download_cache_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
@@ -149,7 +138,7 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
         load_earthdata_credentials(job), timeout_s=job.download.timeout_s, edl_host=job.download.edl_host
     )
     try:
-        with concurrency(download_limit_name(job), occupy=1, lease_duration=SLOT_LEASE_S):
+        with slot(job, download_limit_name(job), job.concurrency.downloads):
             path = download_scene_file(scene, job.storage.scene_dir, session, _progress(scene))
     finally:
         session.close()

@@ -21,35 +21,37 @@ from offset_cube.config import Engine, JobConfig, StorageConfig
 from offset_cube.isce2.engine import run_isce2
 from offset_cube.isce2.runner import TOPSAPP_STEPS, is_notable, kill_recorded_runs, step_of
 from offset_cube.planning import Pair
+from offset_cube.result import RESULT_NAME
 from offset_cube.stages import PairInputs
-from tasks._common import run_logger, stage_cache_key
+from tasks._common import OutputRecord, run_logger, stage_key
+from tasks.limits import engine_slot
 
 
-def _engine_key_inputs(inputs: dict[str, Any]) -> list[object]:
-    """What changes an engine result: the pair's inputs and the engine's own settings (not e.g. concurrency)."""
-    job: JobConfig = inputs["job"]
-    pair_inputs: PairInputs = inputs["inputs"]
-    return [
-        pair_inputs,
-        job.engine,
-        job.tracking,
-        job.builtin if job.engine is Engine.BUILTIN else job.isce2,
-        job.area,
-        job.polarization,
-        job.swaths,
-    ]
+def engine_record(inputs: PairInputs, job: JobConfig) -> OutputRecord:
+    """The pair's engine result and the key of what changes it: the pair's inputs and the engine's own
+    settings (not, e.g., concurrency limits)."""
+    engine_settings = job.builtin if job.engine is Engine.BUILTIN else job.isce2
+    key = stage_key("engine", inputs, job.engine, job.tracking, engine_settings, job.area, job.polarization, job.swaths)
+    return OutputRecord(output=inputs.pair_dir / RESULT_NAME, marker=inputs.pair_dir / ".engine-key", key=key)
 
 
 @task(
     name="engine",
     task_run_name="engine {inputs.pair.label}",
-    cache_key_fn=stage_cache_key("engine", _engine_key_inputs),
+    cache_key_fn=lambda _ctx, i: engine_record(i["inputs"], i["job"]).cache_key(),
+    tags=["offset-cube-engine"],
 )
 def run_engine(inputs: PairInputs, job: JobConfig) -> Path:
-    """Run the configured engine for one pair; return the path of its ``offsets.zarr``."""
-    if job.engine is Engine.ISCE2:
-        return _run_isce2(inputs, job)
-    return _run_builtin(inputs, job)
+    """Run the configured engine for one pair, holding a slot of the engines' global concurrency limit;
+    return the path of its ``offsets.zarr`` (reused when a previous run with the same inputs finished)."""
+    return engine_record(inputs, job).produce(lambda: _limited_run(inputs, job), inputs.pair.label)
+
+
+def _limited_run(inputs: PairInputs, job: JobConfig) -> Path:
+    with engine_slot(job):
+        if job.engine is Engine.ISCE2:
+            return _run_isce2(inputs, job)
+        return _run_builtin(inputs, job)
 
 
 # ----------------------------------------------------------------------------------------- builtin engine

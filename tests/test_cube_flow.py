@@ -13,7 +13,7 @@ import xarray as xr
 import flows.pipeline as pipeline
 from offset_cube.config import JobConfig
 from offset_cube.cube.lookup import existing_pair_ids
-from tests.test_flow import ENGINE_CALLS, FAILING_PAIRS, catalog_job, engine_double, orbit_double
+from tests.test_flow import ENGINE_CALLS, FAILING_PAIRS, catalog_job, orbit_double, use_engine_double
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 __all__ = ["catalog_job"]  # a fixture, used by name
@@ -26,7 +26,7 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
     ENGINE_CALLS.clear()
     FAILING_PAIRS.clear()
     monkeypatch.setattr(pipeline, "fetch_orbit", orbit_double)
-    monkeypatch.setattr(pipeline, "run_engine", engine_double)
+    use_engine_double(monkeypatch)
 
 
 def test_flow_builds_products_quicklooks_cube_and_summary(catalog_job: JobConfig) -> None:

@@ -24,7 +24,7 @@ import tasks.download as download_tasks
 from offset_cube.config import JobConfig, load_job
 from tests.fake_asf import FakeAsf, serve_fake_asf, small_safe_zip
 from tests.fake_orbits import FakeOrbitServer, serve_orbits
-from tests.test_flow import AREA, cube_double, engine_double, product_double
+from tests.test_flow import AREA, cube_double, product_double, use_engine_double
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -90,7 +90,7 @@ def servers() -> Iterator[tuple[FakeAsf, FakeOrbitServer]]:
 
 @pytest.fixture(autouse=True)
 def doubles_and_clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(pipeline, "run_engine", engine_double)
+    use_engine_double(monkeypatch)
     monkeypatch.setattr(pipeline, "make_product", product_double)
     monkeypatch.setattr(pipeline, "insert_into_cube", cube_double)
     for name in ("EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "EARTHDATA_TOKEN", "CDSE_USERNAME", "CDSE_PASSWORD"):

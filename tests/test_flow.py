@@ -1,9 +1,9 @@
 """The Prefect flow end to end, against one session-scoped test server.
 
 The catalog is a folder of small SAFE-structured zips (manifest, one annotation and one measurement member
-each) read by the real local search and the real download-stage verification. The orbit, engine, product and
-cube stages are test doubles standing in for the stages of later issues: the engine double writes a valid
-per-pair result (offset_cube.result schema) and counts its calls; the cube double records what it is given.
+each) read by the real local search and the real download-stage verification. The orbit, product and cube stages
+are test doubles, and so is the engine inside the real engine task: the engine double writes a valid per-pair
+result (offset_cube.result schema) and counts its calls; the cube double records what it is given.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import xarray as xr
 from prefect import task
 
 import flows.pipeline as pipeline
+import tasks.engine as engine_tasks
 from offset_cube.config import JobConfig, load_job
 from offset_cube.errors import EngineError
 from offset_cube.result import result_attrs, write_pair_result
 from offset_cube.stages import OrbitFile, PairInputs
-from tasks.engine import run_engine as real_engine_task
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -132,13 +132,10 @@ def _engine_double(inputs: PairInputs, job: JobConfig) -> Path:
     return write_pair_result(ds, inputs.pair_dir)
 
 
-# The double keeps the real engine task's name, run name and cache key, so the test checks the real caching.
-engine_double = task(
-    _engine_double,
-    name="engine",
-    task_run_name="engine {inputs.pair.label}",
-    cache_key_fn=real_engine_task.cache_key_fn,
-)
+def use_engine_double(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace only the engine itself: the real engine task (its name, cache key, on-disk reuse and
+    concurrency slot) still runs around the double."""
+    monkeypatch.setattr(engine_tasks, "_run_builtin", _engine_double)
 
 
 @task(name="product", task_run_name="product {pair.label}")
@@ -163,7 +160,7 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
     FAILING_PAIRS.clear()
     CUBE_INSERTS.clear()
     monkeypatch.setattr(pipeline, "fetch_orbit", orbit_double)
-    monkeypatch.setattr(pipeline, "run_engine", engine_double)
+    use_engine_double(monkeypatch)
     monkeypatch.setattr(pipeline, "make_product", product_double)
     monkeypatch.setattr(pipeline, "insert_into_cube", cube_double)
     monkeypatch.setattr(pipeline, "report_cube", report_double)

@@ -1,9 +1,10 @@
 """A flow process killed mid-run resumes without redoing finished pairs or downloads.
 
 The run happens in a child process (its own ephemeral Prefect server), killed with SIGKILL once two pairs
-have finished. The engine, product and cube stages are test doubles (the engine double counts its calls in a
-file and blocks on the last pair until killed); search, planning and the download stage (local catalog
-verification, counted through a wrapper) are real, as are Prefect's caching and result storage.
+have finished. The orbit, product and cube stages are test doubles, and so is the engine inside the real
+engine task (it counts its calls in a file and blocks on the last pair until killed); search, planning and
+the download stage (local catalog verification, counted through a wrapper) are real, as are Prefect's caching
+and result storage.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import flows.pipeline as pipeline
 import tasks.download as download_tasks
 from offset_cube.config import load_job
 from offset_cube.stages import OrbitFile
-from tasks.engine import run_engine as real_engine
+import tasks.engine as engine_tasks
 from tests.test_flow import _engine_double, orbit_double, product_double, cube_double
 
 out, catalog, block = Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "block"
@@ -54,8 +55,7 @@ def engine(inputs, job):
     count("engine " + inputs.pair.pair_id)
     return _engine_double(inputs, job)
 
-pipeline.run_engine = task(engine, name="engine", task_run_name="engine {inputs.pair.label}",
-                           cache_key_fn=real_engine.cache_key_fn)
+engine_tasks._run_builtin = engine  # the engine itself; the real engine task (cache, reuse, slot) runs around it
 pipeline.fetch_orbit = orbit_double
 pipeline.make_product = product_double
 pipeline.insert_into_cube = cube_double

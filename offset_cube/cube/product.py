@@ -121,6 +121,24 @@ def make_pair_product(result_path: Path, grid: CubeGrid, config: ProductConfig, 
     return out
 
 
+def product_figures(path: Path) -> dict[str, float | str]:
+    """Key figures of a product for people: valid coverage, median speed and SNR over valid cells."""
+    ds = read_product(path)
+    valid = np.asarray(ds["valid"].values).astype(bool) if "valid" in ds else np.isfinite(ds["v"].values)
+    speed = np.asarray(ds["v"].values)[valid]
+    snr = np.asarray(ds["snr"].values)[valid]
+    return {
+        "pair_id": str(ds.attrs["pair_id"]),
+        "dt_days": round(float(ds.attrs["dt_days"]), 3),
+        "valid_percentage": float(ds.attrs.get("valid_percentage", 100.0 * valid.mean() if valid.size else 0.0)),
+        "median_speed_m_per_yr": round(float(np.median(speed)), 2) if speed.size else float("nan"),
+        "p90_speed_m_per_yr": round(float(np.percentile(speed, 90)), 2) if speed.size else float("nan"),
+        "median_snr": round(float(np.median(snr)), 2) if snr.size else float("nan"),
+        "orbit_type": str(ds.attrs.get("orbit_type", "")),
+        "engine": str(ds.attrs.get("engine", "")),
+    }
+
+
 def read_product(path: Path) -> xr.Dataset:
     """Open a product written by :func:`make_pair_product` (lazily)."""
     if not (path / "zarr.json").is_file():
