@@ -4,7 +4,8 @@ Both run the pipeline flow as a subflow with the task runner the job asks for (t
 choice of runner stays in the job, not in the deployment.
 """
 
-from __future__ import annotations
+# No "from __future__ import annotations" here: Prefect builds the parameter model of an entry-point flow from
+# its annotations in the process that runs a deployment, and string annotations cannot be resolved there.
 
 import datetime as dt
 from typing import Any
