@@ -107,3 +107,31 @@ def test_monitor_with_nothing_new_completes_without_downloads(tmp_path: Path) ->
         names = {r.name.rsplit("-", 1)[0] for r in runs}
     assert {"search", "plan"} <= names  # the pipeline subflow did run
     assert not any(n.startswith("download") for n in names)
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_prefect_deploy_registers_both_deployments_with_their_schedule(tmp_path: Path) -> None:
+    """The README's commands, against the test server: create the process pool, deploy everything."""
+    import os
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "OFFSET_CUBE_HOME": str(ROOT)}
+    for command in (
+        [prefect, "work-pool", "create", "offset-cube", "--type", "process", "--overwrite"],
+        [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+    ):
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+    with get_client(sync_client=True) as client:
+        monitor = client.read_deployment_by_name("offset-cube-monitor/monitor")
+        backfill = client.read_deployment_by_name("offset-cube-backfill/backfill")
+    assert monitor.work_pool_name == backfill.work_pool_name == "offset-cube"
+    assert [s.schedule.cron for s in monitor.schedules] == ["0 6 * * *"]  # type: ignore[union-attr]
+    assert monitor.parameters["job"]["name"] == "shirase"
+    assert backfill.parameters["start"] is None
