@@ -10,8 +10,8 @@ Steps:
    range over an ``outlier_window``² box of SNR-valid points (k = ``product.outlier_mad_k``; a point with fewer
    than 3 valid values in its box cannot be confirmed and counts as an outlier).
 3. **Convert** offsets to ``vx, vy`` (m/yr, cube CRS) with :mod:`offset_cube.cube.velocity`.
-4. **Resample** to the cube grid by linear (barycentric) interpolation on a Delaunay triangulation of the points
-   in map coordinates. Why: the points form a curvilinear lattice (radar geometry, or lat/lon), so regular-grid
+4. **Resample** to the cube grid by linear (barycentric) interpolation on a triangulation of the points' own
+   lattice (two triangles per quad of neighbouring points) in map coordinates. Why: the points form a curvilinear lattice (radar geometry, or lat/lon), so regular-grid
    interpolation does not apply; linear interpolation is exact for a locally linear field, never overshoots, and a
    blunder only reaches its own triangles. A cell takes ``vx, vy`` only if **all three** vertices of its triangle are
    valid (no interpolation across masked points), and nothing is extrapolated: cells farther than one source
@@ -396,7 +396,7 @@ def _product_attrs(
         "outlier_mad_k": config.outlier_mad_k,
         "outlier_window": config.outlier_window,
         "mad_floor_px": MAD_FLOOR_PX,
-        "interpolation": "linear on a Delaunay triangulation; all vertices valid; max distance one source spacing",
+        "interpolation": "linear on the point lattice's triangles; all vertices valid; no extrapolation",
     }
     engine_params = json.loads(str(result.attrs["processing_parameters"]) or "{}")
     attrs.update(
