@@ -125,6 +125,7 @@ def test_cancellation_hook_kills_recorded_groups_from_another_process(
         kill_engine_processes(None, flow_run, SimpleNamespace(name="Cancelling"))
         for pid in [pids["topsapp"], *pids["workers"]]:
             wait_for(lambda pid=pid: not alive(pid), 30)
+            assert not alive(pid)
         supervisor.wait(timeout=30)
     finally:
         supervisor.kill()

@@ -11,11 +11,12 @@ Steps:
    than 3 valid values in its box cannot be confirmed and counts as an outlier).
 3. **Convert** offsets to ``vx, vy`` (m/yr, cube CRS) with :mod:`offset_cube.cube.velocity`.
 4. **Resample** to the cube grid by linear (barycentric) interpolation on a triangulation of the points' own
-   lattice (two triangles per quad of neighbouring points) in map coordinates. Why: the points form a curvilinear lattice (radar geometry, or lat/lon), so regular-grid
-   interpolation does not apply; linear interpolation is exact for a locally linear field, never overshoots, and a
-   blunder only reaches its own triangles. A cell takes ``vx, vy`` only if **all three** vertices of its triangle are
-   valid (no interpolation across masked points), and nothing is extrapolated: cells farther than one source
-   spacing from every point stay empty. ``azimuth_offset``, ``range_offset`` and ``snr`` are interpolated from
+   lattice (two triangles per quad of neighbouring points) in map coordinates. Why: the points form a
+   curvilinear lattice (radar geometry, or lat/lon), so regular-grid interpolation does not apply; linear
+   interpolation is exact for a locally linear field, never overshoots, and a blunder only reaches its own
+   triangles. A cell takes ``vx, vy`` only if **all three** vertices of its triangle are valid (no interpolation
+   across masked points), and nothing is extrapolated: quads with a missing corner or stretched across a gap
+   are left out, and cells in no triangle stay empty. ``azimuth_offset``, ``range_offset`` and ``snr`` are interpolated from
    every measured point, so the cube shows what was measured where ``vx`` was masked.
 5. **Record** ``valid`` (1/0) and ``invalid_reason`` per cell (the worst code of its triangle's vertices).
 """
