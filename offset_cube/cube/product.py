@@ -16,8 +16,8 @@ Steps:
    interpolation is exact for a locally linear field, never overshoots, and a blunder only reaches its own
    triangles. A cell takes ``vx, vy`` only if **all three** vertices of its triangle are valid (no interpolation
    across masked points), and nothing is extrapolated: quads with a missing corner or stretched across a gap
-   are left out, and cells in no triangle stay empty. ``azimuth_offset``, ``range_offset`` and ``snr`` are interpolated from
-   every measured point, so the cube shows what was measured where ``vx`` was masked.
+   are left out, and cells in no triangle stay empty. ``azimuth_offset``, ``range_offset`` and ``snr`` are
+   interpolated from every measured point, so the cube shows what was measured where ``vx`` was masked.
 5. **Record** ``valid`` (1/0) and ``invalid_reason`` per cell (the worst code of its triangle's vertices).
 """
 
