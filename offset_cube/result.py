@@ -35,13 +35,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from offset_cube.atomic import atomic_path
 from offset_cube.errors import EngineError
+
+if TYPE_CHECKING:
+    from offset_cube.planning import Pair
 
 RESULT_NAME = "offsets.zarr"
 DIMS = ("line", "sample")
@@ -130,6 +133,33 @@ def result_attrs(
         "processing_parameters": json.dumps(dict(processing_parameters), sort_keys=True, default=str),
         "grid": grid,
     }
+
+
+def pair_result_attrs(
+    pair: Pair,
+    *,
+    engine: str,
+    orbit_type: str,
+    polarization: str,
+    processing_parameters: Mapping[str, Any],
+    grid: str,
+) -> dict[str, Any]:
+    """:func:`result_attrs` with the pair's identity, times and granules filled in from ``pair``."""
+    return result_attrs(
+        pair_id=pair.pair_id,
+        track=pair.track,
+        direction=pair.direction.value,
+        engine=engine,
+        reference_time=pair.reference.start.isoformat(),
+        secondary_time=pair.secondary.start.isoformat(),
+        dt_days=pair.dt_days,
+        reference_granules=pair.reference.product_ids,
+        secondary_granules=pair.secondary.product_ids,
+        orbit_type=orbit_type,
+        polarization=polarization,
+        processing_parameters=processing_parameters,
+        grid=grid,
+    )
 
 
 def worse_orbit_type(*types: str) -> str:

@@ -24,7 +24,7 @@ import flows.pipeline as pipeline
 import tasks.engine as engine_tasks
 from offset_cube.config import JobConfig, load_job
 from offset_cube.errors import EngineError
-from offset_cube.result import result_attrs, write_pair_result
+from offset_cube.result import pair_result_attrs, write_pair_result
 from offset_cube.stages import OrbitFile, PairInputs
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
@@ -114,16 +114,9 @@ def _engine_double(inputs: PairInputs, job: JobConfig) -> Path:
     }
     lat, lon = np.meshgrid(np.linspace(37.6, 37.9, 3), np.linspace(-117.5, -117.0, 4), indexing="ij")
     ds = xr.Dataset({**data, "latitude": (("line", "sample"), lat), "longitude": (("line", "sample"), lon)})
-    ds.attrs = result_attrs(
-        pair_id=pair.pair_id,
-        track=pair.track,
-        direction=pair.direction.value,
+    ds.attrs = pair_result_attrs(
+        pair,
         engine="test-double",
-        reference_time=pair.reference.start.isoformat(),
-        secondary_time=pair.secondary.start.isoformat(),
-        dt_days=pair.dt_days,
-        reference_granules=pair.reference.product_ids,
-        secondary_granules=pair.secondary.product_ids,
         orbit_type="POEORB",
         polarization="VV",
         processing_parameters={"window": list(job.tracking.window)},

@@ -10,11 +10,10 @@ centre and write :mod:`offset_cube.result` (``grid="radar"``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,40 +27,19 @@ from offset_cube.builtin.bias import estimate_bias, stable_mask
 from offset_cube.builtin.heights import HeightModel
 from offset_cube.builtin.radargrid import RadarGrid, SwathSource, build_radar_grid
 from offset_cube.config import JobConfig
-from offset_cube.eof import read_eof
 from offset_cube.errors import EngineError, SafeError
+from offset_cube.geometry.acquisition import DateScene, open_date
 from offset_cube.geometry.ellipsoid import geodetic_to_ecef
-from offset_cube.geometry.orbit import Orbit
 from offset_cube.geometry.outline import outline_lon_lat
 from offset_cube.geometry.rangedoppler import geo2rdr, look_geometry, rdr2geo
 from offset_cube.planning import choose_polarization
-from offset_cube.result import DIMS, result_attrs, worse_orbit_type, write_pair_result
-from offset_cube.safe.product import SafeProduct
-from offset_cube.stages import OrbitFile, PairInputs
+from offset_cube.result import DIMS, pair_result_attrs, worse_orbit_type, write_pair_result
+from offset_cube.stages import PairInputs
 
 log = logging.getLogger(__name__)
 
 #: Extra pixels around window + search when cropping, so gross-offset rounding never pushes a window out.
 CROP_PAD_PX = 4
-#: Orbit vectors kept around the acquisition (s): interpolation needs a few on each side.
-ORBIT_MARGIN_S = 120.0
-
-
-@dataclass(frozen=True)
-class DateScene:
-    """One date of the pair: its open products, orbit and orbit type."""
-
-    products: tuple[SafeProduct, ...]
-    orbit: Orbit
-    orbit_type: str
-
-    @property
-    def paths(self) -> str:
-        return ", ".join(str(p.path) for p in self.products)
-
-    @property
-    def product_ids(self) -> list[str]:
-        return [p.product_id for p in self.products]
 
 
 @dataclass(frozen=True)
@@ -97,8 +75,8 @@ def pair_offsets(inputs: PairInputs, job: JobConfig) -> xr.Dataset:
     heights = HeightModel(job.builtin.height_m, job.builtin.dem)
     area = parse_area(job.area)
     with (
-        open_date(inputs.reference_safes, inputs.reference_orbits, polarisation, job) as ref,
-        open_date(inputs.secondary_safes, inputs.secondary_orbits, polarisation, job) as sec,
+        open_date(inputs.reference_safes, inputs.reference_orbits, polarisation) as ref,
+        open_date(inputs.secondary_safes, inputs.secondary_orbits, polarisation) as sec,
     ):
         require_same_track(ref, sec)
         ref_grid = select_grid(ref, polarisation, area, heights, job.swaths and [s.value for s in job.swaths])
@@ -111,41 +89,6 @@ def _polarisation(inputs: PairInputs, job: JobConfig) -> str:
     if chosen is None:  # pragma: no cover - a pair always has scenes
         raise EngineError(f"{inputs.pair.label}: no polarisation to process")
     return chosen.value
-
-
-@contextlib.contextmanager
-def open_date(
-    safes: Sequence[Path], orbits: Sequence[OrbitFile], polarisation: str, job: JobConfig
-) -> Iterator[DateScene]:
-    """Open one date's products (checked: IW SLC, holding ``polarisation``) and its orbit."""
-    if not safes:
-        raise EngineError("a date of the pair has no SAFE products")
-    with contextlib.ExitStack() as stack:
-        products = []
-        for path in safes:
-            product = stack.enter_context(SafeProduct(path))
-            product.require_polarisation(polarisation)
-            products.append(product)
-        orbit, orbit_type = date_orbit(products, orbits, polarisation)
-        yield DateScene(tuple(products), orbit, orbit_type)
-
-
-def date_orbit(products: Sequence[SafeProduct], orbits: Sequence[OrbitFile], polarisation: str) -> tuple[Orbit, str]:
-    """The date's orbit: the orbit file when one is given, else the annotations' state vectors."""
-    first = products[0].annotation(products[0].swaths(polarisation)[0], polarisation)
-    epoch = first.first_line_time.replace(microsecond=0)
-    annotations = [p.annotation(s, polarisation) for p in products for s in p.swaths(polarisation)]
-    start = min((a.first_line_time - epoch).total_seconds() for a in annotations)
-    stop = max((a.last_line_time - epoch).total_seconds() for a in annotations)
-    files = [(o, o.path) for o in orbits if o.path is not None]
-    if files:
-        chosen, path = files[0]
-        orbit = Orbit.from_eof(read_eof(path)).rebased(epoch).cropped(start, stop, ORBIT_MARGIN_S)
-        orbit.require_span(start - 1.0, stop + 1.0, where=f"orbit file {path}")
-        return orbit, chosen.orbit_type
-    orbit = Orbit.merged([Orbit.from_annotation(a.orbit) for a in annotations]).rebased(epoch)
-    orbit.require_span(start, stop, where=f"annotation state vectors of {products[0].path}")
-    return orbit, "annotation"
 
 
 def require_same_track(ref: DateScene, sec: DateScene) -> None:
@@ -369,17 +312,9 @@ def _result_dataset(
     parameters: dict[str, Any],
 ) -> xr.Dataset:
     """The per-pair result (schema of :mod:`offset_cube.result`) on the window-centre grid."""
-    pair = inputs.pair
-    attrs = result_attrs(
-        pair_id=pair.pair_id,
-        track=pair.track,
-        direction=pair.direction.value,
+    attrs = pair_result_attrs(
+        inputs.pair,
         engine="builtin",
-        reference_time=pair.reference.start.isoformat(),
-        secondary_time=pair.secondary.start.isoformat(),
-        dt_days=pair.dt_days,
-        reference_granules=ref.product_ids,
-        secondary_granules=sec.product_ids,
         orbit_type=worse_orbit_type(ref.orbit_type, sec.orbit_type),
         polarization=polarisation,
         processing_parameters=parameters,
