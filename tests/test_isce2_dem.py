@@ -9,8 +9,8 @@ import pytest
 from lxml import etree
 
 from offset_cube.errors import ConfigError
-from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, dem_extent, prepare_dem
-from offset_cube.isce_raster import read_band, read_isce_header
+from offset_cube.isce2.dem import DEM_FILL, check_dem_covers, check_srtm_reach, dem_extent, dem_heights, prepare_dem
+from offset_cube.isce_raster import read_band, read_isce_header, write_isce_raster
 from tests.isce2_support import write_isce_dem
 
 
@@ -83,3 +83,18 @@ def test_srtm_reach() -> None:
     check_srtm_reach((51.8, 52.1, -128.2, -127.7))
     with pytest.raises(ConfigError, match=r"reaches latitude -70\.50.*Give a DEM"):
         check_srtm_reach((-70.5, -69.7, 38.0, 39.7))
+
+
+def test_dem_heights_are_bilinear_between_sample_centres(tmp_path: Path) -> None:
+    """Heights 10·row + column on a grid whose starting values are first sample centres; fill and outside → 0."""
+    heights = (10.0 * np.arange(4)[:, None] + np.arange(5)[None, :]).astype(np.int16)
+    heights[3, 4] = int(DEM_FILL)
+    dem = write_isce_raster(
+        tmp_path / "ramp.dem", [heights], data_type="short", scheme="BIP",
+        x_start=10.0, x_delta=0.1, y_start=50.0, y_delta=-0.1, geographic=True,
+    )  # fmt: skip
+    lat = np.array([50.0, 49.9, 49.85, 49.75, 49.7, 51.0])
+    lon = np.array([10.0, 10.2, 10.25, 10.05, 10.4, 10.0])
+    # (row, col) = (0, 0), (1, 2), (1.5, 2.5), (2.5, 0.5), (3, 4) the fill, and a point far north of the DEM
+    assert dem_heights(dem, lat, lon) == pytest.approx([0.0, 12.0, 17.5, 25.5, 0.0, 0.0])
+    assert dem_heights(dem, lat.reshape(2, 3), lon.reshape(2, 3)).shape == (2, 3)

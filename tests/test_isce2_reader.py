@@ -1,5 +1,5 @@
 """Reading topsApp's dense offsets: ISCE2's own rasters (../shared/data/isce/), geocoded grids, GPU layout,
-and the target geometry from a real reference annotation."""
+and the look geometry at geocoded points from a real reference SAFE, the same as the built-in engine's."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from offset_cube.area import parse_area
+from offset_cube.builtin.engine import area_bounds, select_grid
+from offset_cube.builtin.heights import HeightModel
 from offset_cube.errors import EngineError
-from offset_cube.isce2.annotation import read_swath_annotation
-from offset_cube.isce2.reader import (
-    geocoded_dataset,
-    geographic_grid,
-    offset_files,
-    read_offset_bands,
-    target_geometry,
-)
+from offset_cube.geometry.acquisition import LookGeometry, open_date
+from offset_cube.geometry.ellipsoid import ecef_to_geodetic
+from offset_cube.geometry.rangedoppler import look_geometry, rdr2geo
+from offset_cube.isce2.engine import reference_geometry
+from offset_cube.isce2.reader import geocoded_dataset, geographic_grid, offset_files, read_offset_bands
+from offset_cube.isce2.render import RenderedPair
 from offset_cube.isce_raster import read_band, read_isce_header, write_isce_raster
+from offset_cube.stages import PairInputs
 from tests.conftest import DATA
-from tests.isce2_support import BC_REFERENCE
+from tests.isce2_support import BC_AREA, bc_inputs, isce2_job
 
 ISCE = DATA / "isce"
 
@@ -104,32 +106,74 @@ def test_missing_or_mismatched_rasters_are_errors(tmp_path: Path) -> None:
         read_offset_bands(offset_files(tmp_path / "merged"))
 
 
-def test_target_geometry_from_a_real_annotation() -> None:
-    iw2 = read_swath_annotation(BC_REFERENCE, 2, "vv")
-    assert iw2 is not None
+def bc_rendered(inputs: PairInputs, polarization: str = "vv") -> RenderedPair:
+    """What the render stage records for the BC pair (IW2 covers the area)."""
+    return RenderedPair(inputs.pair.pair_id, (2,), "annotation", polarization, use_gpu=False, filtered=False)
+
+
+def bc_reference_geometry(tmp_path: Path) -> LookGeometry:
+    inputs = bc_inputs(isce2_job(tmp_path))
+    return reference_geometry(inputs, bc_rendered(inputs))
+
+
+def test_look_geometry_at_geocoded_points_from_a_real_annotation(tmp_path: Path) -> None:
+    looks = bc_reference_geometry(tmp_path)
     lat, lon = np.array([[51.9, 51.95]]), np.array([[-128.0, -127.8]])
-    geometry = target_geometry([iw2], lat, lon)
+    geometry = looks.at(lat, lon)
     incidence = geometry["incidence_angle"]
+    assert incidence.shape == (1, 2)
     assert 35.9 < incidence[0, 0] < incidence[0, 1] < 41.9  # IW2, incidence grows with range (east, ascending)
-    assert geometry["heading"] == pytest.approx(-10.2, abs=0.6)  # S1 ascending at 52°N: ~ -10° from north
+    assert geometry["heading"] == pytest.approx(-10.1, abs=0.2)  # S1 ascending at 52°N: ~ -10° from north
     assert geometry["azimuth_spacing"] == pytest.approx(13.9, abs=0.05)
     assert geometry["range_spacing"] == pytest.approx(2.329562)
-    outside = target_geometry([iw2], np.array([[60.0]]), np.array([[-100.0]]))  # nearest grid point, not NaN
-    assert np.isfinite(outside["incidence_angle"]).all()
+    # West of IW2 (the geocoded grid's 0.0 fill, or IW1) the geometry is still defined: no NaN in the result.
+    west = looks.at(np.array([51.8]), np.array([-128.22]), 100.0)
+    assert np.isfinite(west["incidence_angle"]).all() and west["incidence_angle"][0] < incidence[0, 0]
+
+
+def test_look_geometry_without_the_processed_swath_is_a_clear_error(tmp_path: Path) -> None:
+    inputs = bc_inputs(isce2_job(tmp_path))
+    with pytest.raises(EngineError, match="incidence and heading cannot be derived: .* has no HH data"):
+        reference_geometry(inputs, bc_rendered(inputs, polarization="hh"))
+
+
+@pytest.mark.parametrize("height_m", [0.0, 1250.0])
+def test_isce2_look_geometry_equals_the_builtin_engines(tmp_path: Path, height_m: float) -> None:
+    """At the ground points the built-in engine sees at its window centres (rdr2geo on its radar grid of the
+    real BC reference SAFE), the ISCE2 engine's geometry (geo2rdr from latitude/longitude/height) is the same."""
+    area = parse_area(BC_AREA)
+    heights = HeightModel(height_m)
+    with open_date(bc_inputs(isce2_job(tmp_path)).reference_safes, (), "VV") as ref:
+        grid = select_grid(ref, "VV", area, heights, ["IW2"])
+        (l0, l1), (s0, s1) = area_bounds(grid, area, heights)
+    lines, samples = np.meshgrid(np.linspace(l0, l1, 4), np.linspace(s0, s1, 5), indexing="ij")
+    t = grid.line_time(lines)
+    points = rdr2geo(grid.orbit, t, grid.slant_range(samples), height_m)
+    builtin = look_geometry(grid.orbit, t, points, grid.line_interval)
+    lat, lon, h = ecef_to_geodetic(points)
+    isce2 = bc_reference_geometry(tmp_path).at(lat, lon, h)
+    for name in ("incidence_angle", "heading"):
+        assert np.abs(isce2[name] - builtin[name]).max() < 1e-4, name  # degrees
+    assert np.abs(isce2["azimuth_spacing"] - builtin["azimuth_spacing"]).max() < 1e-4  # metres
+    assert np.abs(isce2["range_spacing"] - grid.range_spacing).max() < 1e-6
 
 
 def test_geocoded_dataset_follows_the_result_schema(tmp_path: Path) -> None:
     from offset_cube.result import validate_pair_result
 
     geo_rasters(tmp_path / "merged")
-    iw2 = read_swath_annotation(BC_REFERENCE, 2, "vv")
+    looks = bc_reference_geometry(tmp_path)
     attrs: dict[str, object] = {
         "pair_id": "p", "track": 108, "direction": "ASCENDING", "engine": "isce2", "reference_time": "a",
         "secondary_time": "b", "dt_days": 12.0, "reference_granules": "r", "secondary_granules": "s",
         "orbit_type": "POEORB", "polarization": "VV", "processing_parameters": "{}",
     }  # fmt: skip
-    ds = validate_pair_result(geocoded_dataset(offset_files(tmp_path / "merged"), [iw2], attrs))  # type: ignore[list-item]
+    ds = validate_pair_result(geocoded_dataset(offset_files(tmp_path / "merged"), looks.at, attrs))
     assert ds.attrs["grid"] == "geographic"
     assert ds["latitude"].dims == ("line", "sample") and ds["latitude"][2, 0] == pytest.approx(51.99)
     assert ds["longitude"][0, 3] == pytest.approx(-127.97)
     assert int(ds["azimuth_offset"].notnull().sum()) == 8
+    expected = looks.at(ds["latitude"].values, ds["longitude"].values)
+    assert ds["heading"].dtype == np.float32
+    assert np.allclose(ds["heading"].values, expected["heading"], atol=1e-4)
+    assert np.allclose(ds["incidence_angle"].values, expected["incidence_angle"], atol=1e-4)

@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
+from offset_cube.area import parse_area
 from offset_cube.config import FlightDirection, load_job
 from offset_cube.errors import EngineError
-from offset_cube.isce2.render import write_pair_files
+from offset_cube.isce2.render import swaths_covering, write_pair_files
 from offset_cube.isce2.xml import CatalogSettings, reference_xml, secondary_xml
 from offset_cube.planning import Pair, plan_pairs
 from offset_cube.scenes import Scene
 from tests.conftest import ROOT
+from tests.isce2_support import BC_AREA, BC_REFERENCE
 
 GOLDEN = Path(__file__).parent / "golden" / "isce2_shirase"
 PLACEHOLDER = "@PAIR_DIR@"
@@ -145,3 +147,14 @@ def test_relative_paths_are_refused() -> None:
         reference_xml(catalog)
     with pytest.raises(EngineError, match="got the reference catalog"):
         secondary_xml(catalog)
+
+
+def test_swaths_are_chosen_by_the_reference_annotation_footprints() -> None:
+    """The real BC reference: the area lies in IW2 only; a box across the scene meets all three; the sea west of
+    the scene meets none; an HH request finds no swath in this VV/VH product."""
+    assert swaths_covering([BC_REFERENCE], parse_area(BC_AREA), "vv") == (2,)
+    across = "POLYGON((-129.5 52, -126.5 52, -126.5 52.1, -129.5 52.1, -129.5 52))"
+    assert swaths_covering([BC_REFERENCE], parse_area(across), "VV") == (1, 2, 3)
+    sea = "POLYGON((-132 52, -131 52, -131 52.1, -132 52.1, -132 52))"
+    assert swaths_covering([BC_REFERENCE], parse_area(sea), "vv") == ()
+    assert swaths_covering([BC_REFERENCE], parse_area(BC_AREA), "hh") == ()

@@ -20,12 +20,13 @@ from lxml import etree
 from offset_cube.atomic import write_text_atomic
 from offset_cube.errors import ConfigError
 from offset_cube.isce2.xml import Box
-from offset_cube.isce_raster import IsceRasterError, read_isce_header, write_isce_raster
+from offset_cube.isce_raster import IsceRasterError, read_band, read_isce_header, write_isce_raster
 
 log = logging.getLogger(__name__)
 
 #: Value written where a GeoTIFF DEM has no data; geozero treats heights below -1500 m as bad (reference §4).
 DEM_FILL = -32768.0
+BAD_HEIGHT_M = -1500.0
 ELLIPSOID_NOTE = (
     "topsApp expects heights above the WGS84 ellipsoid; the GeoTIFF's heights were taken as given "
     "(convert geoid heights such as Copernicus GLO-30's EGM2008 first)"
@@ -95,6 +96,33 @@ def dem_extent(path: Path) -> DemExtent:
             "geographic (EPSG:4326) DEM"
         )
     return extent
+
+
+def dem_heights(path: Path, latitude: np.ndarray, longitude: np.ndarray) -> np.ndarray:
+    """Heights of an ISCE DEM at latitude/longitude (bilinear between sample centres), 0 m where it has none.
+
+    Heights are taken as the DEM gives them: an EGM96 DEM (which topsApp converts) gives geoid heights, tens of
+    metres off, which moves the look geometry by thousandths of a degree. Points the DEM does not reach, or
+    where it holds no data (below -1500 m, as geozero judges), carry no offsets; they get the ellipsoid.
+    """
+    from scipy.ndimage import map_coordinates
+
+    header = read_isce_header(path)
+    lat = np.asarray(latitude, dtype=np.float64)
+    row = (lat - header.y_start) / header.y_delta
+    col = (np.asarray(longitude, dtype=np.float64) - header.x_start) / header.x_delta
+    inside = (row >= -0.5) & (row <= header.length - 0.5) & (col >= -0.5) & (col <= header.width - 0.5)
+    heights = np.zeros(lat.shape)
+    if not inside.any():
+        return heights
+    r0, c0 = max(int(np.floor(row[inside].min())), 0), max(int(np.floor(col[inside].min())), 0)
+    r1 = min(int(np.ceil(row[inside].max())) + 1, header.length)
+    c1 = min(int(np.ceil(col[inside].max())) + 1, header.width)
+    window = np.array(read_band(path, 1)[r0:r1, c0:c1], dtype=np.float64)
+    window[~(window >= BAD_HEIGHT_M)] = np.nan
+    values = map_coordinates(window, [row[inside] - r0, col[inside] - c0], order=1, mode="nearest")
+    heights[inside] = np.where(np.isfinite(values), values, 0.0)
+    return heights
 
 
 def check_dem_covers(path: Path, box: Box, what: str) -> None:

@@ -6,11 +6,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from offset_cube.config import JobConfig
-from offset_cube.errors import EngineError
-from offset_cube.isce2.annotation import SwathAnnotation, read_swath_annotation
+from offset_cube.errors import EngineError, OrbitError, SafeError
+from offset_cube.geometry.acquisition import LookGeometry, date_look_geometry, open_date
+from offset_cube.isce2.dem import dem_heights
 from offset_cube.isce2.discovery import IsceInstallation, discover_isce
 from offset_cube.isce2.reader import (
     FILTERED,
@@ -18,10 +20,11 @@ from offset_cube.isce2.reader import (
     OFFSETS,
     OFFSETS_GPU,
     SNR,
+    GeometryAt,
     geocoded_dataset,
     offset_files,
 )
-from offset_cube.isce2.render import RenderedPair, read_render_record
+from offset_cube.isce2.render import RenderedPair, job_dems, read_render_record
 from offset_cube.isce2.runner import (
     LOG_FILE,
     MERGED_DIR,
@@ -37,7 +40,7 @@ from offset_cube.isce2.runner import (
     remember_notable,
     run_topsapp,
 )
-from offset_cube.result import RESULT_NAME, result_attrs, worse_orbit_type, write_pair_result
+from offset_cube.result import RESULT_NAME, pair_result_attrs, worse_orbit_type, write_pair_result
 from offset_cube.stages import PairInputs
 
 log = logging.getLogger(__name__)
@@ -117,7 +120,7 @@ def required_outputs(rendered: RenderedPair) -> list[tuple[str, ...]]:
 
 
 def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, rendered: RenderedPair) -> xr.Dataset:
-    """The common per-pair result from ``merged/*.geo`` and the reference SAFE annotation."""
+    """The common per-pair result from ``merged/*.geo`` and the reference date's look geometry."""
     files = offset_files(inputs.pair_dir / MERGED_DIR, filtered=rendered.filtered)
     pair = inputs.pair
     parameters = {
@@ -134,41 +137,42 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
         "gpu_output": files.gpu,
         "swaths": list(rendered.swaths),
         "grid_origin": "coordinate startingValue = first sample centre",
-        "geometry": "reference SAFE annotation geolocation grid",
+        "geometry": "zero-Doppler look geometry from the reference orbit at the geocode DEM heights",
         "offsets_relative_to": "topsApp geometric coregistration (DEM + orbits)",
     }
-    attrs = result_attrs(
-        pair_id=pair.pair_id,
-        track=pair.track,
-        direction=pair.direction.value,
+    attrs = pair_result_attrs(
+        pair,
         engine="isce2",
-        reference_time=pair.reference.start.isoformat(),
-        secondary_time=pair.secondary.start.isoformat(),
-        dt_days=pair.dt_days,
-        reference_granules=pair.reference.product_ids,
-        secondary_granules=pair.secondary.product_ids,
         orbit_type=worse_orbit_type(*inputs.orbit_types) if inputs.orbit_types else "annotation",
         polarization=rendered.polarization.upper(),
         processing_parameters=parameters,
         grid="geographic",
     )
-    return geocoded_dataset(files, reference_geometry(inputs, rendered), attrs)
+    return geocoded_dataset(files, geocoded_geometry(reference_geometry(inputs, rendered), job), attrs)
 
 
-def reference_geometry(inputs: PairInputs, rendered: RenderedPair) -> list[SwathAnnotation]:
-    """Annotation grids of the processed swaths in every reference slice."""
-    found = []
-    for safe in inputs.reference_safes:
-        for swath in rendered.swaths:
-            annotation = read_swath_annotation(safe, swath, rendered.polarization)
-            if annotation is not None:
-                found.append(annotation)
-    if not found:
-        raise EngineError(
-            f"{inputs.pair.label}: no {rendered.polarization.upper()} annotation for swaths {list(rendered.swaths)} "
-            f"in {', '.join(str(p) for p in inputs.reference_safes)}; incidence and heading cannot be derived"
-        )
-    return found
+def reference_geometry(inputs: PairInputs, rendered: RenderedPair) -> LookGeometry:
+    """The reference date's look geometry over the processed swaths: its orbit (the orbit file, else the
+    annotations' state vectors, as the built-in engine) and the swaths' sampling."""
+    swaths = [f"IW{n}" for n in rendered.swaths]
+    try:
+        with open_date(inputs.reference_safes, inputs.reference_orbits, rendered.polarization) as ref:
+            return date_look_geometry(ref, rendered.polarization, swaths)
+    except (SafeError, OrbitError) as err:
+        raise EngineError(f"{inputs.pair.label}: incidence and heading cannot be derived: {err}") from err
+
+
+def geocoded_geometry(looks: LookGeometry, job: JobConfig) -> GeometryAt:
+    """The look geometry at geocoded points on the ground topsApp geocoded them onto: the geocode DEM's (else
+    the DEM's) heights; 0 m above the ellipsoid when topsApp fetched SRTM itself (no DEM in the job)."""
+    dem, geocode_dem = job_dems(job)
+    heights_from = geocode_dem or dem
+
+    def at(latitude: np.ndarray, longitude: np.ndarray) -> dict[str, np.ndarray]:
+        heights = 0.0 if heights_from is None else dem_heights(heights_from, latitude, longitude)
+        return looks.at(latitude, longitude, heights)
+
+    return at
 
 
 def keep_minimal(pair_dir: Path) -> None:

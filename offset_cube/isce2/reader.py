@@ -17,7 +17,7 @@ sample is, so the centre reading is the exact one for the offsets. DEMs converte
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,6 @@ import numpy as np
 import xarray as xr
 
 from offset_cube.errors import EngineError
-from offset_cube.isce2.annotation import SwathAnnotation
 from offset_cube.isce_raster import COV_NODATA, OFFSET_NODATA, IsceHeader, read_band, read_isce_header
 
 OFFSETS = "dense_offsets.bil"
@@ -34,6 +33,9 @@ SNR = "dense_offsets_snr.bil"
 COVARIANCE = "dense_offsets_cov.bil"
 FILTERED = "filt_dense_offsets.bil"
 GEO = ".geo"
+GEOMETRY_VARIABLES = ("incidence_angle", "heading", "azimuth_spacing", "range_spacing")
+#: The look geometry at latitude/longitude arrays: the arrays named in GEOMETRY_VARIABLES, shaped alike.
+GeometryAt = Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -123,50 +125,8 @@ def geographic_grid(header: IsceHeader) -> tuple[np.ndarray, np.ndarray]:
     return lat, lon
 
 
-def target_geometry(
-    annotations: Sequence[SwathAnnotation], latitude: np.ndarray, longitude: np.ndarray
-) -> dict[str, np.ndarray]:
-    """Incidence, heading and pixel spacings at each (latitude, longitude) from the annotation grids.
-
-    Linear interpolation between geolocation grid points (in a locally scaled lon/lat plane), nearest grid
-    point outside their hull; headings are interpolated as unit vectors.
-    """
-    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
-
-    if not annotations:
-        raise EngineError("no reference annotation covers the processed swaths; geometry cannot be derived")
-    lat = np.concatenate([a.latitude for a in annotations])
-    lon = np.concatenate([a.longitude for a in annotations])
-    scale = np.cos(np.radians(np.mean(lat)))
-    points = np.column_stack([lon * scale, lat])
-    heading = np.radians(np.concatenate([a.heading_deg for a in annotations]))
-    values = np.column_stack(
-        [
-            np.concatenate([a.incidence_deg for a in annotations]),
-            np.sin(heading),
-            np.cos(heading),
-            np.concatenate([a.azimuth_spacing_m for a in annotations]),
-        ]
-    )
-    query = np.column_stack([np.ravel(longitude) * scale, np.ravel(latitude)])
-    out = LinearNDInterpolator(points, values)(query)
-    outside = ~np.isfinite(out).all(axis=1)
-    if outside.any():
-        out[outside] = NearestNDInterpolator(points, values)(query[outside])
-    shape = np.shape(latitude)
-    spacing = float(np.median([a.range_pixel_spacing_m for a in annotations]))
-    return {
-        "incidence_angle": out[:, 0].reshape(shape).astype(np.float32),
-        "heading": np.degrees(np.arctan2(out[:, 1], out[:, 2])).reshape(shape).astype(np.float32),
-        "azimuth_spacing": out[:, 3].reshape(shape).astype(np.float32),
-        "range_spacing": np.full(shape, spacing, dtype=np.float32),
-    }
-
-
-def geocoded_dataset(
-    files: OffsetFiles, annotations: Sequence[SwathAnnotation], attrs: dict[str, object]
-) -> xr.Dataset:
-    """The per-pair result (``grid="geographic"``) from geocoded rasters and the reference geometry."""
+def geocoded_dataset(files: OffsetFiles, geometry: GeometryAt, attrs: dict[str, object]) -> xr.Dataset:
+    """The per-pair result (``grid="geographic"``) from geocoded rasters and the reference look geometry."""
     bands = read_offset_bands(files)
     lat1d, lon1d = geographic_grid(read_isce_header(files.offsets))
     lon2d, lat2d = np.meshgrid(lon1d, lat1d)
@@ -178,8 +138,9 @@ def geocoded_dataset(
         "latitude": (dims, lat2d),
         "longitude": (dims, lon2d),
     }
-    for name, values in target_geometry(annotations, lat2d, lon2d).items():
-        variables[name] = (dims, values)
+    looks = geometry(lat2d, lon2d)
+    for name in GEOMETRY_VARIABLES:
+        variables[name] = (dims, np.asarray(looks[name], dtype=np.float32))
     for name, cov in (("cov_az", bands.cov_az), ("cov_rg", bands.cov_rg), ("cov_azrg", bands.cov_azrg)):
         if cov is not None:
             variables[name] = (dims, cov)

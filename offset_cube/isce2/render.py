@@ -25,7 +25,6 @@ from offset_cube.area import parse_area
 from offset_cube.atomic import write_text_atomic
 from offset_cube.config import JobConfig
 from offset_cube.errors import EngineError, SafeError
-from offset_cube.isce2.annotation import IW_SWATHS, swaths_covering
 from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, prepare_dem
 from offset_cube.isce2.reader import COVARIANCE, FILTERED, OFFSETS, OFFSETS_GPU, SNR
 from offset_cube.isce2.runner import MERGED_DIR
@@ -42,11 +41,13 @@ from offset_cube.isce2.xml import (
     topsapp_xml,
 )
 from offset_cube.planning import Pair, Plan, choose_polarization
+from offset_cube.safe.product import SafeProduct
 from offset_cube.stages import OrbitFile, PairInputs
 
 log = logging.getLogger(__name__)
 
 RENDER_RECORD = "topsApp.render.json"
+IW_SWATHS = (1, 2, 3)
 SwathSource = Literal["job", "annotation", "all"]
 
 
@@ -186,7 +187,7 @@ def choose_swaths(
         return tuple(sorted(int(s.value[2]) for s in job.swaths)), "job"
     if reference_safes and all(p.exists() for p in reference_safes):
         try:
-            swaths, _annotations = swaths_covering(reference_safes, area, polarization)
+            swaths = swaths_covering(reference_safes, area, polarization)
         except SafeError as err:
             log.warning("reference annotation unreadable (%s); listing all swaths", err)
             return IW_SWATHS, "all"
@@ -196,6 +197,17 @@ def choose_swaths(
             )
         return swaths, "annotation"
     return IW_SWATHS, "all"
+
+
+def swaths_covering(safes: Sequence[Path], area: BaseGeometry, polarization: str) -> tuple[int, ...]:
+    """IW swath numbers whose annotation footprint, in any of the slices ``safes``, meets ``area``."""
+    found: set[int] = set()
+    for path in safes:
+        with SafeProduct(path) as product:
+            for swath in product.swaths(polarization):
+                if product.annotation(swath, polarization).footprint.intersects(area):
+                    found.add(int(swath.removeprefix("IW")))
+    return tuple(sorted(found))
 
 
 def padded_box(area: BaseGeometry, margin_deg: float) -> Box:

@@ -15,6 +15,8 @@ from functools import cached_property
 
 import numpy as np
 from lxml import etree
+from shapely.geometry import MultiPoint, Polygon
+from shapely.geometry.base import BaseGeometry
 
 from offset_cube.errors import SafeError
 
@@ -149,6 +151,14 @@ class SwathAnnotation:
     @property
     def wavelength_m(self) -> float:
         return SPEED_OF_LIGHT / self.radar_frequency_hz
+
+    @property
+    def footprint(self) -> BaseGeometry:
+        """Convex hull (lon/lat) of the geolocation grid: the swath's ground coverage; empty without a grid."""
+        grid = self.geolocation
+        if grid.latitude.size == 0:
+            return Polygon()  # placeholder swath of a burst-assembled product
+        return MultiPoint(np.column_stack([grid.longitude, grid.latitude])).convex_hull
 
     def nearest(self, polynomials: tuple[RangePolynomial, ...], when: dt.datetime) -> RangePolynomial:
         """The entry nearest in time to ``when`` (select by time, not list index: §3.3)."""
