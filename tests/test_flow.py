@@ -25,16 +25,17 @@ import tasks.engine as engine_tasks
 from offset_cube.config import JobConfig, load_job
 from offset_cube.errors import EngineError
 from offset_cube.result import pair_result_attrs, write_pair_result
+from offset_cube.safe.manifest import NS as MANIFEST_NS
 from offset_cube.stages import OrbitFile, PairInputs
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_harness")]
 
 AREA = "POLYGON((-117.5 37.6,-117 37.6,-117 37.9,-117.5 37.9,-117.5 37.6))"
 FOOTPRINT = "37.1,-115.6 37.5,-118.5 39.2,-118.1 38.8,-115.3"
+# The namespaces (identifiers, not addresses) are the ones the manifest reader itself uses.
+_XMLNS = " ".join(f'xmlns:{prefix}="{uri}"' for prefix, uri in MANIFEST_NS.items())
 MANIFEST = """<?xml version="1.0" encoding="UTF-8"?>
-<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" xmlns:safe="http://www.esa.int/safe/sentinel-1.0"
- xmlns:s1="http://www.esa.int/safe/sentinel-1.0/sentinel-1"
- xmlns:s1sarl1="http://www.esa.int/safe/sentinel-1.0/sentinel-1/sar/level-1" xmlns:gml="http://www.opengis.net/gml">
+<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" {xmlns}>
  <metadataSection>
   <safe:processing><safe:facility>
    <safe:software name="Sentinel-1 IPF" version="003.52"/>
@@ -62,7 +63,9 @@ def write_scene(folder: Path, when: dt.datetime, orbit: int) -> str:
     product = f"S1A_IW_SLC__1SSV_{stamp}_{stamp_stop}_{orbit:06d}_{datatake}_{orbit % 65536:04X}"
     swath = f"s1a-iw1-slc-vv-{stamp.lower()}-{stamp_stop.lower()}-{orbit:06d}-{datatake.lower()}-004"
     with zipfile.ZipFile(folder / f"{product}.zip", "w") as archive:
-        manifest = MANIFEST.format(orbit=orbit, start=when.isoformat(), stop=stop.isoformat(), footprint=FOOTPRINT)
+        manifest = MANIFEST.format(
+            xmlns=_XMLNS, orbit=orbit, start=when.isoformat(), stop=stop.isoformat(), footprint=FOOTPRINT
+        )
         archive.writestr(f"{product}.SAFE/manifest.safe", manifest)
         archive.writestr(f"{product}.SAFE/annotation/{swath}.xml", "<product/>")
         archive.writestr(f"{product}.SAFE/measurement/{swath}.tiff", b"")

@@ -65,6 +65,13 @@ def test_export_with_burst_products_is_a_clear_error() -> None:
 # ------------------------------------------------------------------------------------------------ ASF
 
 
+def cmr_mock_url() -> str:
+    """The CMR granule-search endpoint asf_search posts to; requests_mock intercepts it, nothing leaves the host."""
+    from asf_search.constants import INTERNAL
+
+    return f"https://{INTERNAL.CMR_HOST}{INTERNAL.CMR_GRANULE_PATH}"  # only ever given to requests_mock
+
+
 def _cmr_page() -> dict[str, Any]:
     umm_items = json.loads(STACK_CMR.read_text())
     items = [
@@ -75,10 +82,8 @@ def _cmr_page() -> dict[str, Any]:
 
 def test_asf_search_runs_the_real_client_on_a_recorded_response() -> None:
     """A recorded CMR response (the asf_search project's own) stands in for CMR; asf_search itself is real."""
-    from asf_search.constants import INTERNAL
-
     with requests_mock.Mocker() as mock:
-        mock.post(f"https://{INTERNAL.CMR_HOST}{INTERNAL.CMR_GRANULE_PATH}", json=_cmr_page())
+        mock.post(cmr_mock_url(), json=_cmr_page())
         scenes = search_scenes(stack_job(search="asf", track=13, direction="DESCENDING"))
         sent = mock.request_history[0].text or ""
     assert len(scenes) == 176
@@ -88,11 +93,9 @@ def test_asf_search_runs_the_real_client_on_a_recorded_response() -> None:
 
 
 def test_asf_unreachable_is_one_transient_error() -> None:
-    from asf_search.constants import INTERNAL
-
     with requests_mock.Mocker() as mock:
         mock.post(
-            f"https://{INTERNAL.CMR_HOST}{INTERNAL.CMR_GRANULE_PATH}",
+            cmr_mock_url(),
             exc=requests.exceptions.ConnectionError("Name or service not known"),
         )
         with pytest.raises(SearchError, match="could not reach the server") as info:
@@ -101,11 +104,9 @@ def test_asf_unreachable_is_one_transient_error() -> None:
 
 
 def test_asf_rejecting_the_query_is_not_retried() -> None:
-    from asf_search.constants import INTERNAL
-
     with requests_mock.Mocker() as mock:
         mock.post(
-            f"https://{INTERNAL.CMR_HOST}{INTERNAL.CMR_GRANULE_PATH}",
+            cmr_mock_url(),
             status_code=400,
             json={"errors": ["bad polygon"]},
         )
