@@ -18,6 +18,7 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
+from offset_cube.bursts import download_comparison
 from offset_cube.config import Engine, JobConfig
 from offset_cube.download import releasable_scenes
 from offset_cube.planning import Pair, Plan
@@ -202,6 +203,9 @@ def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSumm
         f"{counts['completed']} pair(s) completed, {counts['failed']} failed, {counts['deferred']} deferred, "
         f"{counts['skipped']} skipped, {len(plan.already_done)} already in the cube"
     )
+    comparison = download_comparison(plan.scenes())
+    if comparison:
+        message += f"; {comparison}"
     return RunSummary(
         job=job.name,
         cube=job.storage.cube_path,

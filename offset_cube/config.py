@@ -53,6 +53,11 @@ class Polarization(StrEnum):
     VH = "VH"
 
 
+class AcquisitionMode(StrEnum):
+    BURSTS = "bursts"
+    SCENES = "scenes"
+
+
 class TrackingMode(StrEnum):
     AMPLITUDE = "amplitude"
     COMPLEX = "complex"
@@ -393,6 +398,11 @@ class JobConfig(StrictModel):
     )
     swaths: list[Swath] | None = Field(None, description="IW swaths; default those covering the area.")
     search: str = Field("asf", description="'asf', 'file:PATH' (ASF GeoJSON / CMR UMM export) or 'local:FOLDER'.")
+    acquisition: AcquisitionMode | None = Field(
+        None,
+        description="'bursts' (download only the bursts over the area) or 'scenes' (whole SLC zips); default "
+        "bursts where the search offers them (asf, a burst export), else scenes.",
+    )
     max_gap_days: int | None = Field(
         None, ge=1, le=3650, description="Drop pairs further apart than this; default none (all pairs kept)."
     )
@@ -414,7 +424,7 @@ class JobConfig(StrictModel):
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     _direction_upper = field_validator("direction", "polarization", mode="before")(_upper)
-    _engine_lower = field_validator("engine", mode="before")(_lower)
+    _engine_lower = field_validator("engine", "acquisition", mode="before")(_lower)
 
     @field_validator("swaths", mode="before")
     @classmethod
@@ -470,6 +480,11 @@ class JobConfig(StrictModel):
             raise ValueError(f"end {end} is after today ({utc_today()}); leave it empty for 'today'")
         for problem in engine_parameter_problems(self.engine, self.tracking.window, self.tracking.search):
             raise ValueError(problem)
+        if self.acquisition is AcquisitionMode.BURSTS and self.search_kind == "local":
+            raise ValueError(
+                "acquisition 'bursts' needs a burst search (search: asf or file:<ASF burst GeoJSON export>); a "
+                "local: catalog holds whole SAFE products, use acquisition: scenes"
+            )
         return self
 
     @property

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,13 @@ import requests
 from requests.auth import HTTPBasicAuth, _basic_auth_str
 
 from offset_cube.atomic import fsync_file, write_text_atomic
+from offset_cube.burst_safe import assemble_safe, read_burst_metadata
 from offset_cube.credentials import EDL_HOST, Credentials
 from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
 from offset_cube.planning import Plan
 from offset_cube.progress import ProgressCallback
 from offset_cube.safe.archive import SafeArchive
-from offset_cube.scenes import Scene
+from offset_cube.scenes import Burst, Scene
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,10 @@ def _md5_matches(scene: Scene, md5: str) -> bool:
 
 
 def needs_download(scene: Scene, scene_dir: Path) -> bool:
-    """True when ``scene`` is neither a local catalog product nor a verified file in the scene cache."""
+    """True when ``scene`` is neither a local catalog product nor a verified file (or assembled SAFE of its
+    bursts) in the scene cache."""
+    if scene.bursts:
+        return cached_burst_safe(scene, scene_dir) is None
     return scene.local_path is None and cached_scene(scene, scene_dir) is None
 
 
@@ -192,6 +197,13 @@ def remove_scene_file(scene: Scene, scene_dir: Path) -> list[Path]:
     """Delete the cached zip of ``scene`` and its sidecar (never a local catalog's file); return what went."""
     if scene.local_path is not None:
         return []
+    if scene.bursts:
+        folder = burst_folder(scene, scene_dir)
+        with _scene_lock(burst_safe_path(scene, scene_dir)):
+            if not folder.exists():
+                return []
+            shutil.rmtree(folder)
+        return [folder]
     path = scene_path(scene, scene_dir)
     removed = []
     with _scene_lock(path):
@@ -265,7 +277,7 @@ def download_scene_file(
             progress(0, scene.size_bytes)
         session.on_bytes = None if progress is None else _with_total(progress, scene.size_bytes)
         try:
-            _fetch(scene, part, session)
+            _fetch(str(scene.url), scene.product_id, part, session)
             md5 = _verify_download(scene, part)
             fsync_file(part)  # the sidecar vouches for the bytes, so they must be on disk before the rename
             part.replace(target)
@@ -289,10 +301,9 @@ def _with_total(progress: ProgressCallback, expected: int | None) -> ProgressCal
     return report
 
 
-def _fetch(scene: Scene, part: Path, session: EarthdataSession) -> None:
-    """``asf.download_url`` to ``part``, its failures turned into this project's errors."""
-    url = str(scene.url)
-    pid = scene.product_id
+def _fetch(url: str, pid: str, part: Path, session: EarthdataSession) -> None:
+    """``asf.download_url`` of ``url`` (the file of ``pid``) to ``part``, its failures turned into this project's
+    errors."""
     redact = session.credentials.redact if session.credentials is not None else (lambda text: text)
     try:
         asf.download_url(url=url, path=str(part.parent), filename=part.name, session=session)
@@ -358,6 +369,154 @@ def _is_web_page(path: Path) -> bool:
         head = handle.read(512)
     lowered = head.lower()
     return not head.startswith(ZIP_MAGIC) and (b"<html" in lowered or b"<!doctype" in lowered)
+
+
+# --------------------------------------------------------------------------------------------------- bursts
+
+
+def burst_folder(scene: Scene, scene_dir: Path) -> Path:
+    """Where the bursts of ``scene`` (burst acquisition) are downloaded and assembled."""
+    return scene_dir / "bursts" / scene.product_id
+
+
+def burst_safe_path(scene: Scene, scene_dir: Path) -> Path:
+    """The SAFE assembled from the bursts of ``scene``."""
+    return burst_folder(scene, scene_dir) / f"{scene.product_id}.SAFE"
+
+
+def _burst_record(safe: Path) -> Path:
+    return safe.with_name(safe.name + ".bursts.json")
+
+
+def cached_burst_safe(scene: Scene, scene_dir: Path) -> Path | None:
+    """The assembled SAFE of ``scene`` if it was built from exactly the scene's bursts, else None."""
+    safe = burst_safe_path(scene, scene_dir)
+    try:
+        record = json.loads(_burst_record(safe).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not safe.is_dir() or not isinstance(record, dict) or record.get("bursts") != _burst_names(scene):
+        return None
+    return safe
+
+
+def _burst_names(scene: Scene) -> list[str]:
+    return sorted(b.name for b in scene.bursts)
+
+
+def download_burst_scene(
+    scene: Scene, scene_dir: Path, session: EarthdataSession, progress: ProgressCallback | None = None
+) -> Path:
+    """Download the bursts of ``scene`` (TIFF each, annotation XML once per polarisation) and assemble their SAFE.
+
+    Each file is fetched to ``<name>.part``, checked and renamed, so a rerun resumes from the files already
+    verified. ASF lists no md5 for bursts: a TIFF must have the listed byte count and a TIFF header, an XML must
+    parse as ASF burst metadata holding the swaths' annotations, and the assembled SAFE must hold every burst
+    at the size its annotation gives. Raises as :func:`download_scene_file`.
+    """
+    folder = burst_folder(scene, scene_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = burst_safe_path(scene, scene_dir)
+    total = scene.size_bytes
+    with _scene_lock(safe):
+        cached = cached_burst_safe(scene, scene_dir)
+        if cached is not None:
+            return cached
+        tiffs: dict[str, Path] = {}
+        done = 0
+        for burst in scene.bursts:
+            target = folder / burst.file_name
+            if not (target.is_file() and target.stat().st_size == burst.size_bytes):
+                if progress is not None:
+                    session.on_bytes = _offset_progress(progress, done, total)
+                _fetch_checked(burst.url, burst.name, target, session, lambda part, b=burst: _check_burst_tiff(b, part))
+            tiffs[burst.name] = target
+            done += target.stat().st_size
+            if progress is not None:
+                progress(done, total)
+        metadata: dict[str, Path] = {}
+        for burst in scene.bursts:
+            pol = burst.polarization.value
+            target = folder / burst.metadata_file_name
+            if pol not in metadata and not _metadata_ok(scene, pol, target):
+                _fetch_checked(
+                    burst.metadata_url,
+                    f"{scene.product_id} {pol} annotation",
+                    target,
+                    session,
+                    lambda part, p=pol: _check_metadata(scene, p, part),
+                )
+            metadata[pol] = target
+        try:
+            assemble_safe(scene.product_id, scene.bursts, tiffs, metadata, safe)
+        except SafeError as err:
+            raise DownloadError(
+                f"{scene.product_id}: the downloaded bursts do not assemble into a SAFE: {err}"
+            ) from err
+        write_text_atomic(_burst_record(safe), json.dumps({"bursts": _burst_names(scene)}) + "\n")
+        for path in tiffs.values():
+            path.unlink()  # the SAFE holds the same pixels
+    return safe
+
+
+def _offset_progress(progress: ProgressCallback, offset: int, total: int | None) -> ProgressCallback:
+    def report(done: int, _header_total: int | None) -> None:
+        progress(offset + done, total)
+
+    return report
+
+
+def _fetch_checked(url: str, label: str, target: Path, session: EarthdataSession, check: Any) -> None:
+    """Fetch ``url`` to ``target`` through ``<target>.part``: ``check(part)`` raises if the bytes are wrong."""
+    part = target.with_name(target.name + ".part")
+    part.unlink(missing_ok=True)
+    try:
+        _fetch(url, label, part, session)
+        if _is_web_page(part):
+            raise AuthenticationError(
+                f"{label}: the server sent a web page instead of the file: Earthdata Login wants an interactive "
+                "step (accept the ASF EULA / authorise the application at https://urs.earthdata.nasa.gov)"
+            )
+        check(part)
+        fsync_file(part)
+        part.replace(target)
+    finally:
+        session.on_bytes = None
+        session.close_streams()
+        part.unlink(missing_ok=True)
+
+
+#: TIFF and BigTIFF headers, little and big endian (TIFF 6.0 §2; BigTIFF).
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _check_burst_tiff(burst: Burst, part: Path) -> None:
+    size = part.stat().st_size
+    if burst.size_bytes is not None and size != burst.size_bytes:
+        raise TransientDownloadError(
+            f"{burst.name}: received {size} bytes but ASF lists {burst.size_bytes} (truncated or corrupt transfer); "
+            "discarded, will retry"
+        )
+    with part.open("rb") as handle:
+        if handle.read(4) not in TIFF_MAGIC:
+            raise TransientDownloadError(f"{burst.name}: the download is not a TIFF; discarded, will retry")
+
+
+def _check_metadata(scene: Scene, pol: str, part: Path) -> None:
+    try:
+        meta = read_burst_metadata(part.read_bytes(), f"{scene.product_id} {pol} annotation")
+        for swath in {b.swath.value for b in scene.bursts if b.polarization.value == pol}:
+            meta.annotation(swath, pol)
+    except SafeError as err:
+        raise TransientDownloadError(f"{err}; discarded, will retry") from err
+
+
+def _metadata_ok(scene: Scene, pol: str, path: Path) -> bool:
+    try:
+        _check_metadata(scene, pol, path)
+    except (TransientDownloadError, OSError):
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------------- local

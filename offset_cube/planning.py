@@ -70,6 +70,27 @@ class Acquisition(BaseModel):
     def label(self) -> str:
         return self.date.strftime("%Y%m%d")
 
+    @property
+    def burst_ids(self) -> list[str]:
+        """Burst acquisition: the full burst IDs downloaded for this date (empty for whole scenes)."""
+        return sorted({i for s in self.scenes for i in s.burst_ids})
+
+    @property
+    def missing_bursts(self) -> list[str]:
+        """Burst acquisition: the IDs its track needs over the area that this date lacks."""
+        required = {i for s in self.scenes for i in s.required_bursts}
+        return sorted(required - set(self.burst_ids))
+
+    @property
+    def download_bytes(self) -> int | None:
+        """Bytes to download for this date (None when the search did not list sizes)."""
+        sizes = [s.size_bytes for s in self.scenes]
+        return None if None in sizes else sum(s for s in sizes if s is not None)
+
+    def download_summary(self) -> dict[str, Any]:
+        """Per-date download facts for the plan: burst IDs (when bursts are used) and bytes."""
+        return {"bursts": self.burst_ids, "bytes": self.download_bytes}
+
 
 class Pair(BaseModel):
     """Two consecutive acquisitions of one track; the earlier one is the reference."""
@@ -122,6 +143,10 @@ class Pair(BaseModel):
             "dt_days": round(self.dt_days, 4),
             "reference_scenes": self.reference.product_ids,
             "secondary_scenes": self.secondary.product_ids,
+            "reference_bursts": self.reference.burst_ids,
+            "secondary_bursts": self.secondary.burst_ids,
+            "reference_bytes": self.reference.download_bytes,
+            "secondary_bytes": self.secondary.download_bytes,
             "search": list(self.search_px),
         }
 
@@ -144,6 +169,9 @@ class Plan(BaseModel):
     skipped: tuple[SkippedPair, ...] = ()
     already_done: tuple[str, ...] = Field((), description="Pair ids found in the cube and not redone.")
     warnings: tuple[str, ...] = ()
+    incomplete: tuple[Acquisition, ...] = Field(
+        (), description="Burst acquisition: dates lacking a burst their track needs; not paired."
+    )
 
     @property
     def tracks(self) -> list[int]:
@@ -225,6 +253,13 @@ def plan_pairs(job: JobConfig, scenes: Sequence[Scene], existing: Collection[str
             + (" ..." if len(dropped) > 5 else "")
         )
     acquisitions = make_acquisitions(usable)
+    incomplete = [a for a in acquisitions if a.missing_bursts]
+    for acq in incomplete:
+        warnings.append(
+            f"track-{acq.track} {acq.label}: lacks burst(s) {', '.join(acq.missing_bursts)} that the area needs "
+            "(ASF lists none for this date); the date is not paired"
+        )
+    acquisitions = [a for a in acquisitions if not a.missing_bursts]
     by_track: dict[tuple[int, FlightDirection], list[Acquisition]] = defaultdict(list)
     for acq in acquisitions:
         by_track[(acq.track, acq.direction)].append(acq)
@@ -273,4 +308,5 @@ def plan_pairs(job: JobConfig, scenes: Sequence[Scene], existing: Collection[str
         skipped=tuple(skipped),
         already_done=tuple(done),
         warnings=tuple(warnings),
+        incomplete=tuple(incomplete),
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from offset_cube.config import FlightDirection, Polarization
+from offset_cube.config import FlightDirection, Polarization, Swath
 from offset_cube.errors import SceneNameError
 
 PRODUCT_ID_RE = re.compile(
@@ -142,6 +142,40 @@ def relative_orbit(mission: str, absolute_orbit: int) -> int:
     return ((absolute_orbit - offset) % ORBITS_PER_CYCLE) + 1
 
 
+class Burst(BaseModel):
+    """One ASF burst product (one burst of one swath and polarisation of one SLC)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="ASF burst granule id, e.g. S1_372326_IW3_20141017T151617_VV_3B42-BURST.")
+    full_burst_id: str = Field(description="ESA full burst ID <track>_<burst>_<swath>, fixed on the ground.")
+    swath: Swath
+    index: int = Field(ge=0, description="Burst index within its swath of the parent SLC (0-based).")
+    polarization: Polarization
+    product_id: str = Field(description="The parent IW SLC product id.")
+    start: dt.datetime
+    stop: dt.datetime
+    relative_orbit: int = Field(ge=1, le=175)
+    flight_direction: FlightDirection
+    footprint_wkt: str | None = None
+    url: str = Field(description="The burst TIFF on ASF's burst extractor.")
+    metadata_url: str = Field(description="The parent SLC's annotation XML (same for all its bursts).")
+    size_bytes: int | None = Field(None, ge=0, description="Size of the burst TIFF (ASF's 'bytes').")
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.name}.tiff"
+
+    @property
+    def metadata_file_name(self) -> str:
+        """One annotation file per parent SLC and polarisation (it holds every swath)."""
+        return f"{self.product_id}_{self.polarization.value}.xml"
+
+    @property
+    def date(self) -> dt.date:
+        return self.start.astimezone(dt.UTC).date()
+
+
 class Scene(BaseModel):
     """One Sentinel-1 IW SLC product as found by a search; small, immutable, serialisable."""
 
@@ -159,6 +193,10 @@ class Scene(BaseModel):
     local_path: Path | None = Field(None, description="Path of the SAFE zip/folder for local catalogs.")
     frame: int | None = Field(None, description="ASF frame number (information only; frames drift).")
     ipf_version: str | None = Field(None, description="Processor (IPF) version, e.g. '003.31'.")
+    bursts: tuple[Burst, ...] = Field((), description="Burst acquisition: the bursts of this SLC to download.")
+    required_bursts: tuple[str, ...] = Field(
+        (), description="Burst acquisition: the full burst IDs its track needs to cover the area."
+    )
 
     @property
     def name(self) -> ProductName:
@@ -170,7 +208,14 @@ class Scene(BaseModel):
 
     @property
     def polarisations(self) -> tuple[Polarization, ...]:
+        """What the download holds: the bursts' polarisation, else every one of the product."""
+        if self.bursts:
+            return tuple(dict.fromkeys(b.polarization for b in self.bursts))
         return self.name.polarisations
+
+    @property
+    def burst_ids(self) -> tuple[str, ...]:
+        return tuple(b.full_burst_id for b in self.bursts)
 
     @property
     def date(self) -> dt.date:

@@ -18,17 +18,54 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from offset_cube.area import parse_area
-from offset_cube.config import FlightDirection, JobConfig
+from offset_cube.bursts import (
+    burst_scenes,
+    bursts_from_records,
+    grow_area_m,
+    is_burst_record,
+    margin_m,
+)
+from offset_cube.config import AcquisitionMode, FlightDirection, JobConfig
 from offset_cube.errors import OffsetCubeError, SafeError, SceneNameError, SearchError
 from offset_cube.safe.archive import SafeArchive
 from offset_cube.safe.manifest import read_manifest
-from offset_cube.scenes import ProductName, Scene, parse_utc
+from offset_cube.scenes import Burst, ProductName, Scene, parse_utc
 
 log = logging.getLogger(__name__)
 
 
+def uses_bursts(job: JobConfig) -> bool:
+    """Whether the job downloads bursts: ``acquisition`` when set, else bursts where the source offers them."""
+    if job.search_kind == "local":
+        return False  # JobConfig refuses acquisition: bursts with a local catalog
+    offers = job.search_kind == "asf" or any(
+        is_burst_record(p) for p, _, _ in read_export_records(_required(job.search_path))
+    )
+    if job.acquisition is None:
+        return offers
+    wanted = job.acquisition is AcquisitionMode.BURSTS
+    if wanted and not offers:
+        raise SearchError(
+            f"acquisition 'bursts' but {job.search_path} lists whole SLC scenes; export an ASF burst search "
+            "(processingLevel BURST) or set acquisition: scenes"
+        )
+    if not wanted and offers and job.search_kind == "file":
+        raise SearchError(
+            f"acquisition 'scenes' but {job.search_path} lists burst products; export an SLC search or set "
+            "acquisition: bursts"
+        )
+    return wanted
+
+
 def search_scenes(job: JobConfig) -> list[Scene]:
-    """Scenes for ``job`` from its configured source, oldest first."""
+    """Scenes for ``job`` from its configured source, oldest first (with bursts: one per date and parent SLC,
+    holding the bursts over the area)."""
+    if uses_bursts(job):
+        if job.search_kind == "asf":
+            return burst_scenes(search_asf_bursts(job), job)
+        path = _required(job.search_path)
+        records = ((props, geometry) for props, geometry, _ in read_export_records(path))
+        return burst_scenes(bursts_from_records(records, f"search file {path}"), job)
     if job.search_kind == "asf":
         scenes = search_asf(job)
     elif job.search_kind == "file":
@@ -75,14 +112,42 @@ def _required(path: Path | None) -> Path:
 def search_asf(job: JobConfig) -> list[Scene]:
     """Query ASF (CMR) with asf_search for IW SLCs over the job's area and dates."""
     import asf_search as asf
+
+    results = _asf_query(job, {"processingLevel": asf.PRODUCT_TYPE.SLC, "intersectsWith": job.area})
+    scenes = []
+    for product in results:
+        scene = _scene_or_none(product.properties, product.geometry, getattr(product, "umm", None))
+        if scene is not None:
+            scenes.append(scene)
+    log.info("ASF returned %d products, %d usable IW SLC scenes", len(results), len(scenes))
+    return scenes
+
+
+def search_asf_bursts(job: JobConfig) -> list[Burst]:
+    """Query ASF for IW SLC bursts over the job's area grown by the engines' margin (same filters as scenes)."""
+    import asf_search as asf
+
+    area = parse_area(job.area)
+    grown = grow_area_m(area, margin_m(job))
+    options: dict[str, Any] = {"processingLevel": asf.PRODUCT_TYPE.BURST, "intersectsWith": shapely.to_wkt(grown)}
+    if job.polarization is not None:
+        options["polarization"] = job.polarization.value
+    results = _asf_query(job, options)
+    bursts = bursts_from_records(((p.properties, p.geometry) for p in results), "ASF burst search")
+    log.info("ASF returned %d burst products", len(bursts))
+    return bursts
+
+
+def _asf_query(job: JobConfig, extra: dict[str, Any]) -> Any:
+    """One asf_search query with the job's platform, mode, dates, tracks and direction plus ``extra``."""
+    import asf_search as asf
     import requests
 
     # asf_search would otherwise POST our search options to ASF's error-report service on every error.
     asf.REPORT_ERRORS = False
     options: dict[str, Any] = {
-        "intersectsWith": job.area,
+        **extra,
         "platform": asf.PLATFORM.SENTINEL1,
-        "processingLevel": asf.PRODUCT_TYPE.SLC,
         "beamMode": asf.BEAMMODE.IW,
         "start": dt.datetime.combine(job.start, dt.time.min, tzinfo=dt.UTC),
         "end": dt.datetime.combine(job.end_date, dt.time.max, tzinfo=dt.UTC),
@@ -104,13 +169,7 @@ def search_asf(job: JobConfig) -> list[Scene]:
         raise SearchError(f"ASF search failed on the server side: {err}", transient=True) from err
     except asf.ASFError as err:
         raise SearchError(f"ASF search was refused: {err}") from err
-    scenes = []
-    for product in results:
-        scene = _scene_or_none(product.properties, product.geometry, getattr(product, "umm", None))
-        if scene is not None:
-            scenes.append(scene)
-    log.info("ASF returned %d products, %d usable IW SLC scenes", len(results), len(scenes))
-    return scenes
+    return results
 
 
 def _scene_or_none(
@@ -171,6 +230,17 @@ def _int_or_none(value: Any) -> int | None:
 
 def read_search_export(path: Path) -> list[Scene]:
     """Scenes from a saved search: an ASF GeoJSON FeatureCollection or a CMR UMM-G JSON list."""
+    scenes = []
+    for props, geometry, umm in read_export_records(path):
+        try:
+            scenes.append(scene_from_asf(props, geometry, umm))
+        except SceneNameError as err:
+            raise SearchError(f"search file {path}: {err}") from err
+    return scenes
+
+
+def read_export_records(path: Path) -> list[tuple[dict[str, Any], Any, Any]]:
+    """(ASF properties, geometry, UMM or None) of every record of a saved search (GeoJSON or CMR UMM-G)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -181,13 +251,7 @@ def read_search_export(path: Path) -> list[Scene]:
         records = _cmr_records(doc, path)
     else:
         raise SearchError(f"search file {path} is neither an ASF GeoJSON export nor a CMR UMM-G JSON list")
-    scenes = []
-    for props, geometry, umm in records:
-        try:
-            scenes.append(scene_from_asf(props, geometry, umm))
-        except SceneNameError as err:
-            raise SearchError(f"search file {path}: {err}") from err
-    return scenes
+    return records
 
 
 def _cmr_records(doc: Any, path: Path) -> list[tuple[dict[str, Any], Any, Any]]:
@@ -257,5 +321,7 @@ __all__ = [
     "read_search_export",
     "scene_from_asf",
     "search_asf",
+    "search_asf_bursts",
     "search_scenes",
+    "uses_bursts",
 ]

@@ -25,7 +25,10 @@ from prefect.exceptions import PrefectException
 from offset_cube.config import JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
 from offset_cube.download import (
+    burst_safe_path,
+    cached_burst_safe,
     cached_scene,
+    download_burst_scene,
     download_scene_file,
     needs_download,
     open_session,
@@ -105,7 +108,11 @@ def _download_cache_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
     cleanup) gets a key of its own, so a stale path is never returned from Prefect's cache."""
     scene: Scene = inputs["scene"]
     job: JobConfig = inputs["job"]
-    path = scene.local_path or scene_path(scene, job.storage.scene_dir)
+    if scene.bursts:
+        safe = burst_safe_path(scene, job.storage.scene_dir)
+        path = safe.with_name(safe.name + ".bursts.json")  # rewritten whenever the SAFE is (re)assembled
+    else:
+        path = scene.local_path or scene_path(scene, job.storage.scene_dir)
     try:
         stat = path.stat()
         fingerprint: list[int | str] = [stat.st_size, stat.st_mtime_ns]
@@ -130,19 +137,32 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
         path = verify_local_scene(scene)
         logger.info("using local %s", path)
         return path
-    cached = cached_scene(scene, job.storage.scene_dir)
+    cached = (
+        cached_burst_safe(scene, job.storage.scene_dir) if scene.bursts else cached_scene(scene, job.storage.scene_dir)
+    )
     if cached is not None:
         logger.info("%s: verified copy in the scene cache", scene.product_id)
         return cached
     session = open_session(
         load_earthdata_credentials(job), timeout_s=job.download.timeout_s, edl_host=job.download.edl_host
     )
+    fetch = download_burst_scene if scene.bursts else download_scene_file
     try:
         with slot(job, download_limit_name(job), job.concurrency.downloads):
-            path = download_scene_file(scene, job.storage.scene_dir, session, _progress(scene))
+            path = fetch(scene, job.storage.scene_dir, session, _progress(scene))
     finally:
         session.close()
-    logger.info("%s: downloaded and verified (%d bytes, md5 %s)", scene.product_id, path.stat().st_size, scene.md5)
+    if scene.bursts:
+        logger.info(
+            "%s: %d burst(s) %s downloaded (%d bytes, sizes and TIFF headers checked) and assembled into %s",
+            scene.product_id,
+            len(scene.bursts),
+            ", ".join(scene.burst_ids),
+            scene.size_bytes or 0,
+            path,
+        )
+    else:
+        logger.info("%s: downloaded and verified (%d bytes, md5 %s)", scene.product_id, path.stat().st_size, scene.md5)
     return path
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
+from offset_cube.bursts import download_comparison
 from offset_cube.config import JobConfig
 from offset_cube.cube.lookup import existing_pair_ids
-from offset_cube.planning import Plan, plan_pairs
+from offset_cube.planning import Acquisition, Pair, Plan, plan_pairs
 from offset_cube.scenes import Scene
 from tasks._common import run_logger
 
@@ -29,6 +30,9 @@ def plan_task(job: JobConfig, scenes: list[Scene], existing: list[str]) -> Plan:
         logger.warning(warning)
     for skipped in plan.skipped:
         logger.warning("skipping %s: %s", skipped.pair.label, skipped.reason)
+    comparison = download_comparison(plan.scenes())
+    if comparison:
+        logger.info(comparison)
     logger.info(
         "plan: %d acquisition(s) on track(s) %s, %d pair(s) to process, %d already in the cube, %d skipped",
         len(plan.acquisitions),
@@ -52,6 +56,7 @@ def publish_plan_table(plan: Plan, status: dict[str, str] | None = None) -> None
             "secondary": p.secondary.date.isoformat(),
             "dt_days": round(p.dt_days, 2),
             "search_px": f"{p.search_px[0]}x{p.search_px[1]}",
+            **_download_columns(p),
             "status": status.get(p.pair_id, "planned"),
         }
         for p in plan.pairs
@@ -64,8 +69,27 @@ def publish_plan_table(plan: Plan, status: dict[str, str] | None = None) -> None
             "secondary": s.pair.secondary.date.isoformat(),
             "dt_days": round(s.pair.dt_days, 2),
             "search_px": f"{s.pair.search_px[0]}x{s.pair.search_px[1]}",
+            **_download_columns(s.pair),
             "status": f"skipped: {s.reason}",
         }
         for s in plan.skipped
     ]
-    create_table_artifact(table=rows, key="plan", description="Pairs of this run and their status")
+    description = "Pairs of this run and their status"
+    comparison = download_comparison(plan.scenes())
+    create_table_artifact(
+        table=rows, key="plan", description=f"{description}; {comparison}" if comparison else description
+    )
+
+
+def _download_columns(pair: Pair) -> dict[str, str]:
+    """Per date: the burst IDs to download (burst acquisition) and the megabytes."""
+
+    def megabytes(acq: Acquisition) -> str:
+        size = acq.download_bytes
+        return "?" if size is None else f"{size / 1e6:.0f}"
+
+    return {
+        "reference_bursts": " ".join(pair.reference.burst_ids) or "whole scenes",
+        "secondary_bursts": " ".join(pair.secondary.burst_ids) or "whole scenes",
+        "download_mb": f"{megabytes(pair.reference)} + {megabytes(pair.secondary)}",
+    }

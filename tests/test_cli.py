@@ -58,8 +58,14 @@ def test_plan_json_lists_consecutive_pairs() -> None:
         "dt_days",
         "reference_scenes",
         "secondary_scenes",
+        "reference_bursts",
+        "secondary_bursts",
+        "reference_bytes",
+        "secondary_bytes",
         "search",
     }
+    assert pairs[0]["reference_bursts"] == []  # whole scenes: an SLC export
+    assert pairs[0]["reference_bytes"] == 2830964932
     assert pairs[0]["track"] == 13 and pairs[0]["direction"] == "DESCENDING"
     assert pairs[0]["dt_days"] == pytest.approx(24.0, abs=1e-3)
     assert all(a["secondary_date"] == b["reference_date"] for a, b in itertools.pairwise(pairs))

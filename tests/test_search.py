@@ -84,7 +84,7 @@ def test_asf_search_runs_the_real_client_on_a_recorded_response() -> None:
     """A recorded CMR response (the asf_search project's own) stands in for CMR; asf_search itself is real."""
     with requests_mock.Mocker() as mock:
         mock.post(cmr_mock_url(), json=_cmr_page())
-        scenes = search_scenes(stack_job(search="asf", track=13, direction="DESCENDING"))
+        scenes = search_scenes(stack_job(search="asf", track=13, direction="DESCENDING", acquisition="scenes"))
         sent = mock.request_history[0].text or ""
     assert len(scenes) == 176
     assert [s.start for s in scenes] == sorted(s.start for s in scenes)  # ASF answers newest first

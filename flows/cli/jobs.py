@@ -10,8 +10,9 @@ import typer
 
 from flows.cli.app import EXIT_FAILED, app, fail, is_terminal, user_errors, warn
 from flows.cli.doctor import check_before_download, dry_run_folders
+from offset_cube.bursts import download_comparison
 from offset_cube.config import JobConfig, load_job
-from offset_cube.planning import Plan, plan_pairs
+from offset_cube.planning import Acquisition, Plan, plan_pairs
 from offset_cube.search import search_scenes
 
 ConfigOpt = Annotated[
@@ -109,9 +110,12 @@ def _print_plan_table(the_plan: Plan) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(the_plan.pairs)} pair(s), polarisation {the_plan.polarization or '-'}")
-    for column in ("track", "dir", "reference", "secondary", "Δt (d)", "search (px)", "scenes"):
+    bursts = any(s.bursts for s in the_plan.scenes())
+    columns = ["track", "dir", "reference", "secondary", "Δt (d)", "search (px)", "scenes"]
+    for column in [*columns, "bursts", "MB"] if bursts else columns:
         table.add_column(column)
     for p in the_plan.pairs:
+        extra = [" ".join(p.reference.burst_ids), _megabytes(p.reference, p.secondary)] if bursts else []
         table.add_row(
             str(p.track),
             p.direction.value[:3],
@@ -120,8 +124,17 @@ def _print_plan_table(the_plan: Plan) -> None:
             f"{p.dt_days:.1f}",
             f"{p.search_px[0]}x{p.search_px[1]}",
             f"{len(p.reference.scenes)}+{len(p.secondary.scenes)}",
+            *extra,
         )
     Console().print(table)
+    comparison = download_comparison(the_plan.scenes())
+    if comparison:
+        typer.echo(comparison)
+
+
+def _megabytes(*acquisitions: Acquisition) -> str:
+    sizes = [a.download_bytes for a in acquisitions]
+    return "+".join("?" if s is None else f"{s / 1e6:.0f}" for s in sizes)
 
 
 @app.command()

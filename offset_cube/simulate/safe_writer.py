@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,32 +167,6 @@ def swath_member_stem(
         f"{mission.lower()}-{swath.lower()}-slc-{polarisation.lower()}-{start:{fmt}}-{stop:{fmt}}-"
         f"{orbit:06d}-{take:06x}-{image}"
     )
-
-
-def write_measurement_tiff(
-    path: Path, shape: tuple[int, int], blocks: list[tuple[int, int, np.ndarray]], tile: int = 128
-) -> None:
-    """A tiled, sparse complex int16 GeoTIFF of ``shape``; ``blocks`` are (row, col, complex data) to store."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-    from rasterio.windows import Window
-
-    profile = {
-        "driver": "GTiff",
-        "dtype": "complex_int16",
-        "width": shape[1],
-        "height": shape[0],
-        "count": 1,
-        "tiled": True,
-        "blockxsize": tile,
-        "blockysize": tile,
-        "sparse_ok": True,
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as ds:
-            for row, col, data in blocks:
-                ds.write(data.astype(np.complex64), 1, window=Window(col, row, data.shape[1], data.shape[0]))
 
 
 def write_safe_zip(path: Path, product_id: str, members: dict[str, bytes | Path]) -> Path:

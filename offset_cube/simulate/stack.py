@@ -40,6 +40,7 @@ from shapely.geometry import Point
 from offset_cube.area import area_to_wkt, parse_area
 from offset_cube.atomic import write_text_atomic
 from offset_cube.builtin.radargrid import Lattice
+from offset_cube.burst_safe import write_measurement_tiff
 from offset_cube.cube.grid import auto_crs
 from offset_cube.errors import ConfigError
 from offset_cube.geometry.ellipsoid import ecef_to_geodetic, geodetic_to_ecef
@@ -59,7 +60,6 @@ from offset_cube.simulate.safe_writer import (
     retime_annotation,
     retime_manifest,
     swath_member_stem,
-    write_measurement_tiff,
     write_safe_zip,
 )
 from offset_cube.simulate.truth import write_truth
