@@ -23,7 +23,7 @@ import datetime as dt
 import json
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ import numpy as np
 import shapely
 from lxml import etree
 
-from offset_cube.atomic import atomic_path
+from offset_cube.atomic import atomic_path, write_text_atomic
 from offset_cube.errors import SafeError
 from offset_cube.safe.annotation import parse_annotation
 from offset_cube.safe.product import SafeProduct
@@ -47,6 +47,8 @@ T_BEAM_S = 2.758273
 T_PRE_S = 2.299849
 T_ORBIT_S = 12 * 86400 / 175
 TILE = 128
+#: Lines read and written at a time when copying bursts.
+STRIP_LINES = 256
 
 
 @dataclass(frozen=True)
@@ -158,32 +160,39 @@ def _write_swath(
             (safe / PARTS[kind] / f"{kind}-{stem}.xml").write_bytes(_document(kind, part))
     parsed = parse_annotation(annotation, source=f"{source}:{swath}/{pol}")
     shape = (parsed.lines_per_burst * len(parsed.bursts), parsed.samples_per_burst)
-    blocks = []
     for burst in members:
         if burst.index >= len(parsed.bursts):
             raise SafeError(f"{burst.name}: burst index {burst.index} but the annotation lists {len(parsed.bursts)}")
-        data = read_burst_tiff(tiffs[burst.name], (parsed.lines_per_burst, parsed.samples_per_burst))
-        blocks.append((burst.index * parsed.lines_per_burst, 0, data))
+    blocks = (
+        (burst.index * parsed.lines_per_burst + row, 0, data)
+        for burst in members
+        for row, data in burst_tiff_strips(tiffs[burst.name], (parsed.lines_per_burst, parsed.samples_per_burst))
+    )
     write_measurement_tiff(safe / "measurement" / f"{stem}.tiff", shape, blocks)
 
 
-def read_burst_tiff(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """A burst TIFF as complex64, checked against the annotation's lines × samples per burst."""
+def burst_tiff_strips(path: Path, shape: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(first line, complex64 lines) of a burst TIFF, :data:`STRIP_LINES` at a time (a burst is ~300 MB as
+    complex64), after checking it holds the annotation's lines × samples per burst; all-zero strips are left out."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.windows import Window
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as ds:
-                if (ds.height, ds.width) != shape:
-                    raise SafeError(f"{path} is {ds.height}x{ds.width}; the annotation says {shape[0]}x{shape[1]}")
-                data = ds.read(1)
+                if (ds.height, ds.width) != shape or ds.count != 1 or not ds.dtypes[0].startswith("complex"):
+                    raise SafeError(
+                        f"{path} is {ds.count} band(s) of {ds.height}x{ds.width} {ds.dtypes[0]}; the annotation says "
+                        f"one band of {shape[0]}x{shape[1]} complex int16"
+                    )
+                for row in range(0, shape[0], STRIP_LINES):
+                    data = ds.read(1, window=Window(0, row, shape[1], min(STRIP_LINES, shape[0] - row)))
+                    if data.any():
+                        yield row, np.asarray(data, dtype=np.complex64)
     except RasterioIOError as err:
         raise SafeError(f"{path} is not a readable burst TIFF ({err})") from err
-    if not np.iscomplexobj(data):
-        raise SafeError(f"{path} holds {data.dtype}; a burst TIFF is complex int16")
-    return np.asarray(data, dtype=np.complex64)
 
 
 def write_measurement_tiff(
@@ -237,12 +246,16 @@ def cut_into_bursts(safe_path: Path, out: Path, base_url: str) -> list[dict[str,
                 ann = product.annotation(swath, pol)
                 folder = out / product.product_id / swath / pol
                 folder.mkdir(parents=True, exist_ok=True)
+                shape = (ann.lines_per_burst, ann.samples_per_burst)
                 for burst in ann.bursts:
-                    rows = (burst.index * ann.lines_per_burst, (burst.index + 1) * ann.lines_per_burst)
-                    data = product.read_window(swath, pol, rows, (0, ann.samples_per_burst))
+                    line0 = burst.index * ann.lines_per_burst
+                    strips = (
+                        (row, 0, product.read_window(swath, pol, (line0 + row, line0 + row + n), (0, shape[1])))
+                        for row in range(0, shape[0], STRIP_LINES)
+                        for n in [min(STRIP_LINES, shape[0] - row)]
+                    )
                     tiff = folder / f"{burst.index}.tiff"
-                    nonzero = [(0, 0, data)] if np.any(data) else []
-                    write_measurement_tiff(tiff, data.shape, nonzero)
+                    write_measurement_tiff(tiff, shape, ((r, c, d) for r, c, d in strips if d.any()))
                     (folder / f"{burst.index}.xml").write_bytes(metadata)
                     features.append(
                         _burst_feature(product.product_id, info.relative_orbit, info.flight_direction, ann, burst)
@@ -313,6 +326,15 @@ def _finish_feature(feature: dict[str, Any], base_url: str) -> dict[str, Any]:
     props["additionalUrls"] = [f"{base_url}/{path}.xml"]
     props["fileName"] = f"{props['fileID']}.tiff"
     return {"type": "Feature", "geometry": feature["geometry"], "properties": props}
+
+
+def publish_bursts(safes: Iterable[Path], out: Path, base_url: str) -> Path:
+    """Cut every SAFE into burst products under ``out`` (ASF's layout) and write ``out/bursts.geojson``, the
+    ASF burst search export listing them with URLs under ``base_url``; return the export."""
+    features: list[dict[str, Any]] = []
+    for safe in safes:
+        features += cut_into_bursts(safe, out, base_url)
+    return write_text_atomic(out / "bursts.geojson", burst_export(features))
 
 
 def burst_export(features: Sequence[dict[str, Any]]) -> str:
