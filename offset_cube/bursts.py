@@ -27,7 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from offset_cube.area import parse_area
-from offset_cube.config import FlightDirection, JobConfig, Polarization, Swath
+from offset_cube.config import Engine, FlightDirection, JobConfig, Polarization, Swath
 from offset_cube.errors import SceneNameError, SearchError
 from offset_cube.planning import AZIMUTH_SPACING_M, SLANT_RANGE_SPACING_M, required_search_px
 from offset_cube.scenes import Burst, ProductName, Scene, parse_utc
@@ -208,7 +208,7 @@ def burst_scenes(bursts: Iterable[Burst], job: JobConfig) -> list[Scene]:
     burst IDs covering the area plus :func:`margin_m`, and return one scene per date and parent SLC with those
     bursts; each scene also names the IDs its track requires, so a date lacking one is reported when planning.
     """
-    area = parse_area(job.area)
+    area = burst_target(job)
     kept = [b for b in bursts if _wanted(b, job)]
     polarization = choose_burst_polarization(job, kept)
     kept = [b for b in kept if b.polarization is polarization]
@@ -231,6 +231,17 @@ def burst_scenes(bursts: Iterable[Burst], job: JobConfig) -> list[Scene]:
         )
         scenes += _date_scenes([b for b in track_bursts if b.full_burst_id in required], required)
     return sorted(scenes, key=lambda s: (s.start, s.product_id))
+
+
+def burst_target(job: JobConfig) -> BaseGeometry:
+    """What the bursts must cover: the area; for ISCE2 the box topsApp processes (the area's bounding box plus
+    ``isce2.roi_margin_deg``, its region of interest), since topsApp reads every burst that box meets."""
+    area = parse_area(job.area)
+    if job.engine is not Engine.ISCE2:
+        return area
+    west, south, east, north = area.bounds
+    pad = job.isce2.roi_margin_deg
+    return shapely.box(west - pad, max(south - pad, -90.0), east + pad, min(north + pad, 90.0))
 
 
 def _wanted(burst: Burst, job: JobConfig) -> bool:

@@ -20,6 +20,7 @@ from shapely.geometry.base import BaseGeometry
 from offset_cube.area import parse_area
 from offset_cube.bursts import (
     burst_scenes,
+    burst_target,
     bursts_from_records,
     grow_area_m,
     is_burst_record,
@@ -127,8 +128,7 @@ def search_asf_bursts(job: JobConfig) -> list[Burst]:
     """Query ASF for IW SLC bursts over the job's area grown by the engines' margin (same filters as scenes)."""
     import asf_search as asf
 
-    area = parse_area(job.area)
-    grown = grow_area_m(area, margin_m(job))
+    grown = grow_area_m(burst_target(job), margin_m(job))
     options: dict[str, Any] = {"processingLevel": asf.PRODUCT_TYPE.BURST, "intersectsWith": shapely.to_wkt(grown)}
     if job.polarization is not None:
         options["polarization"] = job.polarization.value

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from offset_cube.area import parse_area
 from offset_cube.burst_safe import assemble_safe, publish_bursts
 from offset_cube.bursts import burst_scenes, bursts_from_records
 from offset_cube.config import JobConfig, load_job
@@ -26,6 +27,7 @@ from offset_cube.download import (
     remove_scene_file,
 )
 from offset_cube.errors import AuthenticationError, TransientDownloadError
+from offset_cube.isce2.render import swaths_covering
 from offset_cube.safe.product import SafeProduct
 from offset_cube.scenes import Burst, Scene
 from offset_cube.simulate.demo import demo_job, describe
@@ -111,7 +113,8 @@ def test_assembled_safe_reads_like_the_original(
     xml.write_bytes(fake.files[scene.bursts[0].metadata_url.split("/data/")[1]])
     safe = assemble_safe(scene.product_id, scene.bursts, files, {"VV": xml}, tmp_path / f"{scene.product_id}.SAFE")
     check_safe_members(safe, "assembled")
-    assert annotation_found(str(safe), 2, "vv")
+    assert annotation_found(str(safe), 2, "vv")  # the ISCE2 stand-in's preprocess lookup
+    assert swaths_covering([safe], parse_area(stack.area_wkt), "VV") == (2,)  # what the ISCE2 render reads
     original = next(p for p in stack.scenes if p.name.startswith(scene.product_id))
     with SafeProduct(safe) as assembled, SafeProduct(original) as whole:
         assert assembled.manifest == whole.manifest

@@ -252,3 +252,12 @@ def test_plan_command_shows_bursts_and_bytes_per_date() -> None:
     listed = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
     assert [p["secondary_bursts"] for p in listed] == [[BURST_ID]] * 2
     assert all(p["secondary_bytes"] > 144_000_000 for p in listed)
+
+
+def test_isce2_bursts_cover_the_region_of_interest_topsapp_reads(tmp_path: Path) -> None:
+    """topsApp processes every burst its region of interest (area bbox + isce2.roi_margin_deg) meets."""
+    search = write(with_next_burst(records()), tmp_path / "bursts.geojson")
+    builtin = search_scenes(burst_job(search=search))
+    isce2 = search_scenes(burst_job(search=search, engine="isce2", isce2={"roi_margin_deg": 0.1}))
+    assert {s.burst_ids for s in builtin} == {(BURST_ID,)}
+    assert {s.burst_ids for s in isce2} == {(BURST_ID, "174_372327_IW3")}

@@ -25,6 +25,14 @@ def simulate(
         "glacier"
     ),
     area_km: Annotated[float, typer.Option(help="Side of the square area (km), centred on a burst seam.")] = 8.0,
+    bursts_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Also write the stack as ASF burst products in OUT/bursts/ (<SLC>/<swath>/<pol>/<n>.tiff and .xml) "
+            "with OUT/bursts/bursts.geojson, an ASF burst search export whose URLs start with this URL "
+            "(serve OUT/bursts there)."
+        ),
+    ] = None,
 ) -> None:
     """Simulate SAFE zips of one track (with .EOF orbits) and write the true velocity on the cube grid."""
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
@@ -43,3 +51,9 @@ def simulate(
         typer.echo(f"{date.product}")
     typer.echo(f"orbits in {stack.orbit_dir}, truth in {stack.truth}")
     typer.echo(f"area: {stack.area_wkt}")
+    if bursts_url:
+        from offset_cube.burst_safe import publish_bursts
+
+        with user_errors():
+            export = publish_bursts(stack.scenes, stack.folder / "bursts", bursts_url)
+        typer.echo(f"bursts in {export.parent}, burst search export {export} (search: file:{export})")
