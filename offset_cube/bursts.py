@@ -29,7 +29,12 @@ from shapely.ops import unary_union
 from offset_cube.area import parse_area
 from offset_cube.config import Engine, FlightDirection, JobConfig, Polarization, Swath
 from offset_cube.errors import SceneNameError, SearchError
-from offset_cube.planning import AZIMUTH_SPACING_M, SLANT_RANGE_SPACING_M, required_search_px
+from offset_cube.planning import (
+    AZIMUTH_SPACING_M,
+    SLANT_RANGE_SPACING_M,
+    choose_co_polarization,
+    required_search_px,
+)
 from offset_cube.scenes import Burst, ProductName, Scene, parse_utc
 
 log = logging.getLogger(__name__)
@@ -189,20 +194,6 @@ def _shape(burst_id: str, footprints: Mapping[str, str], centre: Any) -> BaseGeo
     return _local_metres(shapely.from_wkt(footprints[burst_id]), centre.x, centre.y)
 
 
-def choose_burst_polarization(job: JobConfig, bursts: Sequence[Burst]) -> Polarization | None:
-    """The job's polarisation, else the co-polarisation most bursts have (ties: HH in polar regions, else VV)."""
-    from offset_cube.planning import POLAR_LATITUDE_DEG
-
-    if job.polarization is not None:
-        return job.polarization
-    counts = {p: sum(b.polarization is p for b in bursts) for p in (Polarization.HH, Polarization.VV)}
-    if not any(counts.values()):
-        return None
-    polar = abs(parse_area(job.area).centroid.y) >= POLAR_LATITUDE_DEG
-    preferred, other = (Polarization.HH, Polarization.VV) if polar else (Polarization.VV, Polarization.HH)
-    return preferred if counts[preferred] >= counts[other] else other
-
-
 def burst_scenes(bursts: Iterable[Burst], job: JobConfig) -> list[Scene]:
     """Filter bursts to the job (dates, tracks, direction, swaths, polarisation), choose per track the fewest
     burst IDs covering the area plus :func:`margin_m`, and return one scene per date and parent SLC with those
@@ -210,7 +201,7 @@ def burst_scenes(bursts: Iterable[Burst], job: JobConfig) -> list[Scene]:
     """
     area = burst_target(job)
     kept = [b for b in bursts if _wanted(b, job)]
-    polarization = choose_burst_polarization(job, kept)
+    polarization = choose_co_polarization(job, [(b.polarization,) for b in kept])
     kept = [b for b in kept if b.polarization is polarization]
     by_track: dict[tuple[int, FlightDirection], list[Burst]] = defaultdict(list)
     for burst in kept:

@@ -185,14 +185,20 @@ class Plan(BaseModel):
 
 def choose_polarization(job: JobConfig, scenes: Sequence[Scene]) -> Polarization | None:
     """The co-polarisation to process: the job's, else the one most scenes hold (ties: HH if polar, else VV)."""
+    return choose_co_polarization(job, [s.polarisations for s in scenes])
+
+
+def choose_co_polarization(job: JobConfig, held: Sequence[Collection[Polarization]]) -> Polarization | None:
+    """The job's polarisation, else the co-polarisation most products hold (``held``: each product's
+    polarisations; ties: HH in polar regions, else VV); None when there are no products."""
     if job.polarization is not None:
         return job.polarization
-    if not scenes:
+    if not held:
         return None
     polar = abs(parse_area(job.area).centroid.y) >= POLAR_LATITUDE_DEG
     preferred, other = (Polarization.HH, Polarization.VV) if polar else (Polarization.VV, Polarization.HH)
-    n_pref = sum(preferred in s.polarisations for s in scenes)
-    n_other = sum(other in s.polarisations for s in scenes)
+    n_pref = sum(preferred in p for p in held)
+    n_other = sum(other in p for p in held)
     return preferred if n_pref >= n_other else other
 
 
