@@ -233,7 +233,8 @@ def track_pair(
     """Track the pair over the area with the predicted geometry as gross offset; build the result dataset."""
     from offset_cube.tracking import track_offsets
 
-    window, search, skip = job.tracking.window, inputs.pair.search_px, job.tracking.skip
+    # Size(*...) also where a model copy skipped validation
+    window, search, skip = Size(*job.tracking.window), Size(*inputs.pair.search_px), Size(*job.tracking.skip)
     layout = layout_pair(ref_grid, sec_grid, area, heights, window, search, skip)
     ref_data, _ = ref_grid.read(layout.ref_crop.lines, layout.ref_crop.samples)
     sec_data, sec_valid = sec_grid.read(layout.sec_crop.lines, layout.sec_crop.samples)
