@@ -33,7 +33,7 @@ from offset_cube.planning import (
     AZIMUTH_SPACING_M,
     SLANT_RANGE_SPACING_M,
     choose_co_polarization,
-    required_search_px,
+    search_window,
 )
 from offset_cube.scenes import Burst, ProductName, Scene, parse_utc
 
@@ -136,16 +136,10 @@ def margin_m(job: JobConfig) -> float:
     expected pair on each side (in range at the smallest IW ground pixel, in azimuth at the IW line spacing),
     plus :data:`FOOTPRINT_PAD_M`."""
     gap = float(job.max_gap_days) if job.max_gap_days is not None else MARGIN_GAP_DAYS
-    search = required_search_px(job, gap)
-    if job.tracking.search is not None:
-        scale = gap / job.tracking.search_reference_days
-        search = (
-            max(search[0], math.ceil(job.tracking.search[0] * scale)),
-            max(search[1], math.ceil(job.tracking.search[1] * scale)),
-        )
+    search, _ = search_window(job, gap)
     window, skip = job.tracking.window, job.tracking.skip
-    range_m = (window[0] / 2 + skip[0] + search[0]) * GROUND_RANGE_SPACING_M
-    azimuth_m = (window[1] / 2 + skip[1] + search[1]) * AZIMUTH_SPACING_M
+    range_m = (window.samples / 2 + skip.samples + search.samples) * GROUND_RANGE_SPACING_M
+    azimuth_m = (window.lines / 2 + skip.lines + search.lines) * AZIMUTH_SPACING_M
     return max(range_m, azimuth_m) + FOOTPRINT_PAD_M
 
 

@@ -37,22 +37,21 @@ log = logging.getLogger(__name__)
 
 def uses_bursts(job: JobConfig) -> bool:
     """Whether the job downloads bursts: ``acquisition`` when set, else bursts where the source offers them."""
-    if job.search_kind == "local":
+    source = job.search
+    if source.kind == "local":
         return False  # JobConfig refuses acquisition: bursts with a local catalog
-    offers = job.search_kind == "asf" or any(
-        is_burst_record(p) for p, _, _ in read_export_records(_required(job.search_path))
-    )
+    offers = source.path is None or any(is_burst_record(p) for p, _, _ in read_export_records(source.path))
     if job.acquisition is None:
         return offers
     wanted = job.acquisition is AcquisitionMode.BURSTS
     if wanted and not offers:
         raise SearchError(
-            f"acquisition 'bursts' but {job.search_path} lists whole SLC scenes; export an ASF burst search "
+            f"acquisition 'bursts' but {source.path} lists whole SLC scenes; export an ASF burst search "
             "(processingLevel BURST) or set acquisition: scenes"
         )
-    if not wanted and offers and job.search_kind == "file":
+    if not wanted and offers and source.kind == "file":
         raise SearchError(
-            f"acquisition 'scenes' but {job.search_path} lists burst products; export an SLC search or set "
+            f"acquisition 'scenes' but {source.path} lists burst products; export an SLC search or set "
             "acquisition: bursts"
         )
     return wanted
@@ -61,18 +60,18 @@ def uses_bursts(job: JobConfig) -> bool:
 def search_scenes(job: JobConfig) -> list[Scene]:
     """Scenes for ``job`` from its configured source, oldest first (with bursts: one per date and parent SLC,
     holding the bursts over the area)."""
+    source = job.search
     if uses_bursts(job):
-        if job.search_kind == "asf":
+        if source.path is None:
             return burst_scenes(search_asf_bursts(job), job)
-        path = _required(job.search_path)
-        records = ((props, geometry) for props, geometry, _ in read_export_records(path))
-        return burst_scenes(bursts_from_records(records, f"search file {path}"), job)
-    if job.search_kind == "asf":
+        records = ((props, geometry) for props, geometry, _ in read_export_records(source.path))
+        return burst_scenes(bursts_from_records(records, f"search file {source.path}"), job)
+    if source.path is None:
         scenes = search_asf(job)
-    elif job.search_kind == "file":
-        scenes = read_search_export(_required(job.search_path))
+    elif source.kind == "file":
+        scenes = read_search_export(source.path)
     else:
-        scenes = read_local_catalog(_required(job.search_path))
+        scenes = read_local_catalog(source.path)
     return filter_scenes(scenes, job)
 
 
@@ -99,12 +98,6 @@ def _intersects(footprint_wkt: str, area: BaseGeometry) -> bool:
         return bool(shapely.from_wkt(footprint_wkt).intersects(area))
     except shapely.errors.GEOSException:
         return True  # an unparsable footprint is not a reason to drop a scene
-
-
-def _required(path: Path | None) -> Path:
-    if path is None:  # pragma: no cover - JobConfig guarantees a path for file:/local:
-        raise SearchError("search source needs a path")
-    return path
 
 
 # --------------------------------------------------------------------------------------------------- ASF
