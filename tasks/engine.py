@@ -19,7 +19,8 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 from offset_cube.config import Engine, JobConfig, StorageConfig
 from offset_cube.isce2.engine import run_isce2
-from offset_cube.isce2.runner import TOPSAPP_STEPS, is_notable, kill_recorded_runs, step_of
+from offset_cube.isce2.supervise import kill_recorded_runs
+from offset_cube.isce2.topsapp import TOPSAPP_STEPS, is_notable, step_of
 from offset_cube.planning import Pair
 from offset_cube.result import RESULT_NAME
 from offset_cube.stages import PairInputs
