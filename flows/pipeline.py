@@ -20,13 +20,14 @@ from pydantic import BaseModel, ConfigDict
 
 from offset_cube.config import Engine, JobConfig
 from offset_cube.download import releasable_scenes
+from offset_cube.errors import PairDeferred
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
+from tasks._common.limits import engine_limits, prepare_limits
 from tasks.cube import insert_into_cube, report_cube
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
-from tasks.inputs import PairDeferred, gather_inputs
-from tasks.limits import engine_limits, prepare_limits
+from tasks.inputs import gather_inputs
 from tasks.orbits import fetch_orbit
 from tasks.plan import existing_pairs_task, plan_task, publish_plan_table
 from tasks.product import make_product

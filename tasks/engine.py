@@ -25,7 +25,7 @@ from offset_cube.planning import Pair
 from offset_cube.result import RESULT_NAME
 from offset_cube.stages import PairInputs
 from tasks._common import OutputRecord, run_logger, stage_key
-from tasks.limits import engine_slot
+from tasks._common.limits import engine_slot
 
 
 def engine_record(inputs: PairInputs, job: JobConfig) -> OutputRecord:

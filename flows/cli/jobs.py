@@ -157,7 +157,7 @@ def run(
 def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
-    from tasks.download import terminal_progress
+    from offset_cube.progress import terminal_progress
 
     with terminal_progress(enabled=is_terminal()):  # a progress bar per download in a terminal
         return flow_for(job)(job, return_state=True)

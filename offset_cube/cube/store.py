@@ -55,8 +55,9 @@ import zarr
 
 import offset_cube
 from offset_cube.atomic import TMP_PREFIX, remove_stale_temporaries
+from offset_cube.config import JobConfig
 from offset_cube.conventions import MID_DATE_ATTRS, PairRecord
-from offset_cube.cube.grid import CubeGrid
+from offset_cube.cube.grid import CubeGrid, grid_for_job
 from offset_cube.cube.layers import layer_columns, layer_encoding, layer_records
 from offset_cube.cube.lock import CubeLock
 from offset_cube.cube.product import VARIABLES, add_xy_attrs, read_product, write_mapping
@@ -162,6 +163,11 @@ def grid_for_cube(cube_path: Path, grid: CubeGrid, area_wkt: str) -> CubeGrid:
             "or write to another storage.cube"
         )
     return stored[0]
+
+
+def job_grid(job: JobConfig) -> CubeGrid:
+    """The job's cube grid, refused when it disagrees with the existing cube (area, CRS, spacing)."""
+    return grid_for_cube(job.storage.cube_path, grid_for_job(job.area, job.grid), job.area)
 
 
 def insert_products(
