@@ -131,7 +131,7 @@ def kill_engine_processes(flow: Any, flow_run: Any, state: Any) -> None:
 
     Prefect's cancellation and timeouts do not stop child processes, and the hook may run in another process
     (the runner), so the groups come from the ``topsApp.pid`` files under the job's pairs folder
-    (../shared/reference/prefect3.md §4).
+    (checked with Prefect 3.9: a cancelled or timed-out task leaves the processes it started running).
     """
     log = logging.getLogger(__name__)
     pairs_dir = _pairs_dir(getattr(flow_run, "parameters", {}) or {})

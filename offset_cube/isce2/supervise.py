@@ -4,7 +4,7 @@
   the whole group (DenseAmpcor forks worker processes, runDenseOffsets shells out to gdal_translate) can be
   killed at once, with ``PR_SET_PDEATHSIG`` so it dies with the thread that started it, and with its pid in
   ``topsApp.pid`` so that a Prefect cancellation/crash hook in another process can kill the group: Prefect's own
-  timeout and cancel do not stop child processes (../shared/reference/prefect3.md §4).
+  timeout and cancel do not stop child processes (checked with Prefect 3.9).
 * A deadline kills the whole group (TERM, then KILL after a grace period).
 * Output streams line by line to ``topsApp.log`` and to callbacks (step changes come from ISCE's own
   ``Running step <name>`` lines, ``iscesys/Component/Application.py``).
