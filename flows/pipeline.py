@@ -61,7 +61,7 @@ def flow_run_name() -> str:
 
 
 @flow(
-    name="offset-cube",
+    name="offset-cube",  # the Prefect flow name that deployments and the UI use: keep it
     flow_run_name=flow_run_name,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=4)),
     validate_parameters=True,
@@ -69,7 +69,7 @@ def flow_run_name() -> str:
     on_cancellation=[kill_engine_processes],
     on_crashed=[kill_engine_processes],
 )
-def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
+def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
     """Process every new pair of the job's tracks into the job's velocity cube."""
     logger = get_run_logger()
     scenes = search_task(job)
@@ -82,7 +82,7 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
         for s in plan.skipped
     ]
     if not plan.pairs:
-        message = _nothing_to_do(plan, len(scenes))
+        message = plan.no_pairs_reason()
         logger.info(message)
         return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
 
@@ -187,16 +187,6 @@ def _outcome(pair: Pair, chain: list[PrefectFuture[Any]]) -> PairOutcome:
     return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="completed", product=chain[-1].result())
 
 
-def _nothing_to_do(plan: Plan, n_scenes: int) -> str:
-    if n_scenes == 0:
-        return "no scenes found for this area and date range; nothing to do"
-    if plan.already_done and not plan.skipped:
-        return f"no new pairs: all {len(plan.already_done)} pair(s) are already in the cube"
-    if len(plan.acquisitions) < 2 and not plan.skipped:
-        return f"only {len(plan.acquisitions)} acquisition(s) found; a pair needs two dates of one track"
-    return f"no pairs to process ({len(plan.skipped)} skipped, {len(plan.already_done)} already in the cube)"
-
-
 def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSummary:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("completed", "failed", "deferred", "skipped")}
     message = (
@@ -242,6 +232,6 @@ def flow_for(job: JobConfig) -> Any:
                     "dashboard_address": None,
                 },
             )
-        return offset_cube.with_options(task_runner=runner)
+        return velocity_cube_flow.with_options(task_runner=runner)
     workers = job.concurrency.pairs + job.concurrency.downloads
-    return offset_cube.with_options(task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=workers)))
+    return velocity_cube_flow.with_options(task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=workers)))
