@@ -114,7 +114,7 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
 def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
     """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
     results = job.storage.out / ".prefect-results"
-    download = download_scene.with_options(result_storage=results, **retry_options(job))
+    download = download_scene.with_options(result_storage=results, **retry_options(job.download))
     orbit = fetch_orbit.with_options(result_storage=results)
     engine = run_engine.with_options(result_storage=results)
     # Futures stand in for task inputs (Prefect resolves them), which the task signatures cannot express.

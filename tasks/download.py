@@ -20,7 +20,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 from prefect.exceptions import PrefectException
 
-from offset_cube.config import JobConfig
+from offset_cube.config import DownloadConfig, JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
 from offset_cube.download import (
     cached_scene,
@@ -85,11 +85,16 @@ def _download_cache_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
     return stage_cache_key("download", lambda _: [scene.product_id, str(path), *fingerprint])(ctx, inputs)
 
 
+def retry_options(download: DownloadConfig) -> dict[str, Any]:
+    """Task retry arguments from the job's ``download`` settings: its retry count and doubling delays."""
+    delays = [download.retry_delay_s * 2**i for i in range(download.retries)]
+    return {"retries": download.retries, "retry_delay_seconds": delays or 0}
+
+
 @task(
     name="download",
     task_run_name="download {scene.product_id}",
-    retries=4,
-    retry_delay_seconds=[30, 60, 120, 240],
+    **retry_options(DownloadConfig()),  # the defaults; each flow run applies its job's (flows/pipeline.py)
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_if_transient,
     cache_key_fn=_download_cache_key,
@@ -115,13 +120,6 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
         session.close()
     logger.info("%s: downloaded and verified (%d bytes, md5 %s)", scene.product_id, path.stat().st_size, scene.md5)
     return path
-
-
-def retry_options(job: JobConfig) -> dict[str, Any]:
-    """``with_options`` arguments giving the download task the job's retry count and doubling delays."""
-    retries = job.download.retries
-    delays = [job.download.retry_delay_s * 2**i for i in range(retries)]
-    return {"retries": retries, "retry_delay_seconds": delays or 0}
 
 
 def _progress(scene: Scene) -> ProgressCallback:
