@@ -21,7 +21,7 @@ from offset_cube.cube.lock import CubeLock, CubeLockedError
 from offset_cube.cube.lookup import existing_pair_ids
 from offset_cube.cube.product import read_product
 from offset_cube.cube.store import InsertReport, grid_for_cube, insert_products
-from offset_cube.cube.versions import open_cube, versions_dir
+from offset_cube.cube.versions import KEEP_PREVIOUS_VERSIONS, open_cube, versions_dir
 from offset_cube.errors import CubeError
 from tests.cube_synth import SOUTH_AREA, make_products, south_grid
 
@@ -166,7 +166,7 @@ def test_new_versions_link_unchanged_chunks_and_old_versions_are_pruned(
     for name in ("E", "F"):
         insert(cube, [products[name]])
     versions = sorted(p.name for p in versions_dir(cube).iterdir())
-    assert len(versions) == versions.KEEP_PREVIOUS_VERSIONS + 1 and cube.resolve().name == versions[-1]
+    assert len(versions) == KEEP_PREVIOUS_VERSIONS + 1 and cube.resolve().name == versions[-1]
 
 
 def test_a_job_that_disagrees_with_the_cube_is_refused(tmp_path: Path, products: dict[str, Path]) -> None:

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import pytest
 
 import flows.pipeline as pipeline
-import tasks.download as download_tasks
+from offset_cube import progress
 from offset_cube.config import JobConfig, load_job
 from offset_cube.progress import terminal_progress
 from tests.fake_asf import FakeAsf, serve_fake_asf, small_safe_zip
@@ -137,7 +137,7 @@ def test_progress_is_logged_every_ten_percent_and_kept_as_an_artifact(
     fake, orbits = servers
     export, products = publish_stack(fake, tmp_path, dates=2)
     monkeypatch.setenv("EARTHDATA_TOKEN", fake.token)
-    monkeypatch.setattr(download_tasks, "TerminalBars", _RecordingBars)
+    monkeypatch.setattr(progress, "TerminalBars", _RecordingBars)
     records: list[logging.LogRecord] = []
     handler = _ListHandler(records)
     logging.getLogger("prefect").addHandler(handler)
