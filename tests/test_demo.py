@@ -95,3 +95,27 @@ def test_demo_runs_the_flow_and_matches_the_truth(prefect_harness: None, tmp_pat
     assert again.exit_code == 0, again.output
     assert "using the simulated stack" in again.output
     assert xr.open_zarr(out / "cube.zarr").sizes["mid_date"] == 2
+
+
+@pytest.mark.flow
+def test_demo_runs_the_burst_path_through_a_local_burst_server(prefect_harness: None, tmp_path: Path) -> None:
+    """The demo with --acquisition bursts: the stack cut into ASF burst products, served on 127.0.0.1, searched
+    from its burst export, downloaded (no login), assembled and tracked; the cube matches the truth."""
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--dates", "2", "--area-km", "3", "--acquisition", "bursts"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "bursts" / "bursts.geojson").is_file()
+    assert len(list(out.glob("scenes/bursts/*/*.SAFE"))) == 2
+    assert "acquisition: bursts" in (out / "job.yaml").read_text()
+    from offset_cube.simulate.demo import accuracy
+
+    (layer,) = accuracy(out / "cube.zarr", out / "truth.zarr")
+    assert layer.coverage > 0.9 and layer.median_vx_error < 10 and layer.median_vy_error < 10, layer.line()
+
+
+def test_demo_rejects_an_unknown_acquisition(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--acquisition", "granules"])
+    assert result.exit_code == 2
+    assert "--acquisition 'granules' is not one of 'scenes', 'bursts'" in result.output
+    assert not (tmp_path / "d").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,15 +21,26 @@ def demo(
     dates: Annotated[int, typer.Option(help="Acquisitions to simulate when the folder holds none.")] = 4,
     coherence: Annotated[float, typer.Option(help="Speckle coherence γ of the simulated stack.")] = 0.7,
     area_km: Annotated[float, typer.Option(help="Side of the simulated square area (km).")] = 8.0,
+    acquisition: Annotated[
+        str,
+        typer.Option(
+            help="'scenes': the SAFE zips from the folder; 'bursts': the stack as ASF burst products, searched "
+            "and downloaded from a local burst server."
+        ),
+    ] = "scenes",
 ) -> None:
     """Simulate a glacier stack (unless DIR holds one), run the real flow on it with the built-in engine, and
     compare the cube with the truth. Needs no network and no credentials."""
     from flows.cli.jobs import run_flow
+    from offset_cube.burst_safe import publish_bursts
     from offset_cube.config import job_from_dict
     from offset_cube.simulate import DEMO_TEMPLATE
-    from offset_cube.simulate.demo import accuracy, demo_job, describe, stack_description
+    from offset_cube.simulate.burst_server import PLACEHOLDER_URL, serve_bursts
+    from offset_cube.simulate.demo import accuracy, demo_burst_job, demo_job, describe, stack_description
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
 
+    if acquisition not in ("scenes", "bursts"):
+        raise fail(f"--acquisition {acquisition!r} is not one of 'scenes', 'bursts'")
     out = out.absolute()
     started = time.monotonic()
     with user_errors():
@@ -42,10 +54,16 @@ def demo(
             doc = describe(stack)
         else:
             typer.echo(f"using the simulated stack in {out}")
-        raw = demo_job(doc, out)
-        (out / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        job = job_from_dict(raw, origin=str(out / "job.yaml"))
-    state = run_flow(job)
+        bursts = out / "bursts"
+        if acquisition == "bursts" and not (bursts / "bursts.geojson").is_file():
+            typer.echo(f"writing the stack as ASF burst products into {bursts} ...")
+            publish_bursts([Path(d["scene"]) for d in doc["dates"]], bursts, PLACEHOLDER_URL)
+    with serve_bursts(bursts) if acquisition == "bursts" else contextlib.nullcontext() as export:
+        with user_errors():
+            raw = demo_job(doc, out) if export is None else demo_burst_job(doc, out, export)
+            (out / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+            job = job_from_dict(raw, origin=str(out / "job.yaml"))
+        state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the demo run failed", code=EXIT_FAILED)
     cube = job.storage.cube_path

@@ -66,6 +66,13 @@ def demo_job(doc: dict[str, Any], out: Path) -> dict[str, Any]:
     }
 
 
+def demo_burst_job(doc: dict[str, Any], out: Path, export: Path) -> dict[str, Any]:
+    """The demo job reading the stack as burst products from the local burst server's search export."""
+    job = demo_job(doc, out)
+    job.update({"search": f"file:{export}", "acquisition": "bursts", "download": {"anonymous": True}})
+    return job
+
+
 def _scene_date(name: str) -> dt.date:
     return dt.datetime.strptime(name.split("_")[5][:8], "%Y%m%d").date()
 
