@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from offset_cube.config import JobConfig
+from offset_cube.dem import describe_dem
 from offset_cube.errors import EngineError, OrbitError, SafeError
 from offset_cube.geometry.acquisition import LookGeometry, date_look_geometry, open_date
 from offset_cube.isce2.dem import dem_heights
@@ -125,6 +126,7 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
     pair = inputs.pair
     parameters = {
         "isce_version": install.version,
+        "dem": describe_dem(job),
         "topsapp": str(install.topsapp),
         "offsets_file": f"{MERGED_DIR}/{files.offsets.name}",
         "covariance": files.covariance is not None,
