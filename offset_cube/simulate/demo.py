@@ -212,7 +212,7 @@ def geolocation_errors(doc: dict[str, Any], pairs_dir: Path) -> list[Geolocation
     geod = Geod(ellps="WGS84")
     results = []
     for path in sorted(pairs_dir.glob("*/offsets.zarr")):
-        with xr.open_zarr(path) as ds:
+        with xr.open_zarr(path, consolidated=False) as ds:
             truth = truth_of.get(str(ds.attrs.get("reference_granules", "")).split(" ")[0])
             if truth is None or ds.attrs.get("grid") != "radar":
                 continue
