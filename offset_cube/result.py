@@ -59,7 +59,15 @@ REQUIRED_VARIABLES: dict[str, str] = {
     "azimuth_spacing": "m",
     "range_spacing": "m",
 }
-OPTIONAL_VARIABLES: dict[str, str] = {"cov_az": "pixel2", "cov_rg": "pixel2", "cov_azrg": "pixel2"}
+#: ``slope_east``/``slope_north``: the terrain gradient ∂h/∂E, ∂h/∂N (m/m) from the DEM; when present the velocity
+#: conversion takes the motion as surface-parallel (:mod:`offset_cube.cube.velocity`).
+OPTIONAL_VARIABLES: dict[str, str] = {
+    "cov_az": "pixel2",
+    "cov_rg": "pixel2",
+    "cov_azrg": "pixel2",
+    "slope_east": "1",
+    "slope_north": "1",
+}
 REQUIRED_ATTRS = (
     "pair_id",
     "track",

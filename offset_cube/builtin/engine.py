@@ -288,6 +288,8 @@ def track_pair(
         "geometric_range_offset": layout.predicted_rg,
         **{name: tracked[name].values for name in ("cov_az", "cov_rg", "cov_azrg") if name in tracked},
     }
+    if not heights.is_constant:  # the terrain's slope: the product converts surface-parallel motion
+        variables["slope_east"], variables["slope_north"] = heights.slopes(geometry["latitude"], geometry["longitude"])
     parameters = {
         "window": list(window),
         "search": list(search),

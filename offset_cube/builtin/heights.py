@@ -10,6 +10,9 @@ import numpy as np
 
 from offset_cube.errors import EngineError
 
+#: Terrain slopes are central differences over ±this distance (m): about one GLO-30 posting.
+SLOPE_STEP_M = 30.0
+EARTH_RADIUS_M = 6_371_000.0
 #: Heights below this are no-data in ISCE DEMs (geozero's rule).
 BAD_HEIGHT_M = -1500.0
 
@@ -36,6 +39,18 @@ class HeightModel:
         data = self._grid[0]
         finite = data[np.isfinite(data)]
         return float(np.median(finite)) if finite.size else 0.0
+
+    def slopes(self, lat: np.ndarray, lon: np.ndarray, step_m: float = SLOPE_STEP_M) -> tuple[np.ndarray, np.ndarray]:
+        """The terrain gradient (∂h/∂E, ∂h/∂N, m/m) at points, by central differences ``step_m`` apart."""
+        lat = np.asarray(lat, dtype=np.float64)
+        lon = np.asarray(lon, dtype=np.float64)
+        if self.dem is None:
+            return np.zeros(lat.shape), np.zeros(lat.shape)
+        d_lat = np.degrees(step_m / EARTH_RADIUS_M)
+        d_lon = d_lat / np.cos(np.radians(lat))
+        east = (self(lat, lon + d_lon) - self(lat, lon - d_lon)) / (2 * step_m)
+        north = (self(lat + d_lat, lon) - self(lat - d_lat, lon)) / (2 * step_m)
+        return east, north
 
     def describe(self) -> str:
         return f"DEM {self.dem}" if self.dem else f"constant {self.constant_m:g} m"
