@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 #: Value written where a GeoTIFF DEM has no data; geozero treats heights below -1500 m as bad (reference §4).
 DEM_FILL = -32768.0
 BAD_HEIGHT_M = -1500.0
+#: tan 60°: steeper height differences between neighbouring DEM samples are edges or no-data, not terrain.
+MAX_SLOPE = 1.732
 ELLIPSOID_NOTE = (
     "topsApp expects heights above the WGS84 ellipsoid; the GeoTIFF's heights were taken as given "
     "(convert geoid heights such as Copernicus GLO-30's EGM2008 first, or use `dem: auto`)"
@@ -126,6 +128,19 @@ def dem_heights(path: Path, latitude: np.ndarray, longitude: np.ndarray) -> np.n
     values = map_coordinates(window, [row[inside] - r0, col[inside] - c0], order=1, mode="nearest")
     heights[inside] = np.where(np.isfinite(values), values, 0.0)
     return heights
+
+
+def dem_slopes(path: Path, latitude: np.ndarray, longitude: np.ndarray, step_m: float = 30.0) -> tuple[np.ndarray, ...]:
+    """The terrain gradient (∂h/∂E, ∂h/∂N, m/m) of an ISCE DEM by central differences ``step_m`` apart; 0 where a
+    difference reaches beyond the DEM or its no-data (a jump steeper than 60° is taken for that)."""
+    lat = np.asarray(latitude, dtype=np.float64)
+    lon = np.asarray(longitude, dtype=np.float64)
+    d_lat = np.degrees(step_m / 6_371_000.0)
+    d_lon = d_lat / np.cos(np.radians(lat))
+    east = (dem_heights(path, lat, lon + d_lon) - dem_heights(path, lat, lon - d_lon)) / (2 * step_m)
+    north = (dem_heights(path, lat + d_lat, lon) - dem_heights(path, lat - d_lat, lon)) / (2 * step_m)
+    broken = (np.abs(east) > MAX_SLOPE) | (np.abs(north) > MAX_SLOPE)
+    return np.where(broken, 0.0, east), np.where(broken, 0.0, north)
 
 
 def check_dem_covers(path: Path, box: Box, what: str) -> None:
