@@ -142,8 +142,7 @@ def mosaic(box: Box, source: Source, cache_dir: Path) -> Path:
         paths = [fetch_tile(tile, source, cache_dir / "tiles") for tile in tiles]
         geoid = fetch_geoid(box, source, cache_dir / "geoid" / f"egm2008_{_box_name(box)}_{key}.tif")
         heights, profile = _ellipsoidal_mosaic(box, paths, geoid)
-        with atomic_path(target) as tmp:
-            _write_geotiff(tmp, heights, profile)
+        write_heights(target, heights, profile["transform"])
         write_text_atomic(stamp, json.dumps(identity, indent=2) + "\n")
     log.info("DEM %s written (%d x %d samples)", target, heights.shape[1], heights.shape[0])
     return target
@@ -177,8 +176,7 @@ def fetch_geoid(box: Box, source: Source, target: Path) -> Path:
 
     def read() -> None:
         data, profile = _read_geoid_window(path, box)
-        with atomic_path(target) as tmp:
-            _write_geotiff(tmp, data, profile)
+        write_heights(target, data, profile["transform"], profile["crs"])
 
     if local is not None and not local.is_file():
         raise DemError(f"the geoid grid {local} does not exist (dem.geoid_url)")
@@ -343,26 +341,37 @@ def _box_grid(box: Box, tiles: Sequence[Path]) -> dict[str, Any]:
     }
 
 
-def _write_geotiff(path: Path, data: np.ndarray, profile: dict[str, Any]) -> None:
+def write_heights(path: Path, data: np.ndarray, transform: Any, crs: Any = None, *, cog: bool = False) -> Path:
+    """Heights as a single-band float32 GeoTIFF (EPSG:4326 unless ``crs``), written atomically: tiled and
+    deflated, or ``cog`` a cloud-optimised GeoTIFF tagged pixel-is-point, as GLO-30 tiles are."""
     import rasterio
+    from rasterio.crs import CRS
+    from rasterio.io import MemoryFile
+    from rasterio.shutil import copy as copy_raster
 
-    meta = {
+    profile = {
         "driver": "GTiff",
         "height": data.shape[0],
         "width": data.shape[1],
         "count": 1,
         "dtype": "float32",
-        "crs": profile["crs"],
-        "transform": profile["transform"],
+        "crs": crs or CRS.from_epsg(4326),
+        "transform": transform,
         "nodata": np.nan,
-        "compress": "deflate",
-        "predictor": 3,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
     }
-    with rasterio.open(path, "w", **meta) as out:
-        out.write(data.astype(np.float32), 1)
+    with atomic_path(path) as tmp:
+        if not cog:
+            tiling = {"compress": "deflate", "predictor": 3, "tiled": True, "blockxsize": 256, "blockysize": 256}
+            with rasterio.open(tmp, "w", **profile, **tiling) as out:
+                out.write(data.astype(np.float32), 1)
+        else:
+            with MemoryFile() as memory:
+                with memory.open(**profile) as dataset:
+                    dataset.write(data.astype(np.float32), 1)
+                    dataset.update_tags(AREA_OR_POINT="Point")
+                with memory.open() as dataset:
+                    copy_raster(dataset, str(tmp), driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES")
+    return path
 
 
 def _box_name(box: Box) -> str:

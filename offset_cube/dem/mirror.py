@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from offset_cube.atomic import atomic_path
-from offset_cube.dem.glo30 import LAT_STEP_DEG, Box, Tile, lon_step_deg
+from offset_cube.dem.glo30 import LAT_STEP_DEG, Box, Tile, lon_step_deg, write_heights
 
 _TILE_ID = re.compile(r"_(?P<ns>[NS])(?P<lat>\d{2})_00_(?P<ew>[EW])(?P<lon>\d{3})_00_")
 #: Heights above the geoid at (latitude, longitude) sample centres (2-D arrays, degrees) → metres.
@@ -64,28 +63,7 @@ def write_geoid(path: Path, box: Box, undulation: HeightField, step_deg: float =
 
 
 def write_cog(path: Path, data: np.ndarray, west: float, north: float, dx: float, dy: float) -> Path:
-    """A single-band float32 EPSG:4326 cloud-optimised GeoTIFF whose outer corner is (west, north)."""
-    import rasterio
+    """A float32 EPSG:4326 cloud-optimised GeoTIFF whose outer corner is (west, north)."""
     from affine import Affine
-    from rasterio.crs import CRS
-    from rasterio.io import MemoryFile
-    from rasterio.shutil import copy as copy_raster
 
-    profile = {
-        "driver": "GTiff",
-        "height": data.shape[0],
-        "width": data.shape[1],
-        "count": 1,
-        "dtype": "float32",
-        "crs": CRS.from_epsg(4326),
-        "transform": Affine(dx, 0.0, west, 0.0, -dy, north),
-    }
-    with MemoryFile() as memory:
-        with memory.open(**profile) as dataset:
-            dataset.write(data, 1)
-            dataset.update_tags(AREA_OR_POINT="Point")
-        with memory.open() as dataset, atomic_path(path) as tmp:
-            copy_raster(dataset, str(tmp), driver="COG", COMPRESS="DEFLATE", PREDICTOR="YES")
-    with rasterio.open(path) as check:
-        check.read(1, window=((0, 1), (0, 1)))
-    return path
+    return write_heights(path, data, Affine(dx, 0.0, west, 0.0, -dy, north), cog=True)

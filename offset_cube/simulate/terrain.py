@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from pyproj import Transformer
 
-from offset_cube.dem.glo30 import Box
+from offset_cube.dem.glo30 import Box, write_heights
 from offset_cube.simulate.flow import ValleyGlacier
 
 
@@ -73,11 +73,7 @@ class Terrain:
     def write_geotiff(self, path: Path, box: Box, step_deg: float) -> Path:
         """The terrain as a float32 GeoTIFF of ellipsoidal heights on an EPSG:4326 grid covering ``box``, sample
         centres on multiples of ``step_deg``."""
-        import rasterio
         from affine import Affine
-        from rasterio.crs import CRS
-
-        from offset_cube.atomic import atomic_path
 
         west, south, east, north = box.west, box.south, box.east, box.north
         lons = np.arange(np.floor(west / step_deg), np.ceil(east / step_deg) + 1) * step_deg
@@ -87,18 +83,5 @@ class Terrain:
             block = lats[start : start + 256]
             lat, lon = np.meshgrid(block, lons, indexing="ij")
             data[start : start + block.size] = self(lat, lon)
-        profile = {
-            "driver": "GTiff",
-            "height": data.shape[0],
-            "width": data.shape[1],
-            "count": 1,
-            "dtype": "float32",
-            "crs": CRS.from_epsg(4326),
-            "transform": Affine(step_deg, 0.0, lons[0] - step_deg / 2, 0.0, -step_deg, lats[0] + step_deg / 2),
-            "compress": "deflate",
-            "predictor": 3,
-            "tiled": True,
-        }
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **profile) as out:
-            out.write(data, 1)
-        return path
+        transform = Affine(step_deg, 0.0, lons[0] - step_deg / 2, 0.0, -step_deg, lats[0] + step_deg / 2)
+        return write_heights(path, data, transform)
