@@ -120,3 +120,25 @@ def test_dem_heights_are_bilinear_between_sample_centres(tmp_path: Path) -> None
     # (row, col) = (0, 0), (1, 2), (1.5, 2.5), (2.5, 0.5), (3, 4) the fill, and a point far north of the DEM
     assert dem_heights(dem, lat, lon) == pytest.approx([0.0, 12.0, 17.5, 25.5, 0.0, 0.0])
     assert dem_heights(dem, lat.reshape(2, 3), lon.reshape(2, 3)).shape == (2, 3)
+
+
+def test_the_builtin_engine_reads_an_isce_dem_as_the_isce2_engine_does(tmp_path: Path) -> None:
+    """`dem: PATH` with an ISCE raster: the built-in engine's heights and slopes equal the ramp's; a point the DEM
+    does not cover is an error naming it."""
+    from offset_cube.builtin.heights import HeightModel
+    from offset_cube.errors import EngineError
+
+    heights = (10.0 * np.arange(40)[:, None] + np.arange(50)[None, :]).astype(np.float32)
+    dem = write_isce_raster(
+        tmp_path / "ramp.dem", [heights], scheme="BIP",
+        x_start=10.0, x_delta=0.01, y_start=50.0, y_delta=-0.01, geographic=True,
+    )  # fmt: skip
+    lat, lon = np.array([49.9, 49.85, 49.75]), np.array([10.2, 10.25, 10.05])
+    model = HeightModel(dem=dem)
+    assert model(lat, lon) == pytest.approx(dem_heights(dem, lat, lon), abs=1e-6)
+    east, north = model.slopes(lat, lon)
+    metres_per_degree = 6_371_000.0 * np.pi / 180
+    assert east == pytest.approx(1.0 / (0.01 * metres_per_degree * np.cos(np.radians(lat))), rel=1e-3)
+    assert north == pytest.approx(-10.0 / (0.01 * metres_per_degree), rel=1e-3)
+    with pytest.raises(EngineError, match=r"ramp\.dem does not cover 1 point"):
+        model(np.array([51.0]), np.array([10.0]))
