@@ -68,10 +68,6 @@ def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
     if not pending:
         logger.info("all %d scene(s) are local or already in the scene cache", len(scenes))
         return 0
-    if job.download.anonymous:
-        logger.info("%d scene(s) to download; download.anonymous: no credentials sent", len(pending))
-        prepare_limits(job, {download_limit_name(job): job.concurrency.downloads})
-        return len(pending)
     credentials = load_earthdata_credentials(job)
     logger.info("%d scene(s) to download; Earthdata credentials from %s", len(pending), credentials.source)
     prepare_limits(job, {download_limit_name(job): job.concurrency.downloads})
@@ -123,8 +119,9 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
     if cached is not None:
         logger.info("%s: verified copy in the scene cache", scene.product_id)
         return cached
-    login = None if job.download.anonymous else load_earthdata_credentials(job)
-    session = open_session(login, timeout_s=job.download.timeout_s, edl_host=job.download.edl_host)
+    session = open_session(
+        load_earthdata_credentials(job), timeout_s=job.download.timeout_s, edl_host=job.download.edl_host
+    )
     fetch = download_burst_scene if scene.bursts else download_scene_file
     try:
         with slot(job, download_limit_name(job), job.concurrency.downloads):
