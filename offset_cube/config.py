@@ -119,7 +119,10 @@ class TrackingConfig(StrictModel):
     )
     mode: TrackingMode = Field(
         TrackingMode.AMPLITUDE,
-        description="'amplitude' (incoherent, robust over fast ice) or 'complex' (coherent, most precise).",
+        description=(
+            "'amplitude' (incoherent, robust over fast ice) or 'complex' (coherent, most precise; built-in engine "
+            "only: topsApp correlates amplitudes)."
+        ),
     )
     search_margin_px: int = Field(
         2,
@@ -207,6 +210,13 @@ class Isce2Config(StrictModel):
     python: Path | None = Field(None, description="Python executable of the ISCE2 environment.")
     conda_prefix: Path | None = Field(None, description="Conda environment prefix holding ISCE2.")
     isce_home: Path | None = Field(None, description="ISCE_HOME (the installed `isce` package folder).")
+    pythonpath: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Folders put first on topsApp's PYTHONPATH. A source (CMake/SCons) build needs the folder holding "
+            "`isce`; it is added by itself for those layouts, so this is for anything else ISCE2 must import."
+        ),
+    )
     dem: Path | None = Field(None, description="DEM for topsApp (ISCE raster with .xml, or a GeoTIFF).")
     geocode_dem: Path | None = Field(None, description="Coarser DEM defining the geocoded grid (optional).")
     omp_num_threads: int = Field(2, ge=1, le=256, description="OMP_NUM_THREADS for topsApp.")
@@ -222,6 +232,16 @@ class Isce2Config(StrictModel):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().absolute()
+
+    @field_validator("pythonpath", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        return [p for p in value.split(":") if p] if isinstance(value, str) else value
+
+    @field_validator("pythonpath")
+    @classmethod
+    def _absolute_paths(cls, value: list[Path]) -> list[Path]:
+        return [p.expanduser().absolute() for p in value]
 
 
 class BuiltinConfig(StrictModel):
@@ -470,6 +490,12 @@ class JobConfig(StrictModel):
             raise ValueError(f"end {end} is after today ({utc_today()}); leave it empty for 'today'")
         for problem in engine_parameter_problems(self.engine, self.tracking.window, self.tracking.search):
             raise ValueError(problem)
+        if self.engine is Engine.ISCE2 and self.tracking.mode is TrackingMode.COMPLEX:
+            raise ValueError(
+                "tracking.mode 'complex' cannot run with engine isce2: topsApp's dense offsets always correlate "
+                "amplitudes (DenseAmpcor 'mag', components/isceobj/TopsProc/runDenseOffsets.py); use mode "
+                "'amplitude' with isce2, or engine 'builtin' for complex tracking"
+            )
         return self
 
     @property

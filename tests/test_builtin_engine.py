@@ -8,6 +8,7 @@ products; the simulator keeps its true orbits and lattices in memory so the impo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -125,6 +126,8 @@ def test_result_is_the_common_schema(stack: SimulatedStack, tmp_path: Path) -> N
     assert ds.attrs["direction"] == "ASCENDING" and ds.attrs["track"] == 27
     assert ds.attrs["dt_days"] == pytest.approx(24.0, abs=0.01)
     assert ds.attrs["orbit_type"] == "POEORB"
+    parameters = json.loads(ds.attrs["processing_parameters"])
+    assert (parameters["mode"], parameters["oversampling"]) == ("complex", job.tracking.oversampling)
     lon, lat = ds.longitude.values, ds.latitude.values
     assert 74.9 < lon.min() < lon.max() < 75.2 and 38.2 < lat.min() < lat.max() < 38.5
     assert np.all((ds.heading.values > -12) & (ds.heading.values < -9))  # ascending, local heading (§5.2)

@@ -131,6 +131,10 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
         "window": list(job.tracking.window),
         "search": list(pair.search_px),
         "skip": list(job.tracking.skip),
+        # topsApp always correlates amplitudes: DenseAmpcor 'mag' on the CPU (TopsProc/runDenseOffsets.py), and
+        # PyCuAmpcor takes amplitudes too; the job cannot ask for 'complex' with isce2 (config check).
+        "mode": "amplitude",
+        # `Ampcor oversampling factor` as rendered (the correlation-surface oversampling of both code paths)
         "oversampling": job.tracking.oversampling,
         "snr_threshold_factor": job.isce2.snr_threshold_factor,
         "use_gpu": job.isce2.use_gpu,
