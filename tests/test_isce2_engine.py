@@ -5,6 +5,7 @@ PICKLE, clean restarts when inputs change, and the cleanup policy."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from offset_cube.isce2.render import read_render_record, render_pair_inputs
 from offset_cube.isce2.runner import TOPSAPP_STEPS, TopsAppError
 from offset_cube.result import read_pair_result
 from offset_cube.stages import PairInputs
-from tests.isce2_support import bc_inputs, fake_topsapp_module, isce2_job
+from tests.isce2_support import bc_inputs, cmake_install, fake_topsapp_module, isce2_job, python_on_path
 
 
 def calls(pair_dir: Path) -> list[list[str]]:
@@ -48,6 +49,10 @@ def test_engine_writes_the_common_result(tmp_path: Path) -> None:
     parameters = json.loads(ds.attrs["processing_parameters"])
     assert parameters["isce_version"] == "2.6.5" and parameters["swaths"] == [2]
     assert parameters["search"] == [20, 10] and parameters["offsets_file"] == "merged/dense_offsets.bil.geo"
+    # what topsApp really ran: amplitude correlation (always) at the rendered oversampling
+    assert (parameters["mode"], parameters["oversampling"]) == ("amplitude", job.tracking.oversampling)
+    rendered = (inputs.pair_dir / "topsApp.xml").read_text()
+    assert f'<property name="Ampcor oversampling factor">{parameters["oversampling"]}</property>' in rendered
     # values: the stand-in's field at each sample's latitude/longitude (sample centres), NaN where no data
     fake = fake_topsapp_module()
     box = [51.78, 52.12, -128.22, -127.68]  # area + isce2.geocode_margin_deg, S N W E
@@ -138,3 +143,21 @@ def test_engine_needs_the_render_stage(tmp_path: Path) -> None:
     job = isce2_job(tmp_path)
     with pytest.raises(EngineError, match="render stage must run first"):
         run_isce2(bc_inputs(job), job)
+
+
+def test_source_build_runs_with_its_pythonpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISCE2 found only by ISCE_HOME = <install>/packages/isce: topsApp's child gets <install>/packages (after the
+    job's isce2.pythonpath) on PYTHONPATH, and its `import isce` works without anything exported by the shell."""
+    home = cmake_install(tmp_path / "install")
+    python = python_on_path(tmp_path / "venv" / "bin")
+    monkeypatch.setenv("PATH", f"{python.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("ISCE_HOME", str(home))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    extra = tmp_path / "site"
+    job, inputs = prepared(tmp_path, isce2={"python": None, "isce_home": None, "pythonpath": [str(extra)]})
+    ds = read_pair_result(run_isce2(inputs, job))
+    assert json.loads(ds.attrs["processing_parameters"])["topsapp"] == str(home / "applications" / "topsApp.py")
+    call = json.loads((inputs.pair_dir / "fake_topsapp_calls.jsonl").read_text().splitlines()[-1])
+    assert call["pythonpath"] == os.pathsep.join([str(extra), str(tmp_path / "install" / "packages")])
+    assert call["isce"] == "2.6.5"
