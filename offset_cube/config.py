@@ -225,7 +225,16 @@ class Isce2Config(StrictModel):
     snr_threshold_factor: float | None = Field(
         None, ge=0, description="topsApp `SNR Threshold factor` for filteroffsets; None disables masking."
     )
-    roi_margin_deg: float = Field(0.05, ge=0, le=5, description="Margin around the area's bbox for ROI.")
+    roi_margin_deg: float | None = Field(
+        None,
+        ge=0,
+        le=5,
+        description=(
+            "None (default): topsApp's region of interest is chosen so that it keeps only the bursts holding the "
+            "area (ISCE's burst-box rule applied to both dates' annotations). A number: the area's bounding box "
+            "plus this margin (degrees); topsApp then keeps every burst whose padded box meets it."
+        ),
+    )
     geocode_margin_deg: float = Field(0.02, ge=0, le=5, description="Margin around the clip box for geocoding.")
 
     @field_validator("python", "conda_prefix", "isce_home", "dem", "geocode_dem")

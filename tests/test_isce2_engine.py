@@ -48,6 +48,7 @@ def test_engine_writes_the_common_result(tmp_path: Path) -> None:
     assert ds.attrs["dt_days"] == pytest.approx(12.0, abs=1e-3)
     parameters = json.loads(ds.attrs["processing_parameters"])
     assert parameters["isce_version"] == "2.6.5" and parameters["swaths"] == [2]
+    assert parameters["bursts"] == {"IW2": [3, 4, 5]}  # of 9: the bursts holding the area (test_isce2_bursts)
     assert parameters["search"] == [20, 10] and parameters["offsets_file"] == "merged/dense_offsets.bil.geo"
     # what topsApp really ran: amplitude correlation (always) at the rendered oversampling
     assert (parameters["mode"], parameters["oversampling"]) == ("amplitude", job.tracking.oversampling)

@@ -140,6 +140,7 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
         "use_gpu": job.isce2.use_gpu,
         "gpu_output": files.gpu,
         "swaths": list(rendered.swaths),
+        "bursts": rendered.bursts,  # swath -> reference bursts topsApp kept (1-based), when the render chose them
         "grid_origin": "coordinate startingValue = first sample centre",
         "geometry": "zero-Doppler look geometry from the reference orbit at the geocode DEM heights",
         "offsets_relative_to": "topsApp geometric coregistration (DEM + orbits)",

@@ -20,7 +20,7 @@ def apply_dem(job: JobConfig, dem: Path) -> JobConfig:
             raise ConfigError(f"DEM {dem} does not exist")
         return job.model_copy(update={"builtin": job.builtin.model_copy(update={"dem": dem})})
     prepared = prepare_dem(dem, job.storage.out / "dem")
-    roi = padded_box(parse_area(job.area), job.isce2.roi_margin_deg)
+    roi = padded_box(parse_area(job.area), job.isce2.roi_margin_deg or 0.0)
     check_dem_covers(prepared, roi, "region of interest (area + isce2.roi_margin_deg)")
     return job.model_copy(update={"isce2": job.isce2.model_copy(update={"dem": prepared})})
 
