@@ -37,6 +37,7 @@ def test_template_example_loads_with_documented_defaults() -> None:
     assert template.grid == defaults.grid
     assert template.product == defaults.product
     assert template.isce2 == defaults.isce2
+    assert template.cleanup == defaults.cleanup
     assert template.storage.cube_path == Path("offset-cube-output/cube.zarr").absolute()
 
 

@@ -117,12 +117,36 @@ def test_changed_inputs_start_from_a_clean_folder(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-def test_minimal_cleanup_keeps_only_what_the_cube_needs(tmp_path: Path) -> None:
-    job, inputs = prepared(tmp_path, cleanup={"pair_files": "minimal"})
+def test_default_cleanup_leaves_only_what_a_rerun_and_a_user_need(tmp_path: Path) -> None:
+    job, inputs = prepared(tmp_path)
+    assert job.cleanup.pair_files == "minimal"  # the default
+    first = read_pair_result(run_isce2(inputs, job)).load()
+    pair_dir = inputs.pair_dir
+    inputs_and_log = {"topsApp.xml", "reference.xml", "secondary.xml", "topsApp.render.json", "topsApp.log"}
+    state, stand_in = "topsApp.state.json", "fake_topsapp_calls.jsonl"  # the inputs' fingerprint; the test double's
+    assert {p.name for p in pair_dir.iterdir()} == {*inputs_and_log, state, stand_in, "merged", "offsets.zarr"}
+    geocoded = [
+        f"{name}.bil.geo" for name in ("dense_offsets", "dense_offsets_snr", "dense_offsets_cov", "filt_dense_offsets")
+    ]
+    kept = {f"{g}{extension}" for g in geocoded for extension in ("", ".xml", ".vrt")}
+    assert {p.name for p in (pair_dir / "merged").iterdir()} == kept
+    # a rerun with the same inputs reads ISCE's kept offsets again instead of starting topsApp
+    again = read_pair_result(run_isce2(inputs, job)).load()
+    assert len(calls(pair_dir)) == 1
+    assert np.array_equal(first["azimuth_offset"].values, again["azimuth_offset"].values, equal_nan=True)
+    # changed inputs start from a clean folder, as always
+    changed = job.model_copy(update={"tracking": job.tracking.model_copy(update={"skip": (16, 4)})})
+    render_pair_inputs(inputs, changed)
+    run_isce2(inputs, changed)
+    assert len(calls(pair_dir)) == 2 and calls(pair_dir)[-1][1] == "--start=startup"
+
+
+def test_keep_leaves_topsapps_working_files(tmp_path: Path) -> None:
+    job, inputs = prepared(tmp_path, cleanup={"pair_files": "keep"})
     run_isce2(inputs, job)
     left = {p.name for p in inputs.pair_dir.iterdir()}
-    assert {"offsets.zarr", "topsApp.xml", "reference.xml", "secondary.xml", "topsApp.log"} <= left
-    assert not left & {"PICKLE", "merged", "reference", "secondary", "topsApp.state.json"}
+    assert {"PICKLE", "merged", "reference", "secondary", "topsApp.state.json", "offsets.zarr"} <= left
+    assert (inputs.pair_dir / "merged" / "dense_offsets.bil").is_file()
 
 
 def test_gpu_outputs_are_read_with_their_band_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
