@@ -269,7 +269,9 @@ def hang() -> None:
     if worker == 0:  # like DenseAmpcor's multiprocessing workers: same process group, no PDEATHSIG
         time.sleep(3600)
         os._exit(0)
-    Path("fake_topsapp_pids.json").write_text(json.dumps({"topsapp": os.getpid(), "workers": [worker]}))
+    # written whole, then renamed: the tests poll for the file and read it at once
+    Path("fake_topsapp_pids.json.tmp").write_text(json.dumps({"topsapp": os.getpid(), "workers": [worker]}))
+    os.replace("fake_topsapp_pids.json.tmp", "fake_topsapp_pids.json")
     print("DenseAmpcor: working", flush=True)
     while True:
         time.sleep(1)
