@@ -252,7 +252,8 @@ def flow_for(job: JobConfig) -> Any:
                 cluster_kwargs={
                     "n_workers": job.runner.dask_workers,
                     "threads_per_worker": 1,
-                    "dashboard_address": None,
+                    # a free port: None still starts the dashboard on 8787 and warns when another cluster holds it
+                    "dashboard_address": ":0",
                 },
             )
         return offset_cube.with_options(task_runner=runner)
