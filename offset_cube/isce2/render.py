@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from offset_cube.area import parse_area
 from offset_cube.atomic import write_text_atomic
 from offset_cube.config import JobConfig
+from offset_cube.dem import job_dem
 from offset_cube.errors import EngineError, OrbitError, SafeError
 from offset_cube.geometry.acquisition import open_date
 from offset_cube.isce2.bursts import BurstChoice, choose_region
@@ -285,15 +286,20 @@ def orbit_directory(orbits: Sequence[OrbitFile], role: str) -> Path | None:
 
 
 def job_dems(job: JobConfig) -> tuple[Path | None, Path | None]:
-    """The job's DEM and geocode DEM as ISCE rasters covering the ROI / geocode box (converted if GeoTIFF)."""
+    """The job's DEM and geocode DEM as ISCE rasters covering the ROI / geocode box (converted if GeoTIFF).
+
+    ``dem: auto`` fetches (first call) or reuses the cached GLO-30 mosaic and converts it once; ``dem: none``
+    leaves topsApp to download SRTM itself, which only reaches 56°S-60°N.
+    """
     area = parse_area(job.area)
-    cache = job.storage.out / "dem"
+    cache = job.dem_cache_dir
     roi = padded_box(area, job.isce2.roi_margin_deg or 0.0)
-    if job.isce2.dem is None:
+    source = job_dem(job)
+    if source is None:
         check_srtm_reach(roi)
         dem = None
     else:
-        dem = prepare_dem(job.isce2.dem, cache)
+        dem = prepare_dem(source, cache, ellipsoidal=job.dem.source == "auto")
         check_dem_covers(dem, roi, "region of interest (area + isce2.roi_margin_deg)")
     geocode_dem = None
     if job.isce2.geocode_dem is not None:
