@@ -7,7 +7,7 @@ Conventions
 * A window of height ``h`` whose first line is ``top`` has its centre at ``top + (h - 1) / 2`` (0-based pixel
   centres), so even windows have half-integer centres: a 64x16 window over lines 118-133 and samples 192-255 is
   centred at (125.5, 223.5). That is the chip ISCE2's ampcor correlates for the window it *reports* at
-  (127, 224) (``../shared/data/isce/README.md``).
+  (127, 224) (``tests/data/isce/README.md``).
 * Offsets are **secondary - reference** in pixels (ISCE's sign): a feature at reference pixel p lies at
   p + (azimuth_offset, range_offset) in the secondary. They are total offsets: the gross offset is included.
 
