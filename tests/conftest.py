@@ -20,8 +20,9 @@ os.environ["PREFECT_HOME"] = str(PREFECT_HOME)
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
-#: Prefect test harness start-up limit; it can take 20 s on a loaded 2-core machine.
-HARNESS_STARTUP_TIMEOUT_S = 90
+#: Prefect test harness start-up limit: 20 s on a loaded 2-core machine, and more than 90 s seen at load 30 (a
+#: start-up limit only: a generous one costs nothing when the server comes up).
+HARNESS_STARTUP_TIMEOUT_S = 240
 
 
 @pytest.fixture(scope="session")
