@@ -51,6 +51,10 @@ class AuthenticationError(DownloadError, PermissionError):
     """Credentials are missing or were refused; retrying does not help."""
 
 
+class PairDeferred(OffsetCubeError):
+    """The pair cannot run yet (e.g. its precise orbit is not published); a later run will pick it up."""
+
+
 class OrbitError(OffsetCubeError, RuntimeError):
     """No valid orbit file could be found or a candidate file is invalid."""
 
@@ -59,6 +63,10 @@ class TransientOrbitError(OrbitError):
     """An orbit source could not be reached or answered 5xx/429; a retry may succeed."""
 
     transient = True
+
+
+class DemError(OffsetCubeError, RuntimeError):
+    """A DEM could not be fetched, built or read."""
 
 
 class EngineError(OffsetCubeError, RuntimeError):

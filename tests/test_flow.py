@@ -88,6 +88,7 @@ def catalog_job(tmp_path: Path) -> JobConfig:
             "end": "2020-03-01",
             "search": f"local:{catalog}",
             "storage": {"out": str(tmp_path / "out")},
+            "dem": "none",  # the engine is a double; no terrain to fetch
         },
     )
 
@@ -206,5 +207,5 @@ def test_no_pairs_completes_with_a_clear_message(catalog_job: JobConfig) -> None
     state = pipeline.flow_for(single)(single, return_state=True)
     assert state.is_completed()
     summary = state.result()
-    assert "only 1 acquisition(s) found" in summary.message
+    assert "only one acquisition found" in summary.message
     assert Counter() == ENGINE_CALLS

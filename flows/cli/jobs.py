@@ -24,8 +24,10 @@ SearchOpt = Annotated[str | None, typer.Option(help="'asf', 'file:PATH' or 'loca
 EngineOpt = Annotated[str | None, typer.Option(help="'builtin' or 'isce2'.")]
 OutOpt = Annotated[Path | None, typer.Option(help="Output folder (cube, pairs, caches).")]
 DemOpt = Annotated[
-    Path | None,
-    typer.Option(help="DEM: ISCE raster (+ .xml) as is, or GeoTIFF (WGS84 ellipsoid heights).", dir_okay=False),
+    str | None,
+    typer.Option(
+        help="DEM instead of the job's `dem`: 'auto', 'none', a GeoTIFF of ellipsoidal heights or an ISCE raster.",
+    ),
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Engine isce2: plan and write each pair's topsApp XML files; run nothing.")
@@ -82,26 +84,14 @@ def plan(
     """Show the pairs a run would process (nothing is downloaded or written)."""
     job = build_job(config, area, start, end, search, engine, out)
     the_plan = make_plan(job)
-    for message in the_plan.warnings:
+    for message in the_plan.notices():
         warn(message)
-    for skipped in the_plan.skipped:
-        warn(f"skipping {skipped.pair.label}: {skipped.reason}")
     if as_json:
         typer.echo(json.dumps([p.summary() for p in the_plan.pairs], indent=2))
     else:
         _print_plan_table(the_plan)
     if not the_plan.pairs:
-        typer.echo(_no_pairs_message(the_plan), err=True)
-
-
-def _no_pairs_message(the_plan: Plan) -> str:
-    if not the_plan.acquisitions:
-        return "no acquisitions found for this area and date range: no pairs"
-    if len(the_plan.acquisitions) == 1:
-        return "only one acquisition found: a pair needs two dates of one track, so there are no pairs"
-    if the_plan.already_done:
-        return f"all {len(the_plan.already_done)} pair(s) are already in the cube"
-    return "no pairs: each track has a single acquisition or every pair was skipped"
+        typer.echo(the_plan.no_pairs_reason(), err=True)
 
 
 def _print_plan_table(the_plan: Plan) -> None:
@@ -140,8 +130,9 @@ def run(
     ] = False,
 ) -> None:
     """Run the job: every new pair into the cube, through the Prefect flow."""
-    job = build_job(config, area, start, end, search, engine, out, extra={"product.replace": True} if replace else None)
-    job = check_before_download(job, dem, dry_run)
+    extra = {"product.replace": True if replace else None, "dem.source": dem}
+    job = build_job(config, area, start, end, search, engine, out, extra=extra)
+    job = check_before_download(job, dry_run)
     if dry_run:
         folders = dry_run_folders(job, make_plan(job))
         for folder in folders:
@@ -157,7 +148,7 @@ def run(
 def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
-    from tasks.download import terminal_progress
+    from offset_cube.progress import terminal_progress
 
     with terminal_progress(enabled=is_terminal()):  # a progress bar per download in a terminal
         return flow_for(job)(job, return_state=True)

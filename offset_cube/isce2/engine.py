@@ -10,10 +10,12 @@ import numpy as np
 import xarray as xr
 
 from offset_cube.config import JobConfig
+from offset_cube.dem import describe_dem
 from offset_cube.errors import EngineError, OrbitError, SafeError
 from offset_cube.geometry.acquisition import LookGeometry, date_look_geometry, open_date
-from offset_cube.isce2.dem import dem_heights
+from offset_cube.isce2.dem import dem_heights, dem_slopes
 from offset_cube.isce2.discovery import IsceInstallation, discover_isce
+from offset_cube.isce2.judge import judge_run
 from offset_cube.isce2.reader import (
     FILTERED,
     GEO,
@@ -25,20 +27,15 @@ from offset_cube.isce2.reader import (
     offset_files,
 )
 from offset_cube.isce2.render import RenderedPair, job_dems, read_render_record
-from offset_cube.isce2.runner import (
-    LOG_FILE,
-    MERGED_DIR,
-    LineCallback,
-    StepCallback,
-    TopsAppError,
+from offset_cube.isce2.supervise import run_topsapp
+from offset_cube.isce2.topsapp import LOG_FILE, MERGED_DIR, LineCallback, StepCallback, TopsAppError
+from offset_cube.isce2.workdir import (
     clean_workdir,
     forget_progress,
     inputs_fingerprint,
-    judge_run,
     plan_resume,
     read_state,
     remember_notable,
-    run_topsapp,
 )
 from offset_cube.result import RESULT_NAME, pair_result_attrs, worse_orbit_type, write_pair_result
 from offset_cube.stages import PairInputs
@@ -59,9 +56,9 @@ def run_isce2(
     """Dense offsets for one pair with topsApp.py; return the path of the pair's ``offsets.zarr``.
 
     ``on_line`` receives every output line, ``on_step(index, name)`` every step start (index into
-    :data:`~offset_cube.isce2.runner.TOPSAPP_STEPS`); ``should_stop()`` returning True stops topsApp (the run is
+    :data:`~offset_cube.isce2.topsapp.TOPSAPP_STEPS`); ``should_stop()`` returning True stops topsApp (the run is
     being cancelled). Raises :class:`~offset_cube.errors.EngineError` (or its
-    :class:`~offset_cube.isce2.runner.TopsAppTimeout`) with the log lines that explain a failure.
+    :class:`~offset_cube.isce2.topsapp.TopsAppTimeout`) with the log lines that explain a failure.
     """
     pair_dir = inputs.pair_dir
     rendered = read_render_record(pair_dir)
@@ -125,6 +122,7 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
     pair = inputs.pair
     parameters = {
         "isce_version": install.version,
+        "dem": describe_dem(job),
         "topsapp": str(install.topsapp),
         "offsets_file": f"{MERGED_DIR}/{files.offsets.name}",
         "covariance": files.covariance is not None,
@@ -169,8 +167,11 @@ def geocoded_geometry(looks: LookGeometry, job: JobConfig) -> GeometryAt:
     heights_from = geocode_dem or dem
 
     def at(latitude: np.ndarray, longitude: np.ndarray) -> dict[str, np.ndarray]:
-        heights = 0.0 if heights_from is None else dem_heights(heights_from, latitude, longitude)
-        return looks.at(latitude, longitude, heights)
+        if heights_from is None:
+            return looks.at(latitude, longitude, 0.0)
+        geometry = looks.at(latitude, longitude, dem_heights(heights_from, latitude, longitude))
+        geometry["slope_east"], geometry["slope_north"] = dem_slopes(heights_from, latitude, longitude)
+        return geometry
 
     return at
 

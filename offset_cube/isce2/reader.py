@@ -1,6 +1,6 @@
 """Read topsApp's dense offsets (``merged/*.bil[.geo]``) and build the common per-pair result.
 
-Formats (reference §2.1, verified on ISCE's own rasters in tests/data/isce/): float32 little-endian;
+Formats (ISCE2 ``runDenseOffsets.py``, verified on ISCE's own rasters in the test data): float32 little-endian;
 ``dense_offsets.bil`` is 2-band BIL with **band 1 = azimuth (down), band 2 = range (across)**, in pixels,
 secondary − reference; the GPU path writes ``dense_offsets.bip`` (BIP, same band order). SNR is one band;
 covariance is 3 bands, CPU order (range variance, azimuth variance, cross) and GPU order (azimuth variance,
@@ -141,6 +141,9 @@ def geocoded_dataset(files: OffsetFiles, geometry: GeometryAt, attrs: dict[str, 
     looks = geometry(lat2d, lon2d)
     for name in GEOMETRY_VARIABLES:
         variables[name] = (dims, np.asarray(looks[name], dtype=np.float32))
+    for name in ("slope_east", "slope_north"):  # the terrain's slope, when the job has a DEM
+        if name in looks:
+            variables[name] = (dims, np.asarray(looks[name], dtype=np.float32))
     for name, cov in (("cov_az", bands.cov_az), ("cov_rg", bands.cov_rg), ("cov_azrg", bands.cov_azrg)):
         if cov is not None:
             variables[name] = (dims, cov)
