@@ -20,11 +20,11 @@ from offset_cube.config import JobConfig, load_job
 from offset_cube.errors import ConfigError, SearchError
 from offset_cube.planning import plan_pairs
 from offset_cube.search import search_scenes, uses_bursts
+from tests.conftest import data_path
 from tests.test_search import cmr_mock_url
 
-DATA = Path(__file__).parent / "data" / "asf"
-BURSTS = DATA / "geojson" / "SLC_BURST_stack.geojson"
-BURSTS_CMR = DATA / "cmr" / "SLC_BURST_stack.cmr_umm.json"
+BURSTS = data_path("asf/geojson/SLC_BURST_stack.geojson")
+BURSTS_CMR = data_path("asf/cmr/SLC_BURST_stack.cmr_umm.json")
 BURST_ID = "174_372326_IW3"
 BURST_BYTES = 144671472
 #: 2 x 2 km inside burst 372326, > 5 km from its along-track neighbours.
