@@ -82,13 +82,17 @@ def make_pair(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, Any]:
 
 
 def accuracy(az: np.ndarray, rg: np.ndarray, truth: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-    """RMSE over inliers (both errors under 1 px), fractions of valid windows and of outliers, mean bias."""
+    """RMSE over inliers (both errors under 1 px) and over every valid window, the largest error, fractions of
+    valid windows and of outliers, mean bias."""
     e_az, e_rg = az - truth[0], rg - truth[1]
     valid = np.isfinite(e_az) & np.isfinite(e_rg)
     inlier = valid & (np.abs(np.nan_to_num(e_az, nan=9)) < OUTLIER_PX) & (np.abs(np.nan_to_num(e_rg, nan=9)) < 1)
     return {
         "rmse_az": float(np.sqrt(np.mean(e_az[inlier] ** 2))),
         "rmse_rg": float(np.sqrt(np.mean(e_rg[inlier] ** 2))),
+        "rmse_all_az": float(np.sqrt(np.mean(e_az[valid] ** 2))),
+        "rmse_all_rg": float(np.sqrt(np.mean(e_rg[valid] ** 2))),
+        "max_error_px": float(np.max(np.hypot(e_az[valid], e_rg[valid]), initial=0.0)),
         "bias_az": float(np.mean(e_az[inlier])),
         "bias_rg": float(np.mean(e_rg[inlier])),
         "valid": float(valid.mean()),
@@ -108,7 +112,8 @@ def run_tracker(
         "backend": backend,
         "workers": args.workers,
         "memory_budget_mb": args.memory_budget_mb,
-        "snr_threshold": 0.0,
+        # the tracker's defaults (SNR cut, outlier test) unless --no-filters: what `offset-cube track` writes
+        **({"snr_threshold": 0.0, "outlier_mad_k": None} if args.no_filters else {}),
     }
     if backend == "cupy":
         track_offsets(ref, sec, **options)
@@ -231,6 +236,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memory-budget-mb", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per mode (the median is reported)")
     parser.add_argument("--no-baseline", action="store_true", help="skip scikit-image")
+    parser.add_argument("--no-filters", action="store_true", help="tracker without its SNR cut and outlier test")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS at 1x and 2x image size")
     parser.add_argument("--compare-numpy", action="store_true", help="with --backend cupy: numpy differences")
     parser.add_argument("--cache", help="folder to keep the synthesised pair in (.npy) between runs")
@@ -323,7 +329,7 @@ def compare_with_numpy(ds: Any, ref: Any, sec: Any, args: argparse.Namespace, mo
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
         f"{'method':50s} {'win/s':>8s} {'best':>6s} {'/CPU-s':>7s} {'x skimage':>9s} {'RMSE az/rg (px)':>16s} "
-        f"{'CRB az/rg':>13s} {'RMSE/CRB':>11s} {'valid':>6s} {'outl.':>6s}"
+        f"{'CRB az/rg':>13s} {'RMSE/CRB':>11s} {'valid':>6s} {'outl.':>6s} {'RMSE all valid':>15s} {'max err':>7s}"
     )
     for r in rows:
         ratio = f"{r.get('speed_vs_skimage', float('nan')):.2f}"
@@ -331,7 +337,8 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{r['method']:50s} {r['windows_per_s']:8.0f} {r['best_windows_per_s']:6.0f} {r['windows_per_cpu_s']:7.0f} "
             f"{ratio:>9s} {r['rmse_az']:7.4f}/{r['rmse_rg']:.4f} "
             f"{r['crb_az']:6.4f}/{r['crb_rg']:.4f} {r['crb_ratio_az']:5.2f}/{r['crb_ratio_rg']:.2f} "
-            f"{r['valid']:6.3f} {r['outliers']:6.3f}"
+            f"{r['valid']:6.3f} {r['outliers']:6.3f} {r['rmse_all_az']:7.4f}/{r['rmse_all_rg']:.4f} "
+            f"{r['max_error_px']:7.3f}"
         )
         if "max_diff_vs_numpy_px" in r:
             print(

@@ -26,6 +26,7 @@ from offset_cube.tracking.synthetic import (
     warp,
     window_mean_offsets,
 )
+from offset_cube.tracking.tracker import outlier_windows
 
 WINDOW = (64, 16)
 SEARCH = (20, 8)
@@ -150,7 +151,7 @@ def test_pure_noise_is_low_snr_and_invalid(mode: str) -> None:
     assert np.isnan(ds.range_offset.values).mean() > 0.9
     matched = track(*constant_shift_pair((256, 1024), (0.5, 0.5), gamma=0.7, seed=9), mode=mode)
     assert np.median(matched.snr.values) > 2 * DEFAULT_SNR_THRESHOLDS[mode]
-    kept = track(ref, sec, mode=mode, snr_threshold=0.0)
+    kept = track(ref, sec, mode=mode, snr_threshold=0.0, outlier_mad_k=None)
     assert np.isfinite(kept.range_offset.values).mean() > 0.5
 
 
@@ -171,6 +172,45 @@ def test_nan_and_zero_regions_invalidate_only_their_windows() -> None:
     good = ~should_fail
     assert good.sum() >= 10
     assert np.isfinite(d_rg[good]).all() and rms(d_rg[good]) < 0.06
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_false_match_that_passes_the_snr_cut_is_an_outlier(mode: str) -> None:
+    """A copy of one window's reference chip pasted 5 x 6 px away in the secondary gives that window a strong,
+    wrong peak (SNR far above the cut); the neighbour consistency test invalidates it and keeps the rest."""
+    shift = (2.0, -3.0)
+    ref, sec = constant_shift_pair((192, 1024), shift, gamma=0.8, seed=21)
+    top, left = 8 + 16 * 5, 20 + 32 * 12  # window row 5, column 12
+    sec[top + 5 : top + 21, left + 6 : left + 70] = ref[top : top + 16, left : left + 64]
+    unfiltered = track(ref, sec, mode=mode, outlier_mad_k=None)
+    d_az, d_rg = errors(unfiltered, shift)
+    wrong = np.hypot(np.nan_to_num(d_az), np.nan_to_num(d_rg)) > 1
+    assert wrong[5, 12] and np.isfinite(d_az[5, 12])
+    assert unfiltered.snr.values[5, 12] > 3 * DEFAULT_SNR_THRESHOLDS[mode]
+    ds = track(ref, sec, mode=mode)
+    d_az, d_rg = errors(ds, shift)
+    assert np.isnan(d_az[5, 12]) and np.isnan(d_rg[5, 12])
+    valid = np.isfinite(d_az)
+    assert (np.abs(d_az[valid]) < 0.5).all() and (np.abs(d_rg[valid]) < 0.5).all()
+    assert ds.attrs["outlier_windows"] == wrong.sum() >= 1
+    assert valid.sum() == np.isfinite(unfiltered.azimuth_offset.values).sum() - wrong.sum()
+
+
+def test_outlier_windows_rule() -> None:
+    """k * max(MAD, 0.1 px) around the median of the passing windows in a 5x5 box; sparse boxes are not judged."""
+    az = np.tile(np.linspace(0.0, 3.0, 12), (9, 1))  # a ramp of 0.27 px per window is not an outlier
+    rg = np.zeros_like(az)
+    passing = np.ones(az.shape, dtype=bool)
+    az[4, 6] += 2.0  # the ramp makes the MAD 0.27 px here: limit 1.36 px
+    rg[2, 2] -= 0.4
+    passing[0, 0] = False
+    az[0, 0] = 50.0  # not passing: never an outlier whatever its value
+    isolated = np.zeros_like(passing)
+    isolated[8, 11] = isolated[8, 10] = True
+    found = outlier_windows((az, rg), passing, 5.0)
+    assert found.sum() == 1 and found[4, 6]
+    assert outlier_windows((az, rg), passing, 3.0).sum() == 2
+    assert not outlier_windows((az + 9 * isolated, rg), isolated, 5.0).any()
 
 
 def test_windows_at_borders_and_gross_offsets() -> None:
@@ -274,6 +314,7 @@ def test_memmap_input(tmp_path: Path) -> None:
         ({"gross_offset": (np.zeros((3, 3)), 0.0)}, "gross azimuth offset field has shape (3, 3)"),
         ({"skip": None}, "skip is needed unless both lines and samples"),
         ({"workers": 0}, "workers must be at least 1"),
+        ({"outlier_mad_k": 0}, "outlier_mad_k must be a positive number"),
     ],
 )
 def test_bad_parameters_are_rejected_with_a_clear_message(kwargs: dict[str, Any], message: str) -> None:
@@ -345,3 +386,40 @@ def test_spectrum_survives_a_c2r_transform_that_overwrites_its_input(monkeypatch
         result = track(ref, sec)
         equal = np.array_equal(result.range_offset.values, expected.range_offset.values, equal_nan=True)
         assert equal == same
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [int(info["num_threads"]) for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_blas_runs_single_threaded_inside_the_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracker's workers own the cores: BLAS is pinned to one thread while they run, restored afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    from offset_cube.tracking import tracker
+
+    seen: list[list[int]] = []
+    real = tracker.track_batch
+
+    def recording(*args: Any) -> Any:
+        seen.append(_blas_threads())
+        return real(*args)
+
+    monkeypatch.setattr(tracker, "track_batch", recording)
+    ref, sec = constant_shift_pair((128, 512), (0.5, 0.5), seed=3)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        assert before and all(n == 2 for n in before)
+        track(ref, sec, mode="amplitude", workers=2)
+        assert _blas_threads() == before
+        # overlapping trackers (two pairs at once) share the limit until the last one ends
+        first, second = tracker._single_threaded_blas(), tracker._single_threaded_blas()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert all(n == 1 for n in _blas_threads())
+        second.__exit__(None, None, None)
+        assert _blas_threads() == before
+    assert seen and all(threads and all(n == 1 for n in threads) for threads in seen)

@@ -251,7 +251,8 @@ def track_pair(
         float(layout.predicted_rg.max()),
     )
     gross_az, gross_rg = layout.gross
-    # The tracker's own SNR cut is off: the product stage applies product.snr_threshold and its outlier filter.
+    # The tracker's own SNR cut and outlier test are off: the product stage applies product.snr_threshold and
+    # its outlier filter with the job's settings.
     tracked = track_offsets(
         ref_data,
         sec_data,
@@ -267,6 +268,7 @@ def track_pair(
         lines=layout.lines - layout.ref_crop.line0,
         samples=layout.samples - layout.ref_crop.sample0,
         snr_threshold=0.0,
+        outlier_mad_k=None,
     )
     motion_az = np.asarray(tracked["azimuth_offset"].values, dtype=np.float64) - gross_az
     motion_rg = np.asarray(tracked["range_offset"].values, dtype=np.float64) - gross_rg

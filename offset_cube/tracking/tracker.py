@@ -40,6 +40,8 @@ the mode (amplitude Pearson NCC, or coherent |NCC| in complex mode):
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,7 +49,9 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
+from offset_cube.cube.stats import local_median_mad
 from offset_cube.errors import TrackingError
 from offset_cube.tracking import kernels
 from offset_cube.tracking.backend import BACKENDS, Backend, get_backend
@@ -64,6 +68,16 @@ DEFAULT_OVERSAMPLING = 8
 #: percentile) and 67 (complex), at coherence 0.2 complex mode still gives 17 (median). Checked by
 #: tests/test_tracking.py::test_pure_noise_is_low_snr_and_invalid.
 DEFAULT_SNR_THRESHOLDS: dict[str, float] = {"amplitude": 15.0, "complex": 12.0}
+#: Default consistency test: a window is an outlier when its offset (azimuth or range) differs from the median of
+#: the SNR-valid windows in the OUTLIER_BOX x OUTLIER_BOX box around it by more than k * max(MAD, OUTLIER_FLOOR_PX)
+#: of that box (the product stage's rule, ``product.outlier_mad_k``). A correlation peak on the wrong speckle
+#: spot passes an SNR cut now and then (one window 7.3 px off on a 2048x4096 amplitude benchmark pair); no true
+#: offset differs from its neighbours' median by k * OUTLIER_FLOOR_PX = 0.5 px and more at the default grid.
+DEFAULT_OUTLIER_MAD_K = 5.0
+OUTLIER_BOX = 5
+OUTLIER_FLOOR_PX = 0.1
+#: Fewest SNR-valid windows in the box (the window included) for the test to judge; fewer leaves it valid.
+OUTLIER_MIN_NEIGHBOURS = 4
 #: Windows per batch at most: on the CPU larger batches stop paying off once their chips leave the caches; a
 #: GPU wants large batches (fewer kernel launches), bounded by the memory budget.
 MAX_BATCH = {"numpy": 256, "cupy": 16384}
@@ -120,6 +134,7 @@ def track_offsets(
     lines: Sequence[float] | np.ndarray | None = None,
     samples: Sequence[float] | np.ndarray | None = None,
     snr_threshold: float | None = None,
+    outlier_mad_k: float | None = DEFAULT_OUTLIER_MAD_K,
 ) -> xr.Dataset:
     """Dense offsets of ``secondary`` relative to ``reference`` on a grid of windows.
 
@@ -149,6 +164,9 @@ def track_offsets(
             and the snapped values are the returned coordinates. Default: :func:`window_centres` of the reference.
         snr_threshold: windows whose SNR is below this are invalid (offsets NaN); None: the mode's default
             from :data:`DEFAULT_SNR_THRESHOLDS` (amplitude 15, complex 12).
+        outlier_mad_k: windows whose offset differs from the median of their SNR-valid neighbours (5x5 box) by
+            more than this times max(local MAD, 0.1 px) are invalid too (see :data:`DEFAULT_OUTLIER_MAD_K`);
+            None turns the test off (as the engine does: its product stage filters with its own settings).
 
     Returns:
         Dataset with dims (line, sample), coords = window centres, float32 ``azimuth_offset``,
@@ -180,7 +198,8 @@ def track_offsets(
     plan = _Plan.build(grid, gross, params, ref_shape, sec_shape)
     result = _run(be, params, plan, reference, secondary, workers, memory_budget_mb)
     threshold = DEFAULT_SNR_THRESHOLDS[mode_name] if snr_threshold is None else float(snr_threshold)
-    return _dataset(grid, plan, result, params, threshold, gross_offset, be.name, skip)
+    outlier_k = _checked_outlier_k(outlier_mad_k)
+    return _dataset(grid, plan, result, params, (threshold, outlier_k), gross_offset, be.name, skip)
 
 
 @dataclass(frozen=True)
@@ -277,18 +296,46 @@ def _run(
     def work(tile: _Tile) -> tuple[tuple[np.ndarray, np.ndarray], BatchResult] | None:
         return _process_tile(be, params, plan, tile, reference, secondary)
 
-    if parallel > 1 and len(tiles) > 1:
-        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tracker") as pool:
-            outputs: Iterator[Any] = pool.map(work, tiles)
-            for output in outputs:
+    with _single_threaded_blas():
+        if parallel > 1 and len(tiles) > 1:
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tracker") as pool:
+                outputs: Iterator[Any] = pool.map(work, tiles)
+                for output in outputs:
+                    if output is not None:
+                        result.fill(*output)
+        else:
+            for tile in tiles:
+                output = work(tile)
                 if output is not None:
                     result.fill(*output)
-    else:
-        for tile in tiles:
-            output = work(tile)
-            if output is not None:
-                result.fill(*output)
     return result
+
+
+_blas_lock = threading.Lock()
+_blas_users: list[threadpool_limits] = []
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """BLAS limited to one thread while any tracker runs in this process.
+
+    The tracker owns its parallelism: BLAS (the batched matrix products) runs inside each worker, and its own
+    thread pool competes with the workers (OPENBLAS_NUM_THREADS=1 took the Shirase settings from 202 to 285
+    windows/s on 2 cores; the FFTs already run with workers=1). The limit is process-wide (threadpoolctl), so
+    concurrent trackers (two pairs at once) share one limit, lifted when the last of them ends.
+    """
+    with _blas_lock:
+        if not _blas_users:
+            _blas_users.append(threadpool_limits(limits=1, user_api="blas"))
+        else:
+            _blas_users.append(_blas_users[0])
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            limiter = _blas_users.pop()
+            if not _blas_users:
+                limiter.restore_original_limits()
 
 
 def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, largest: int) -> int:
@@ -398,15 +445,19 @@ def _dataset(
     plan: _Plan,
     result: _Result,
     params: BatchParams,
-    snr_threshold: float,
+    thresholds: tuple[float, float | None],
     gross_offset: tuple[Any, Any],
     backend: str,
     skip: tuple[int, int] | None,
 ) -> xr.Dataset:
     """The result Dataset: total offsets (rounded gross + lag - search), masked where invalid."""
+    snr_threshold, outlier_k = thresholds
     base_az = (plan.sec_top - plan.ref_top).astype(np.float64)
     base_rg = (plan.sec_left - plan.ref_left).astype(np.float64)
-    valid = np.isfinite(result.lag_az) & np.isfinite(result.lag_rg) & (result.snr >= snr_threshold)
+    offsets = (base_az + result.lag_az, base_rg + result.lag_rg)
+    passing = np.isfinite(result.lag_az) & np.isfinite(result.lag_rg) & (result.snr >= snr_threshold)
+    outliers = outlier_windows(offsets, passing, outlier_k) if outlier_k is not None else np.zeros_like(passing)
+    valid = passing & ~outliers
     dims = ("line", "sample")
 
     def var(values: np.ndarray, units: str, long_name: str, mask: bool = True) -> xr.Variable:
@@ -415,8 +466,8 @@ def _dataset(
 
     ds = xr.Dataset(
         {
-            "azimuth_offset": var(base_az + result.lag_az, "pixel", "azimuth offset, secondary - reference"),
-            "range_offset": var(base_rg + result.lag_rg, "pixel", "range offset, secondary - reference"),
+            "azimuth_offset": var(offsets[0], "pixel", "azimuth offset, secondary - reference"),
+            "range_offset": var(offsets[1], "pixel", "range offset, secondary - reference"),
             "snr": var(result.snr, "1", "correlation peak SNR (ampcor definition)", mask=False),
             "cov_az": var(result.cov_az, "pixel2", "azimuth offset variance (ampcor definition)"),
             "cov_rg": var(result.cov_rg, "pixel2", "range offset variance (ampcor definition)"),
@@ -449,12 +500,35 @@ def _dataset(
             "gross_offset_azimuth": gross_az,
             "gross_offset_range": gross_rg,
             "snr_threshold": float(snr_threshold),
+            "outlier_mad_k": "off" if outlier_k is None else outlier_k,
+            "outlier_windows": int(outliers.sum()),
             "backend": backend,
             "windows": int(valid.size),
             "valid_windows": int(valid.sum()),
         }
     )
     return ds
+
+
+def outlier_windows(offsets: tuple[np.ndarray, np.ndarray], passing: np.ndarray, k: float) -> np.ndarray:
+    """Windows among ``passing`` whose azimuth or range offset is more than k * max(MAD, floor) from the median
+    of the passing windows in the :data:`OUTLIER_BOX`-wide box around them (constants above)."""
+    outliers = np.zeros(passing.shape, dtype=bool)
+    for values in offsets:
+        median, mad, count = local_median_mad(np.where(passing, values, np.nan), OUTLIER_BOX)
+        limit = k * np.maximum(np.nan_to_num(mad, nan=0.0), OUTLIER_FLOOR_PX)
+        deviation = np.abs(np.where(passing, values, 0.0) - np.nan_to_num(median, nan=0.0))
+        outliers |= passing & (count >= OUTLIER_MIN_NEIGHBOURS) & (deviation > limit)
+    return outliers
+
+
+def _checked_outlier_k(value: float | None) -> float | None:
+    if value is None:
+        return None
+    k = float(value)
+    if not np.isfinite(k) or k <= 0:
+        raise TrackingError(f"outlier_mad_k must be a positive number (or None for no outlier test); got {value!r}")
+    return k
 
 
 def _gross_attr(value: Any) -> float | str:
