@@ -23,7 +23,7 @@ def demo(
 ) -> None:
     """Simulate a glacier stack (unless DIR holds one), run the real flow on it with the built-in engine, and
     compare the cube with the truth. Needs no network and no credentials."""
-    from flows.cli.jobs import run_flow
+    from flows.cli.jobs import nothing_to_run, run_flow
     from offset_cube.config import job_from_dict
     from offset_cube.simulate import DEMO_TEMPLATE
     from offset_cube.simulate.demo import accuracy, demo_job, describe, stack_description
@@ -45,9 +45,13 @@ def demo(
         raw = demo_job(doc, out)
         (out / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
         job = job_from_dict(raw, origin=str(out / "job.yaml"))
-    state = run_flow(job)
-    if state.is_failed() or state.is_crashed():
-        raise fail(state.message or "the demo run failed", code=EXIT_FAILED)
+    nothing_new = nothing_to_run(job)
+    if nothing_new is not None:
+        typer.echo(nothing_new)
+    else:
+        state = run_flow(job)
+        if state.is_failed() or state.is_crashed():
+            raise fail(state.message or "the demo run failed", code=EXIT_FAILED)
     cube = job.storage.cube_path
     typer.echo(f"cube:       {cube}")
     typer.echo(f"truth:      {doc['truth']}")
