@@ -423,3 +423,71 @@ def test_blas_runs_single_threaded_inside_the_tracker(monkeypatch: pytest.Monkey
         second.__exit__(None, None, None)
         assert _blas_threads() == before
     assert seen and all(threads and all(n == 1 for n in threads) for threads in seen)
+
+
+def _dense_and_per_window(ref: Any, sec: Any, **kwargs: Any) -> tuple[Any, Any]:
+    raw = {"mode": "amplitude", "snr_threshold": 0.0, "outlier_mad_k": None, **kwargs}
+    return track(ref, sec, oversampling_path="dense", **raw), track(ref, sec, oversampling_path="window", **raw)
+
+
+def _assert_paths_agree(dense: Any, window: Any, min_windows: int) -> None:
+    for name in ("azimuth_offset", "range_offset"):
+        a, b = dense[name].values, window[name].values
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+        both = np.isfinite(a)
+        assert both.sum() >= min_windows
+        assert rms(a[both] - b[both]) <= 0.005 and np.abs(a[both] - b[both]).max() < 0.06, name
+    np.testing.assert_allclose(dense.snr.values, window.snr.values, rtol=1e-5)  # stage 1 is shared
+    assert (dense.attrs["oversampling_path"], window.attrs["oversampling_path"]) == ("dense", "window")
+
+
+@pytest.mark.parametrize(
+    ("window", "search", "skip", "gamma"),
+    [((64, 16), (20, 8), (32, 16), 0.7), ((256, 64), (30, 10), (44, 8), 0.7)],
+)
+def test_dense_and_per_window_oversampling_agree(
+    window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int], gamma: float
+) -> None:
+    """The dense path (each tile's blocks oversampled once) gives the per-window path's offsets to <= 0.005 px
+    RMS on the same windows, on a smooth field, for the peer settings and the Shirase settings (windows overlap
+    46-fold). What differs is the per-window chips' edge ringing inside their 2-px guard band."""
+    shape = (224, 768)
+    field = glacier_field((8 * shape[0], 4 * shape[1]))  # a corner of a field with the benchmark's gradients
+    rng = np.random.default_rng(17)
+    ref = speckle(shape, rng)
+    sec = mix(warp(ref, field), speckle(shape, rng), gamma)
+    dense, window_path = _dense_and_per_window(ref, sec, window=window, search=search, skip=skip)
+    _assert_paths_agree(dense, window_path, 40)
+    truth = window_mean_offsets(field, (dense.line.values, dense.sample.values), window)
+    assert rms(errors(dense, truth)[0]) < 0.05
+
+
+def test_dense_and_per_window_agree_at_borders_with_no_data_and_a_gross_field() -> None:
+    """Windows whose search areas reach the image edges, NaN and zero regions, and a gross-offset field that
+    moves each window's search area differently: the two paths still agree, window by window."""
+    shift = (3.6, -9.2)
+    ref, sec = constant_shift_pair((192, 768), shift, gamma=0.8, seed=23)
+    ref[60:75, 300:330] = np.nan
+    sec[150:, 500:] = 0
+    lines, samples = window_centres(ref.shape, WINDOW, (6, 6), SKIP)
+    lines = np.concatenate([[7.5], lines, [ref.shape[0] - 8.5]])  # chips touching the top and bottom edges
+    samples = np.concatenate([[31.5], samples, [ref.shape[1] - 32.5]])
+    gross_az = np.full((lines.size, samples.size), 3.0) + np.linspace(-0.6, 0.6, samples.size)[None, :]
+    gross_rg = np.full((lines.size, samples.size), -9.0) + np.linspace(-0.7, 0.7, lines.size)[:, None]
+    options = {"search": (6, 6), "lines": lines, "samples": samples, "gross_offset": (gross_az, gross_rg)}
+    dense, window_path = _dense_and_per_window(ref, sec, **options)
+    _assert_paths_agree(dense, window_path, 200)
+    d_az = errors(dense, shift)[0]
+    assert np.isnan(d_az[0]).all() and np.isnan(d_az[:, 0]).all()  # search areas leave the image
+    assert np.isfinite(d_az[1:-1, 1:-1]).mean() > 0.6
+
+
+def test_cost_model_picks_dense_for_overlapping_windows_only() -> None:
+    from offset_cube.tracking.core import dense_is_cheaper
+
+    # 256 windows 64x16 every 32x16 (a tile 2 rows of 128 windows): blocks ~50 x 4200 px
+    assert dense_is_cheaper((16, 64), 256, [(48, 4200), (64, 4240)])
+    # 20 windows 256x64 every 44x8 in one row: blocks ~72 x 1100 px
+    assert dense_is_cheaper((64, 256), 20, [(72, 1100), (96, 1160)])
+    # 16 windows 16x16 scattered over a 2000 x 2000 block: per-window chips cost far less
+    assert not dense_is_cheaper((16, 16), 16, [(2000, 2000), (2010, 2010)])

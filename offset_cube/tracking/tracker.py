@@ -55,10 +55,21 @@ from offset_cube.cube.stats import local_median_mad
 from offset_cube.errors import TrackingError
 from offset_cube.tracking import kernels
 from offset_cube.tracking.backend import BACKENDS, Backend, get_backend
-from offset_cube.tracking.core import BatchInput, BatchParams, BatchResult, Mode, Subpixel, track_batch
+from offset_cube.tracking.core import (
+    BatchInput,
+    BatchParams,
+    BatchResult,
+    Mode,
+    OversamplingPath,
+    Subpixel,
+    dense_is_cheaper,
+    oversample_block,
+    track_batch,
+)
 
 MODES: tuple[Mode, ...] = ("amplitude", "complex")
 SUBPIXEL_METHODS: tuple[Subpixel, ...] = ("dft", "parabolic")
+OVERSAMPLING_PATHS: tuple[OversamplingPath, ...] = ("auto", "dense", "window")
 #: Default correlation-peak oversampling: the peak is interpolated on a grid of at most 1/8 px before the final
 #: parabola (finer grids change offsets by < 0.001 px RMS, tests/test_tracking.py).
 DEFAULT_OVERSAMPLING = 8
@@ -71,8 +82,8 @@ DEFAULT_SNR_THRESHOLDS: dict[str, float] = {"amplitude": 15.0, "complex": 12.0}
 #: Default consistency test: a window is an outlier when its offset (azimuth or range) differs from the median of
 #: the SNR-valid windows in the OUTLIER_BOX x OUTLIER_BOX box around it by more than k * max(MAD, OUTLIER_FLOOR_PX)
 #: of that box (the product stage's rule, ``product.outlier_mad_k``). A correlation peak on the wrong speckle
-#: spot passes an SNR cut now and then (one window 7.3 px off on a 2048x4096 amplitude benchmark pair); no true
-#: offset differs from its neighbours' median by k * OUTLIER_FLOOR_PX = 0.5 px and more at the default grid.
+#: spot can pass an SNR cut (a window 7.3 px off was reported on a benchmark pair); offsets within
+#: k * OUTLIER_FLOOR_PX = 0.5 px of their neighbours' median are never rejected.
 DEFAULT_OUTLIER_MAD_K = 5.0
 OUTLIER_BOX = 5
 OUTLIER_FLOOR_PX = 0.1
@@ -135,6 +146,7 @@ def track_offsets(
     samples: Sequence[float] | np.ndarray | None = None,
     snr_threshold: float | None = None,
     outlier_mad_k: float | None = DEFAULT_OUTLIER_MAD_K,
+    oversampling_path: str = "auto",
 ) -> xr.Dataset:
     """Dense offsets of ``secondary`` relative to ``reference`` on a grid of windows.
 
@@ -167,6 +179,9 @@ def track_offsets(
         outlier_mad_k: windows whose offset differs from the median of their SNR-valid neighbours (5x5 box) by
             more than this times max(local MAD, 0.1 px) are invalid too (see :data:`DEFAULT_OUTLIER_MAD_K`);
             None turns the test off (as the engine does: its product stage filters with its own settings).
+        oversampling_path: amplitude mode's x2 oversampling: 'window' (each window's chips on their own),
+            'dense' (each tile's image blocks once, shared by overlapping windows; same offsets within a few
+            thousandths of a pixel) or 'auto' (the cheaper per tile by an FFT cost model).
 
     Returns:
         Dataset with dims (line, sample), coords = window centres, float32 ``azimuth_offset``,
@@ -187,6 +202,7 @@ def track_offsets(
         subpixel=cast(Subpixel, _choice(subpixel, SUBPIXEL_METHODS, "subpixel")),
         oversampling=_checked_oversampling(oversampling),
         complex_input=complex_input,
+        path=cast(OversamplingPath, _choice(oversampling_path, OVERSAMPLING_PATHS, "oversampling_path")),
     )
     if workers < 1:
         raise TrackingError(f"workers must be at least 1; got {workers}")
@@ -393,13 +409,23 @@ def _process_tile(
         return None
     index = (index[0][enough], index[1][enough])
     xp = be.xp
+    ref_device, sec_device = be.to_device(ref_block), be.to_device(sec_block)
+    oversampled = None
+    if params.mode == "amplitude" and (
+        params.path == "dense"
+        or (
+            params.path == "auto" and dense_is_cheaper(params.window, index[0].size, [ref_block.shape, sec_block.shape])
+        )
+    ):
+        oversampled = tuple(oversample_block(be, block, params.complex_input) for block in (ref_device, sec_device))
     data = BatchInput(
-        ref_block=be.to_device(ref_block),
-        sec_block=be.to_device(sec_block),
+        ref_block=ref_device,
+        sec_block=sec_device,
         ref_tops=xp.asarray(rt[enough]),
         ref_lefts=xp.asarray(rl[enough]),
         sec_tops=xp.asarray(st[enough]),
         sec_lefts=xp.asarray(sl[enough]),
+        oversampled=(oversampled[0], oversampled[1]) if oversampled else None,
     )
     return index, track_batch(be, params, data)
 
@@ -491,6 +517,7 @@ def _dataset(
             "mode": params.mode,
             "subpixel": params.subpixel,
             "oversampling": params.oversampling,
+            "oversampling_path": params.path,
             "window_width": w,
             "window_height": h,
             "search_width": sx,
