@@ -49,6 +49,9 @@ from offset_cube.tracking.synthetic import (  # noqa: E402
 
 #: Acceptance targets of issue 5 (64x16 window, +/-20x8 search, skip 32x16, gamma 0.7, 2 cores).
 TARGETS = {"complex": (1.1, 6000.0), "amplitude": (1.2, 2000.0)}
+#: (window, half search, skip) as WIDTHxHEIGHT of the issue's two reference jobs: the peer comparison's and the
+#: hand-run Shirase notebook's (examples/shirase.yaml).
+PRESETS = {"peer": ((64, 16), (20, 8), (32, 16)), "shirase": ((256, 64), (30, 10), (44, 8))}
 #: Errors above this are outliers, left out of the RMSE and counted separately (reference doc §4.1).
 OUTLIER_PX = 1.0
 
@@ -101,10 +104,11 @@ def accuracy(az: np.ndarray, rg: np.ndarray, truth: tuple[np.ndarray, np.ndarray
 
 
 def run_tracker(
-    ref: Any, sec: Any, args: argparse.Namespace, mode: str, backend: str
+    ref: Any, sec: Any, args: argparse.Namespace, mode: str, backend: str, path: str = "auto"
 ) -> tuple[Any, list[float], list[float]]:
     """Timed tracker runs (one untimed warm-up on a GPU): the last Dataset, wall and CPU seconds of each run."""
     options = {
+        "oversampling_path": path,
         "window": args.window,
         "search": args.search,
         "skip": args.skip,
@@ -188,7 +192,7 @@ def memory_child(args: argparse.Namespace) -> None:
         before, peak_field = _status_mib("VmRSS"), "VmHWM"
     except OSError:
         before, peak_field = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, ""
-    ds, times, _ = run_tracker(ref, sec, args, args.modes[0], args.backend)
+    ds, times, _ = run_tracker(ref, sec, args, args.modes[0], args.backend, args.oversampling_paths[-1])
     peak = _status_mib(peak_field) if peak_field else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     windows = int(ds.attrs["windows"])
     print(json.dumps({"windows": windows, "rss_before_mib": before, "rss_peak_mib": peak, "seconds": times[-1]}))
@@ -202,6 +206,7 @@ def measure_memory(ref: np.ndarray, sec: np.ndarray, args: argparse.Namespace, m
             np.save(Path(tmp) / "ref.npy", np.concatenate([ref] * factor))
             np.save(Path(tmp) / "sec.npy", np.concatenate([sec] * factor))
             command = [sys.executable, __file__, "--memory-child", tmp, "--modes", mode, "--repeat", "1"]
+            command += ["--oversampling-paths", args.oversampling_paths[-1]]
             command += ["--backend", args.backend, "--workers", str(args.workers)]
             command += ["--memory-budget-mb", str(args.memory_budget_mb)]
             command += ["--window", _size(args.window), "--search", _size(args.search), "--skip", _size(args.skip)]
@@ -231,6 +236,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--search", type=_parse_size, default=(20, 8), help="half search WIDTHxHEIGHT")
     parser.add_argument("--skip", type=_parse_size, default=(32, 16), help="WIDTHxHEIGHT")
     parser.add_argument("--modes", type=lambda s: s.split(","), default=["complex", "amplitude"])
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="window/search/skip of a named job: peer (64x16, 20x8, 32x16) or shirase (256x64, 30x10, 44x8)",
+    )
+    parser.add_argument(
+        "--oversampling-paths",
+        type=lambda s: s.split(","),
+        default=["auto"],
+        help="amplitude mode's oversampling paths to time, e.g. window,dense (default: auto, the cost model's)",
+    )
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-budget-mb", type=int, default=512)
@@ -242,7 +258,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", help="folder to keep the synthesised pair in (.npy) between runs")
     parser.add_argument("--json-out", help="also write every figure to this JSON file")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.preset:
+        args.window, args.search, args.skip = PRESETS[args.preset]
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -251,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         memory_child(args)
         return {}
     report: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "memory_child"}}
+    report["load_average_start"] = os.getloadavg()
+    print(f"load average at start {report['load_average_start'][0]:.1f} on {os.cpu_count()} CPUs")
     started = time.perf_counter()
     ref, sec, field = make_pair(args)
     lines, samples = window_centres(ref.shape, args.window, args.search, args.skip)
@@ -259,16 +280,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"pair {args.lines}x{args.samples}, gamma {args.gamma}, {lines.size * samples.size} windows "
         f"({time.perf_counter() - started:.0f} s to synthesise); backend {args.backend}, workers {args.workers}"
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
+    by_path: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for mode in args.modes:
-        ds, times, cpu = run_tracker(ref, sec, args, mode, args.backend)
-        az, rg = ds.azimuth_offset.values, ds.range_offset.values
-        row = result_row(
-            f"tracker {mode}", az, rg, truth, times, cpu, crb(args.window, args.gamma, S1_BETA, mode == "complex")
+        for path in args.oversampling_paths if mode == "amplitude" else ["auto"]:
+            ds, times, cpu = run_tracker(ref, sec, args, mode, args.backend, path)
+            az, rg = ds.azimuth_offset.values, ds.range_offset.values
+            bound = crb(args.window, args.gamma, S1_BETA, mode == "complex")
+            name = f"tracker {mode}" + (f" ({path})" if mode == "amplitude" and path != "auto" else "")
+            row = result_row(name, az, rg, truth, times, cpu, bound)
+            if args.backend == "cupy" and args.compare_numpy:
+                row.update(compare_with_numpy(ds, ref, sec, args, mode))
+            rows.append(row)
+            by_path[(mode, path)] = (az, rg)
+    if ("amplitude", "dense") in by_path and ("amplitude", "window") in by_path:
+        dense, window = by_path[("amplitude", "dense")], by_path[("amplitude", "window")]
+        differences = [d - w for d, w in zip(dense, window, strict=True)]
+        report["dense_vs_window_rms_px"] = [float(np.sqrt(np.nanmean(d**2))) for d in differences]
+        print(
+            "amplitude dense - per-window offsets, RMS az/rg (px): {:.5f}/{:.5f}".format(
+                *report["dense_vs_window_rms_px"]
+            )
         )
-        if args.backend == "cupy" and args.compare_numpy:
-            row.update(compare_with_numpy(ds, ref, sec, args, mode))
-        rows.append(row)
     if not args.no_baseline:
         az, rg, times, cpu = run_skimage(ref, sec, args, lines, samples)
         bound = crb(args.window, args.gamma, S1_BETA, coherent=False)
@@ -285,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"(read with pread, not held), RSS {m['rss_before_mib']:.0f} MiB after start-up, "
                 f"peak {m['rss_peak_mib']:.0f} MiB (+{m['rss_peak_mib'] - m['rss_before_mib']:.0f})"
             )
+    report["load_average_end"] = os.getloadavg()
+    print(f"load average at end {report['load_average_end'][0]:.1f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2, default=str))
     return report
