@@ -104,7 +104,7 @@ def accuracy(az: np.ndarray, rg: np.ndarray, truth: tuple[np.ndarray, np.ndarray
 
 
 def run_tracker(
-    ref: Any, sec: Any, args: argparse.Namespace, mode: str, backend: str, path: str = "auto"
+    ref: Any, sec: Any, args: argparse.Namespace, mode: str, backend: str, path: str = "window"
 ) -> tuple[Any, list[float], list[float]]:
     """Timed tracker runs (one untimed warm-up on a GPU): the last Dataset, wall and CPU seconds of each run."""
     options = {
@@ -244,8 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--oversampling-paths",
         type=lambda s: s.split(","),
-        default=["auto"],
-        help="amplitude mode's oversampling paths to time, e.g. window,dense (default: auto, the cost model's)",
+        default=["window"],
+        help="amplitude mode's oversampling paths to time, e.g. window,dense or auto (the cost model's choice)",
     )
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     parser.add_argument("--workers", type=int, default=2)
@@ -283,11 +283,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     by_path: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for mode in args.modes:
-        for path in args.oversampling_paths if mode == "amplitude" else ["auto"]:
+        for path in args.oversampling_paths if mode == "amplitude" else ["window"]:
             ds, times, cpu = run_tracker(ref, sec, args, mode, args.backend, path)
             az, rg = ds.azimuth_offset.values, ds.range_offset.values
             bound = crb(args.window, args.gamma, S1_BETA, mode == "complex")
-            name = f"tracker {mode}" + (f" ({path})" if mode == "amplitude" and path != "auto" else "")
+            name = f"tracker {mode}" + (f" ({path})" if mode == "amplitude" and path != "window" else "")
             row = result_row(name, az, rg, truth, times, cpu, bound)
             if args.backend == "cupy" and args.compare_numpy:
                 row.update(compare_with_numpy(ds, ref, sec, args, mode))

@@ -491,3 +491,8 @@ def test_cost_model_picks_dense_for_overlapping_windows_only() -> None:
     assert dense_is_cheaper((64, 256), 20, [(72, 1100), (96, 1160)])
     # 16 windows 16x16 scattered over a 2000 x 2000 block: per-window chips cost far less
     assert not dense_is_cheaper((16, 16), 16, [(2000, 2000), (2010, 2010)])
+    # 'auto' follows the model: the peer grid's tiles go dense; 'window' stays the default
+    ref, sec = constant_shift_pair((128, 512), (0.3, 1.6), gamma=0.8, seed=2)
+    auto = track(ref, sec, oversampling_path="auto")
+    np.testing.assert_array_equal(auto.range_offset.values, track(ref, sec, oversampling_path="dense").range_offset)
+    assert track(ref, sec).attrs["oversampling_path"] == "window"

@@ -44,7 +44,7 @@ class BatchParams:
     subpixel: Subpixel
     oversampling: int
     complex_input: bool
-    path: OversamplingPath = "auto"
+    path: OversamplingPath = "window"
 
     @property
     def lags(self) -> tuple[int, int]:
