@@ -64,6 +64,6 @@ def test_tracking_a_streamed_crop_gives_the_offsets_of_one_block(workers: int) -
 
 
 def test_block_size_follows_the_width() -> None:
-    assert block_lines_for(25_000) == 64 * 2**20 // (8 * 25_000)
-    assert block_lines_for(100) == 64 * 2**20 // 800
-    assert block_lines_for(10**7) == MIN_BLOCK_LINES
+    assert block_lines_for(8_000) == 16 * 2**20 // (8 * 8_000) == 262
+    assert block_lines_for(100) == 16 * 2**20 // 800
+    assert block_lines_for(25_000) == MIN_BLOCK_LINES

@@ -19,9 +19,12 @@ import numpy as np
 #: Blocks kept in memory per image: two tracker workers each span at most two consecutive blocks (a block is at
 #: least :data:`MIN_BLOCK_LINES` lines, more than any tile the tracker reads at the job's window sizes).
 KEEP_BLOCKS = 4
-MIN_BLOCK_LINES = 256
-#: Default size of one block of one image (complex64): 64 MiB, e.g. 335 lines of a 25 000-sample swath.
-DEFAULT_BLOCK_BYTES = 64 * 2**20
+MIN_BLOCK_LINES = 128
+#: Default size of one block of one image (complex64): 16 MiB, e.g. 128 lines (the minimum) of a 25 000-sample
+#: swath or 262 lines of an 8 000-sample crop. Small blocks matter twice: reading and deramping a block needs
+#: several float64 temporaries of its size, and they coexist with the tracker's batches (64 MiB blocks took a
+#: 16 km pair to 1.5 GB peak RSS; 16 MiB blocks to 575 MiB, as much as reading both crops whole did).
+DEFAULT_BLOCK_BYTES = 16 * 2**20
 
 
 class GridReader(Protocol):
