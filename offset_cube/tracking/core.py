@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from offset_cube.size import Size
 from offset_cube.tracking import kernels as k
 from offset_cube.tracking.backend import Backend
 
@@ -36,10 +37,10 @@ OS_HALF_SEARCH = 2
 
 @dataclass(frozen=True)
 class BatchParams:
-    """Everything the batch estimator needs; sizes are (lines, samples)."""
+    """Everything the batch estimator needs; shapes derived from the sizes are (lines, samples)."""
 
-    window: tuple[int, int]
-    search: tuple[int, int]
+    window: Size
+    search: Size
     mode: Mode
     subpixel: Subpixel
     oversampling: int
@@ -48,11 +49,11 @@ class BatchParams:
 
     @property
     def lags(self) -> tuple[int, int]:
-        return (2 * self.search[0] + 1, 2 * self.search[1] + 1)
+        return (2 * self.search.lines + 1, 2 * self.search.samples + 1)
 
     @property
     def search_shape(self) -> tuple[int, int]:
-        return (self.window[0] + 2 * self.search[0], self.window[1] + 2 * self.search[1])
+        return (self.window.lines + 2 * self.search.lines, self.window.samples + 2 * self.search.samples)
 
     @property
     def ref_margin(self) -> int:
@@ -67,8 +68,8 @@ class BatchParams:
     def _os_margin(self, which: int) -> int:
         if self.mode != "amplitude":
             return 0
-        shape = os_chip_shapes(self.window)[which]
-        return max((shape[0] - self.window[0]) // 2, (shape[1] - self.window[1]) // 2)
+        lines, samples = os_chip_shapes(self.window.shape)[which]
+        return max((lines - self.window.lines) // 2, (samples - self.window.samples) // 2)
 
     def zoom_levels(self) -> int:
         """Matrix-DFT zoom levels so that the last grid spacing is at most 1/oversampling px."""
@@ -82,7 +83,7 @@ class BatchParams:
         stage1 = 96 * sh * sw
         if self.mode == "complex":
             return stage1
-        _, (oh, ow) = os_chip_shapes(self.window)
+        _, (oh, ow) = os_chip_shapes(self.window.shape)
         return stage1 + 160 * oh * ow
 
 
@@ -123,8 +124,8 @@ def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResu
     offset = (search corner - reference corner) + lag.
     """
     xp = be.xp
-    h, w = params.window
-    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window)
+    h, w = params.window.shape
+    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window.shape)
     search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
     if params.mode == "complex":
         surface = k.complex_surface(be, ref, search, params.lags)
@@ -213,14 +214,14 @@ def oversample_block(be: Backend, block: Any, complex_input: bool) -> Any:
 def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any]:
     """Detected x2-oversampled reference chips (B, 2h, 2w) and search chips +/-OS_HALF_SEARCH px around the
     coarse peak (B, 2h + 4p, 2w + 4p), from the dense blocks or chip by chip."""
-    h, w = params.window
+    h, w = params.window.shape
     p = OS_HALF_SEARCH
     if data.oversampled is not None:
         ref_os, sec_os = data.oversampled
         ref2 = k.gather(be, ref_os, 2 * data.ref_tops, 2 * data.ref_lefts, (2 * h, 2 * w))
         sec_tops, sec_lefts = 2 * (data.sec_tops + peak.iy - p), 2 * (data.sec_lefts + peak.ix - p)
         return ref2, k.gather(be, sec_os, sec_tops, sec_lefts, (2 * h + 4 * p, 2 * w + 4 * p))
-    ref_shape, sec_shape = os_chip_shapes(params.window)
+    ref_shape, sec_shape = os_chip_shapes(params.window.shape)
     gry, grx = (ref_shape[0] - h) // 2, (ref_shape[1] - w) // 2
     gsy, gsx = (sec_shape[0] - h - 2 * p) // 2, (sec_shape[1] - w - 2 * p) // 2
     ref = k.gather(be, data.ref_block, data.ref_tops - gry, data.ref_lefts - grx, ref_shape)
@@ -235,7 +236,7 @@ def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak:
 
 def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:
     """Amplitude NCC of the x2-oversampled complex chips around the coarse peak, refined; lags in px."""
-    h, w = params.window
+    h, w = params.window.shape
     p = OS_HALF_SEARCH
     ref2, sec2 = _oversampled_chips(be, params, data, peak)
     surface = k.amplitude_surface(be, ref2, sec2, (4 * p + 1, 4 * p + 1))
