@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -33,6 +34,25 @@ BC_SECONDARY = SLC / "S1A_IW_SLC__1SDV_20250418T022008_20250418T022035_058805_07
 BC_AREA = "POLYGON((-128.2 51.8, -127.7 51.8, -127.7 52.1, -128.2 52.1, -128.2 51.8))"
 #: DEM span (S, N, W, E) comfortably around the area plus every margin.
 BC_DEM_BOX = (51.5, 52.4, -128.6, -127.3)
+
+
+def cmake_install(root: Path) -> Path:
+    """A stand-in ISCE2 laid out as its CMake install does: ``<root>/packages/isce2`` (the package, with
+    ``components/``) and the link ``packages/isce -> isce2`` (ISCE2's CMakeLists.txt); returns that link."""
+    package = root / "packages" / "isce2"
+    shutil.copytree(FAKE_ISCE_HOME, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "components").mkdir()
+    (root / "packages" / "isce").symlink_to("isce2")
+    return root / "packages" / "isce"
+
+
+def python_on_path(bin_dir: Path) -> Path:
+    """``bin_dir/python3`` running this interpreter (a script, not a link: a linked venv python loses its venv)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    python = bin_dir / "python3"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return python
 
 
 def fake_topsapp_module() -> ModuleType:
@@ -67,8 +87,8 @@ def isce2_job(tmp_path: Path, dem: Path | None = None, **sections: Any) -> JobCo
         "isce2": {
             "python": sys.executable,
             "isce_home": str(FAKE_ISCE_HOME),
-            "dem": str(dem or write_isce_dem(tmp_path / "dem" / "bc.dem")),
         },
+        "dem": str(dem or write_isce_dem(tmp_path / "dem" / "bc.dem")),
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -155,6 +155,12 @@ def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "--config", str(config)])
     assert result.exit_code == 2
     assert "must be < 2 x window height (32) for ISCE2's ampcor; got 40" in result.stderr
+    config.write_text(f"area: '{STACK_AREA}'\nstart: 2015-01-01\nsearch: file:{STACK}\ntracking:\n  mode: complex\n")
+    result = runner.invoke(app, ["plan", "--config", str(config), "--engine", "isce2"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "tracking.mode 'complex'" in lines[0]
+    assert "correlate amplitudes" in lines[0]
 
 
 def test_ew_product_in_a_local_catalog_is_rejected(tmp_path: Path) -> None:
