@@ -1,6 +1,6 @@
 """Shared set-up for the ISCE2 engine tests: the stand-in topsApp, a real S1 pair's annotation, a small DEM.
 
-The pair is the real repeat pair in ../shared/data/safe/hyp3-isce2/slc/ (S1A track 108 ascending, 2025-04-06 and
+The pair is the real repeat pair in tests/data/safe/hyp3-isce2/slc/ (S1A track 108 ascending, 2025-04-06 and
 2025-04-18, British Columbia coast; VV annotation for IW1-3, no measurement pixels). The area lies inside IW2.
 """
 
@@ -24,11 +24,11 @@ from offset_cube.isce_raster import write_isce_raster
 from offset_cube.planning import Pair, plan_pairs
 from offset_cube.scenes import Scene
 from offset_cube.stages import OrbitFile, PairInputs
-from tests.conftest import DATA
+from tests.conftest import data_path
 
 FAKE_ISCE_HOME = Path(__file__).resolve().parent / "fake_isce" / "isce"
 FAKE_TOPSAPP = FAKE_ISCE_HOME / "applications" / "topsApp.py"
-SLC = DATA / "safe" / "hyp3-isce2" / "slc"
+SLC = data_path("safe/hyp3-isce2/slc")
 BC_REFERENCE = SLC / "S1A_IW_SLC__1SDV_20250406T022008_20250406T022035_058630_07421F_93A7.SAFE"
 BC_SECONDARY = SLC / "S1A_IW_SLC__1SDV_20250418T022008_20250418T022035_058805_074946_C7D4.SAFE"
 BC_AREA = "POLYGON((-128.2 51.8, -127.7 51.8, -127.7 52.1, -128.2 52.1, -128.2 51.8))"

@@ -27,7 +27,7 @@ from offset_cube.search import local_scene
 from offset_cube.simulate import DEMO_TEMPLATE
 from offset_cube.simulate.stack import SimulatedStack, SimulationConfig, simulate_stack
 from offset_cube.stages import OrbitFile, PairInputs
-from tests.conftest import DATA
+from tests.conftest import data_path
 
 TRACKING = {"window": [64, 32], "skip": [64, 32], "mode": "complex"}
 
@@ -183,7 +183,7 @@ def test_pair_from_two_tracks_names_both_files(stack: SimulatedStack, tmp_path: 
     """A real track-64 product as the secondary of a simulated track-27 one: refused before any pixel is read."""
     job = make_job(stack, tmp_path)
     inputs = make_inputs(stack, 0, 1, job, tmp_path)
-    other = next(DATA.glob("safe/s1-reader/*6681.zip"))
+    other = data_path("safe/s1-reader/S1A_IW_SLC__1SDV_20221016T015043_20221016T015111_045461_056FC0_6681.zip")
     mixed = inputs.model_copy(update={"secondary_safes": (other,)})
     mixed = mixed.model_copy(update={"secondary_orbits": (OrbitFile(product_id=other.stem, orbit_type="annotation"),)})
     with pytest.raises(SafeError, match=r"one track and direction.*track 27 ASCENDING.*6681\.zip is track 64"):

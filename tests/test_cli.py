@@ -14,11 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import DATA, ROOT
+from tests.conftest import ROOT, data_path
 
-STACK = DATA / "asf" / "geojson" / "S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson"
+STACK = data_path("asf/geojson/S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson")
 STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
-SAFE_ZIPS = DATA / "safe" / "s1-reader"
+SAFE_ZIPS = data_path("safe/s1-reader")
 runner = CliRunner()
 
 
@@ -76,7 +76,7 @@ def test_plan_table_and_yaml_with_flag_overrides(tmp_path: Path) -> None:
 
 
 def test_one_acquisition_is_not_an_error() -> None:
-    one = DATA / "asf" / "geojson" / "Fairbanks_SLC.geojson"
+    one = data_path("asf/geojson/Fairbanks_SLC.geojson")
     result = runner.invoke(
         app,
         [
