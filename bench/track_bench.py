@@ -5,8 +5,8 @@ modes, and prints windows/s, RMSE against the truth and against the Cramér-Rao 
 scikit-image's ``phase_cross_correlation`` (upsample 16, per window) run in the same process, with the speed
 ratio. Optionally measures the tracker's peak memory on the image and on one twice its size.
 
-Bounds (per window, 1 sigma, ``../shared/reference/offset-tracking.md`` §2), with N = w*h / (beta_rg * beta_az)
-independent resolution cells and sigma_px = beta * sigma on each axis:
+Bounds (per window, 1 sigma; Bamler & Eineder 2005, IEEE GRSL 2(2); De Zan 2014, IEEE TGRS 52(3)), with
+N = w*h / (beta_rg * beta_az) independent resolution cells and sigma_px = beta * sigma on each axis:
 
 * coherent (Bamler & Eineder 2005):   sigma = sqrt(3 / (2N)) * sqrt(1 - g^2) / (pi g)
 * incoherent (De Zan 2014):           sigma = sqrt(3 / (10N)) * sqrt(2 + 5 g^2 - 7 g^4) / (pi g^2)

@@ -104,7 +104,7 @@ def test_run_with_nothing_new_starts_no_prefect(monkeypatch: pytest.MonkeyPatch)
         raise AssertionError("the flow must not start when nothing is new")
 
     monkeypatch.setattr(flows.pipeline, "flow_for", no_flow)
-    one = DATA / "asf" / "geojson" / "Fairbanks_SLC.geojson"
+    one = data_path("asf/geojson/Fairbanks_SLC.geojson")
     area = "POLYGON((-150 63,-144 63,-144 66,-150 66,-150 63))"
     result = runner.invoke(app, ["run", "--area", area, "--start", "2020-01-01", "--search", f"file:{one}"])
     assert result.exit_code == 0, result.output

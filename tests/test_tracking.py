@@ -1,8 +1,8 @@
 """The built-in tracker on synthetic speckle pairs with known offsets, and on ISCE2's own fixture.
 
 Images are small (a few hundred lines) so that the whole file runs in well under a minute on 2 cores. Accuracy
-limits are set from the Cramér-Rao bounds of ``../shared/reference/offset-tracking.md`` §2 with margin for the
-small number of windows.
+limits are set from the Cramér-Rao bounds (coherent: Bamler & Eineder 2005, IEEE GRSL 2(2) 151-155; incoherent:
+De Zan 2014, IEEE TGRS 52(3) 1757-1767) with margin for the small number of windows.
 """
 
 from __future__ import annotations
