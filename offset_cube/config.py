@@ -420,6 +420,11 @@ class DownloadConfig(StrictModel):
     timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Socket timeout of one HTTP connect or read (scene and orbit downloads)."
     )
+    anonymous: bool = Field(
+        False,
+        description="The download server needs no Earthdata login (a local mirror, the offline demo's burst "
+        "server): no credentials are looked up or sent.",
+    )
     edl_host: str = Field(
         "urs.earthdata.nasa.gov",
         pattern=r"^[A-Za-z0-9.-]+$",

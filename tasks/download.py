@@ -68,8 +68,11 @@ def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
     if not pending:
         logger.info("all %d scene(s) are local or already in the scene cache", len(scenes))
         return 0
-    credentials = load_earthdata_credentials(job)
-    logger.info("%d scene(s) to download; Earthdata credentials from %s", len(pending), credentials.source)
+    if job.download.anonymous:
+        logger.info("%d scene(s) to download; download.anonymous: no credentials are sent", len(pending))
+    else:
+        credentials = load_earthdata_credentials(job)
+        logger.info("%d scene(s) to download; Earthdata credentials from %s", len(pending), credentials.source)
     prepare_limits(job, {download_limit_name(job): job.concurrency.downloads})
     return len(pending)
 
@@ -119,9 +122,8 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
     if cached is not None:
         logger.info("%s: verified copy in the scene cache", scene.product_id)
         return cached
-    session = open_session(
-        load_earthdata_credentials(job), timeout_s=job.download.timeout_s, edl_host=job.download.edl_host
-    )
+    login = None if job.download.anonymous else load_earthdata_credentials(job)
+    session = open_session(login, timeout_s=job.download.timeout_s, edl_host=job.download.edl_host)
     fetch = download_burst_scene if scene.bursts else download_scene_file
     try:
         with slot(job, download_limit_name(job), job.concurrency.downloads):

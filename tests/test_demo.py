@@ -108,3 +108,71 @@ def test_demo_runs_the_flow_and_matches_the_truth(prefect_harness: None, tmp_pat
     flat = [line for line in again.output.splitlines() if line.startswith("dem none geolocation:")]
     assert len(flat) == 2 and all(worst_m(line) > 300 for line in flat), flat
     assert xr.open_zarr(out / "dem-none" / "cube.zarr").sizes["mid_date"] == 2
+
+
+@pytest.mark.flow
+def test_demo_burst_path_equals_the_scene_path(
+    prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo with --acquisition bursts: the stack cut into ASF burst products, served on 127.0.0.1, searched
+    from its burst export and downloaded without any credentials (none exist here), assembled and tracked; then
+    the same stack as whole scenes. It prints the bytes per date as bursts and as whole scenes, and finds the two
+    cubes equal."""
+    for name in ("EARTHDATA_USERNAME", "EARTHDATA_PASSWORD", "EARTHDATA_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--dates", "2", "--area-km", "3", "--acquisition", "bursts"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "bursts" / "bursts.geojson").is_file()
+    assert len(list(out.glob("from-bursts/scenes/bursts/*/*.SAFE"))) == 2
+    assert "acquisition: bursts" in (out / "from-bursts" / "job.yaml").read_text()
+    lines = result.output.splitlines()
+    (sizes,) = [line for line in lines if line.startswith("bytes per date: bursts")]
+    bursts_mb = float(sizes.split("bursts ")[1].split(" MB")[0])
+    scene_mb = float(sizes.split("IW SLC of such bursts ")[1].split(" MB")[0])
+    assert 0 < 10 * bursts_mb < scene_mb, sizes
+    assert "bursts vs scenes: equal to 0.1 m/yr" in result.output, result.output
+    from offset_cube.simulate.demo import accuracy
+
+    (layer,) = accuracy(out / "from-bursts" / "cube.zarr", out / "truth.zarr")
+    assert layer.coverage > 0.9 and layer.median_vx_error < 10 and layer.median_vy_error < 10, layer.line()
+
+
+def test_compare_cubes_reports_the_difference(tmp_path: Path) -> None:
+    from offset_cube.cube.zarrio import text_array
+    from offset_cube.simulate.demo import compare_cubes
+
+    def cube(name: str, vx: np.ndarray, pairs: tuple[str, ...] = ("p1",)) -> Path:
+        ds = xr.Dataset(
+            {
+                "vx": (("mid_date", "y", "x"), vx),
+                "vy": (("mid_date", "y", "x"), np.ones_like(vx)),
+                "pair_id": (("mid_date",), text_array(list(pairs))),
+            },
+            coords={"x": [0.0, 120.0], "y": [240.0, 120.0]},
+        )
+        ds.to_zarr(tmp_path / name, mode="w", consolidated=False)
+        return tmp_path / name
+
+    base = np.array([[[1.0, 2.0], [3.0, np.nan]]])
+    same = compare_cubes(cube("a.zarr", base), cube("b.zarr", base + 0.05))
+    assert same.agrees() and same.line().startswith("equal to 0.1 m/yr (max |Δvx| 0.050 m/yr"), same.line()
+    shifted = base + np.array([[[0.0, 0.3], [0.0, 0.0]]])
+    shifted[0, 0, 0] = np.nan
+    differ = compare_cubes(cube("a.zarr", base), cube("c.zarr", shifted))
+    assert not differ.agrees()
+    assert differ.line() == (
+        "DIFFERENT (tolerance 0.1 m/yr): max |Δvx| 0.300 m/yr, |Δvy| 0.000 m/yr over 2 cells of 1 layer(s); "
+        "1 cell(s) valid in one cube only"
+    )
+    other = compare_cubes(cube("a.zarr", base), cube("d.zarr", base, ("p2",)))
+    assert not other.agrees() and "cannot be compared: pairs ['p1']" in other.line()
+
+
+def test_demo_rejects_an_unknown_acquisition(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "d"), "--acquisition", "granules"])
+    assert result.exit_code == 2
+    assert "--acquisition 'granules' is not one of 'bursts', 'scenes'" in result.output
+    assert not (tmp_path / "d").exists()

@@ -10,7 +10,9 @@ import typer
 import yaml
 
 from flows.cli.app import EXIT_FAILED, app, fail, user_errors
-from offset_cube.config import JobConfig, job_from_dict
+from offset_cube.config import AcquisitionMode, JobConfig, job_from_dict
+
+ACQUISITIONS = tuple(m.value for m in AcquisitionMode)
 
 
 @app.command()
@@ -21,11 +23,20 @@ def demo(
     dates: Annotated[int, typer.Option(help="Acquisitions to simulate when the folder holds none.")] = 4,
     coherence: Annotated[float, typer.Option(help="Speckle coherence γ of the simulated stack.")] = 0.7,
     area_km: Annotated[float, typer.Option(help="Side of the simulated square area (km).")] = 8.0,
+    acquisition: Annotated[
+        str,
+        typer.Option(
+            help="'scenes': the flow reads the stack's SAFE zips (DIR/scenes). 'bursts': the stack is also cut "
+            "into ASF burst products (DIR/bursts), served on 127.0.0.1 like ASF's burst service, searched from "
+            "its export and downloaded, into DIR/from-bursts."
+        ),
+    ] = "scenes",
     compare: Annotated[
         bool,
         typer.Option(
             "--compare/--no-compare",
-            help="Also run the stack with `dem: none` (into DIR/dem-none) and print its figures beside dem: auto's.",
+            help="Also run the stack with `dem: none` (into DIR/dem-none) and print its figures beside dem: auto's; "
+            "with --acquisition bursts, run it as whole scenes too (DIR/cube.zarr) and compare the two cubes.",
         ),
     ] = True,
 ) -> None:
@@ -36,6 +47,8 @@ def demo(
     from offset_cube.simulate.demo import demo_job, describe, stack_description
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
 
+    if acquisition not in ACQUISITIONS:
+        raise fail(f"--acquisition {acquisition!r} is not one of {', '.join(map(repr, ACQUISITIONS))}")
     out = out.absolute()
     started = time.monotonic()
     with user_errors():
@@ -49,23 +62,54 @@ def demo(
             doc = describe(stack)
         else:
             typer.echo(f"using the simulated stack in {out}")
+    if acquisition == AcquisitionMode.BURSTS.value:
+        _bursts(doc, out, compare)
+    else:
         job = _write_job(demo_job(doc, out), out)
-    _run(job)
-    typer.echo(f"cube:       {job.storage.cube_path}")
-    typer.echo(f"truth:      {doc['truth']}")
-    for png in sorted(job.storage.out.glob("*.png")) + sorted(job.storage.pairs_dir.rglob("*.png")):
-        typer.echo(f"quicklook:  {png}")
-    _figures(doc, job, "")
-    if compare and doc.get("relief", "flat") != "flat":
-        with user_errors():
-            raw = demo_job(doc, out, dem="none")
-            raw["name"] = "demo-dem-none"
-            raw["storage"] = {"out": str(out / "dem-none"), "orbit_cache": str(out / "orbits")}
-            flat = _write_job(raw, out / "dem-none")
-        typer.echo(f"the same stack with `dem: none` (constant {doc['height_m']:g} m), into {flat.storage.out} ...")
-        _run(flat)
-        _figures(doc, flat, "dem none ")
+        _run(job)
+        _outputs(doc, job, "")
+        if compare and doc.get("relief", "flat") != "flat":
+            with user_errors():
+                raw = demo_job(doc, out, dem="none")
+                raw["name"] = "demo-dem-none"
+                raw["storage"] = {"out": str(out / "dem-none"), "orbit_cache": str(out / "orbits")}
+                flat = _write_job(raw, out / "dem-none")
+            typer.echo(f"the same stack with `dem: none` (constant {doc['height_m']:g} m), into {flat.storage.out} ...")
+            _run(flat)
+            _figures(doc, flat, "dem none ")
     typer.echo(f"done in {time.monotonic() - started:.0f} s")
+
+
+def _bursts(doc: dict[str, Any], out: Path, compare: bool) -> None:
+    """The stack as burst products through the local burst server; with ``compare``, also as whole scenes, and
+    the two cubes compared."""
+    from offset_cube.burst_safe import publish_bursts
+    from offset_cube.search import search_scenes
+    from offset_cube.simulate.burst_server import PLACEHOLDER_URL, PUBLISHED_EXPORT, serve_bursts
+    from offset_cube.simulate.demo import bytes_per_date, compare_cubes, demo_burst_job, demo_job
+
+    folder = out / "bursts"
+    with user_errors():
+        if not (folder / PUBLISHED_EXPORT).is_file():
+            typer.echo(f"cutting the stack into ASF burst products in {folder} ...")
+            publish_bursts([Path(d["scene"]) for d in doc["dates"]], folder, PLACEHOLDER_URL)
+    with serve_bursts(folder) as export:
+        typer.echo(f"serving {folder} on 127.0.0.1; burst search export {export}")
+        with user_errors():
+            job = _write_job(demo_burst_job(doc, out, export), out / "from-bursts")
+            line = bytes_per_date(search_scenes(job), [Path(d["scene"]) for d in doc["dates"]])
+        _run(job)
+    _outputs(doc, job, "bursts ")
+    typer.echo(line)
+    if compare:
+        with user_errors():
+            scenes = _write_job(demo_job(doc, out), out)
+        typer.echo(f"the same stack as whole scenes (search: local), into {scenes.storage.out} ...")
+        _run(scenes)
+        _figures(doc, scenes, "scenes ")
+        with user_errors():
+            difference = compare_cubes(scenes.storage.cube_path, job.storage.cube_path)
+        typer.echo(f"bursts vs scenes: {difference.line()}")
 
 
 def _write_job(raw: dict[str, Any], folder: Path) -> JobConfig:
@@ -81,6 +125,15 @@ def _run(job: JobConfig) -> None:
     state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the demo run failed", code=EXIT_FAILED)
+
+
+def _outputs(doc: dict[str, Any], job: JobConfig, prefix: str) -> None:
+    """Where the cube, truth and quicklooks are, then the figures."""
+    typer.echo(f"cube:       {job.storage.cube_path}")
+    typer.echo(f"truth:      {doc['truth']}")
+    for png in sorted(job.storage.out.glob("*.png")) + sorted(job.storage.pairs_dir.rglob("*.png")):
+        typer.echo(f"quicklook:  {png}")
+    _figures(doc, job, prefix)
 
 
 def _figures(doc: dict[str, Any], job: JobConfig, prefix: str) -> None:

@@ -2,13 +2,16 @@
 
 ``DIR`` holds everything: ``scenes/`` (SAFE zips, the local catalog), ``orbits/`` (their ``.EOF`` files, which
 is also the job's orbit cache), ``truth.zarr``, ``simulation.json``, ``job.yaml`` and, after the flow,
-``cube.zarr`` and ``pairs/``.
+``cube.zarr`` and ``pairs/``. The burst demo adds ``bursts/`` (the stack cut into ASF burst products, with the
+export of a burst search) and ``from-bursts/`` (the run that searched, downloaded and assembled them).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +21,7 @@ import xarray as xr
 
 from offset_cube.area import parse_area
 from offset_cube.errors import CubeError
+from offset_cube.scenes import Scene
 from offset_cube.simulate.stack import SimulatedStack
 
 #: Tracking set-up of the demo. The simulated speckle carries no interferometric phase (no topography or
@@ -31,6 +35,10 @@ DEM_SOURCE = "dem-source"
 GEOID_FILE = "us_nga_egm2008_1_4326__agisoft.tif"
 #: Truth speeds from which a cube cell counts as moving ice in the accuracy summary (the glacier's slowest part).
 MOVING_ICE_M_PER_YR = 200.0
+#: The burst demo's cube equals the whole-scene cube to this (the issue's acceptance: 0.1 m/yr).
+SAME_CUBE_M_PER_YR = 0.1
+#: Where the burst demo's job writes (its downloaded bursts, assembled SAFEs, pairs and cube).
+FROM_BURSTS = "from-bursts"
 
 
 def stack_description(folder: Path) -> dict[str, Any] | None:
@@ -85,6 +93,101 @@ def demo_job(doc: dict[str, Any], out: Path, dem: str = "auto") -> dict[str, Any
         "grid": {"spacing_m": doc["grid_spacing_m"]},
         "storage": {"out": str(out), "orbit_cache": str(out / "orbits")},
     }
+
+
+def demo_burst_job(doc: dict[str, Any], out: Path, export: Path) -> dict[str, Any]:
+    """The demo job reading the stack as burst products: searched in ``export`` (the local burst server's ASF
+    burst search export), downloaded without login (the server is the demo's own), results under
+    ``out/from-bursts``; orbits and DEM as :func:`demo_job`'s."""
+    job = demo_job(doc, out)
+    job.update(
+        {
+            "name": "demo-bursts",
+            "search": f"file:{export}",
+            "acquisition": "bursts",
+            "download": {"anonymous": True},
+            "storage": {"out": str(out / FROM_BURSTS), "orbit_cache": str(out / "orbits")},
+        }
+    )
+    return job
+
+
+def bytes_per_date(burst_scenes: Sequence[Scene], scene_zips: Sequence[Path]) -> str:
+    """What a date of the demo costs as bursts (the search records' sizes, as downloaded) and as a whole IW SLC
+    (:func:`~offset_cube.bursts.full_scene_bytes_estimate`: 3 swaths × 9 bursts per polarisation at these
+    bursts' size). The simulated SAFE zips are no measure of a real scene: only the area carries pixels, and the
+    zeros around it compress to nothing."""
+    from offset_cube.bursts import full_scene_bytes_estimate
+
+    dates = max(len({(s.relative_orbit, s.date) for s in burst_scenes}), 1)
+    bursts = sum(s.size_bytes or 0 for s in burst_scenes) / dates
+    count = sum(len(s.bursts) for s in burst_scenes) / dates
+    whole = sum(full_scene_bytes_estimate(s) or 0 for s in burst_scenes) / dates
+    zips = sum(p.stat().st_size for p in scene_zips) / max(len(scene_zips), 1)
+    ratio = f", {whole / bursts:.1f}× more" if bursts else ""
+    return (
+        f"bytes per date: bursts {bursts / 1e6:.1f} MB ({count:g} burst(s)) vs a whole IW SLC of such bursts "
+        f"{whole / 1e6:.0f} MB{ratio} (the simulated SAFE zips: {zips / 1e6:.1f} MB, pixels over the area only)"
+    )
+
+
+@dataclass(frozen=True)
+class CubeDifference:
+    """Two cubes of the same stack compared layer by layer (same pairs, same grid): the largest velocity
+    difference where both hold a value, and the cells valid in one cube only."""
+
+    layers: int
+    cells: int
+    max_dvx: float
+    max_dvy: float
+    valid_in_one_only: int
+    mismatch: str | None = None
+
+    def agrees(self, tolerance_m_per_yr: float = SAME_CUBE_M_PER_YR) -> bool:
+        return (
+            self.mismatch is None
+            and self.valid_in_one_only == 0
+            and self.cells > 0
+            and max(self.max_dvx, self.max_dvy) <= tolerance_m_per_yr
+        )
+
+    def line(self, tolerance_m_per_yr: float = SAME_CUBE_M_PER_YR) -> str:
+        if self.mismatch is not None:
+            return f"the cubes cannot be compared: {self.mismatch}"
+        figures = (
+            f"max |Δvx| {self.max_dvx:.3f} m/yr, |Δvy| {self.max_dvy:.3f} m/yr over {self.cells} cells of "
+            f"{self.layers} layer(s)"
+        )
+        if self.agrees(tolerance_m_per_yr):
+            return f"equal to {tolerance_m_per_yr:g} m/yr ({figures}; the same valid cells)"
+        return (
+            f"DIFFERENT (tolerance {tolerance_m_per_yr:g} m/yr): {figures}; "
+            f"{self.valid_in_one_only} cell(s) valid in one cube only"
+        )
+
+
+def compare_cubes(first: Path, second: Path) -> CubeDifference:
+    """Compare the velocities of two cubes that should hold the same pairs on the same grid."""
+    a = xr.open_zarr(first, consolidated=False)
+    b = xr.open_zarr(second, consolidated=False)
+    pairs_a, pairs_b = [str(p) for p in a["pair_id"].values], [str(p) for p in b["pair_id"].values]
+    if pairs_a != pairs_b:
+        return CubeDifference(0, 0, math.nan, math.nan, 0, f"pairs {pairs_a} in {first}, {pairs_b} in {second}")
+    if a.sizes != b.sizes or not (np.array_equal(a["x"], b["x"]) and np.array_equal(a["y"], b["y"])):
+        return CubeDifference(0, 0, math.nan, math.nan, 0, f"grids differ: {dict(a.sizes)} vs {dict(b.sizes)}")
+    worst = {"vx": 0.0, "vy": 0.0}
+    cells = only_one = 0
+    for i in range(a.sizes["mid_date"]):
+        valid_a = np.isfinite(a["vx"][i].values) & np.isfinite(a["vy"][i].values)
+        valid_b = np.isfinite(b["vx"][i].values) & np.isfinite(b["vy"][i].values)
+        both = valid_a & valid_b
+        cells += int(both.sum())
+        only_one += int((valid_a ^ valid_b).sum())
+        for name in worst:
+            if both.any():
+                diff = np.abs(a[name][i].values - b[name][i].values)[both]
+                worst[name] = max(worst[name], float(diff.max()))
+    return CubeDifference(a.sizes["mid_date"], cells, worst["vx"], worst["vy"], only_one)
 
 
 def serve_dem(doc: dict[str, Any]) -> Path:
