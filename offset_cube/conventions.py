@@ -106,6 +106,20 @@ class PairRecord:
     secondary_granules: Annotated[
         tuple[str, ...], Convention("secondary SAFE product ids (space-separated)", cube="granule_img2")
     ]
+    reference_bursts: Annotated[
+        tuple[str, ...],
+        Convention(
+            "reference full burst ids <track>_<burst>_<swath> (space-separated; empty for whole scenes)",
+            cube="burst_ids_img1",
+        ),
+    ] = ()
+    secondary_bursts: Annotated[
+        tuple[str, ...],
+        Convention(
+            "secondary full burst ids <track>_<burst>_<swath> (space-separated; empty for whole scenes)",
+            cube="burst_ids_img2",
+        ),
+    ] = ()
     orbit_type: Annotated[str, Convention("least precise orbit used (POEORB, RESORB or annotation)", column="orbit")]
     polarization: Annotated[str, Convention("polarisation tracked")]
     processing_parameters: Annotated[Mapping[str, Any], Convention("engine and masking parameters (JSON)")]

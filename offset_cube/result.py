@@ -89,7 +89,8 @@ def result_attrs(*, grid: str, **fields: Any) -> dict[str, Any]:
 def pair_record(
     pair: Pair, *, engine: str, orbit_type: str, polarization: str, processing_parameters: Mapping[str, Any]
 ) -> PairRecord:
-    """The record of ``pair`` processed by ``engine``: identity, times and granules from the plan's pair."""
+    """The record of ``pair`` processed by ``engine``: identity, times, granules and burst ids from the plan's
+    pair."""
     return PairRecord(
         pair_id=pair.pair_id,
         track=pair.track,
@@ -100,6 +101,8 @@ def pair_record(
         dt_days=pair.dt_days,
         reference_granules=tuple(pair.reference.product_ids),
         secondary_granules=tuple(pair.secondary.product_ids),
+        reference_bursts=tuple(pair.reference.burst_ids),
+        secondary_bursts=tuple(pair.secondary.burst_ids),
         orbit_type=orbit_type,
         polarization=polarization,
         processing_parameters=dict(processing_parameters),

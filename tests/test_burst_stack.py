@@ -237,6 +237,12 @@ def test_cube_from_bursts_equals_cube_from_scenes(
     from_bursts = xr.open_zarr(bursts_job.storage.cube_path)
     assert from_scenes.sizes == from_bursts.sizes and from_scenes.sizes["mid_date"] == 1
     assert list(from_scenes.pair_id.values) == list(from_bursts.pair_id.values)
+    # The record of each layer names the bursts it was made from (none for whole scenes).
+    bursts = {f["properties"]["burst"]["fullBurstID"] for f in json.loads(export.read_text())["features"]}
+    for name in ("burst_ids_img1", "burst_ids_img2"):
+        assert [str(v) for v in from_scenes[name].values] == [""]
+        (ids,) = [str(v).split() for v in from_bursts[name].values]
+        assert ids and set(ids) <= bursts, ids
     for name in ("vx", "vy"):
         a, b = from_scenes[name].values, from_bursts[name].values
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))

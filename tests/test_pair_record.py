@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,3 +89,31 @@ def test_a_field_added_to_the_record_reaches_the_cube_and_the_exports(tmp_path: 
     insert_products(plain, [product], grid=south_grid(), area_wkt=SOUTH_AREA)
     old = describe_cube(plain, RecordWithBaseline).layers[0].record
     assert isinstance(old, RecordWithBaseline) and old.perpendicular_baseline_m is None and old.track == 12
+
+
+def test_burst_ids_reach_the_cube_and_whole_scenes_leave_them_empty(tmp_path: Path) -> None:
+    """With ``acquisition: bursts`` each date's full burst ids are fields of the record: attributes, product, the
+    cube's ``burst_ids_img1/2`` and ``inspect``'s JSON; a whole-scene pair has none (empty text in the cube)."""
+    bursts = dataclasses.replace(record(), reference_bursts=("174_372326_IW3", "174_372327_IW3"))
+    attrs = bursts.to_attrs()
+    assert attrs["reference_bursts"] == "174_372326_IW3 174_372327_IW3" and attrs["secondary_bursts"] == ""
+    assert PairRecord.from_attrs(attrs) == bursts and PairRecord.from_attrs(record().to_attrs()) == record()
+
+    def add_bursts(ds: xr.Dataset) -> None:
+        ds.attrs["reference_bursts"] = "174_372326_IW3 174_372327_IW3"
+        ds.attrs["secondary_bursts"] = "174_372326_IW3 174_372327_IW3"
+
+    burst_pair = synthetic_result(tmp_path / "r", acquisition(0), acquisition(12), size=(40, 40), edit=add_bursts)
+    scene_pair = synthetic_result(tmp_path / "r", acquisition(12), acquisition(24), size=(40, 40))
+    products = [
+        make_pair_product(result, south_grid(), ProductConfig(), tmp_path / f"p{i}.zarr")
+        for i, result in enumerate((burst_pair, scene_pair))
+    ]
+    assert read_product(products[0]).attrs["secondary_bursts"] == "174_372326_IW3 174_372327_IW3"
+    cube = tmp_path / "cube.zarr"
+    insert_products(cube, products, grid=south_grid(), area_wkt=SOUTH_AREA)
+    with open_cube(cube) as ds:
+        assert [str(v) for v in ds["burst_ids_img1"].values] == ["174_372326_IW3 174_372327_IW3", ""]
+        assert "burst" in ds["burst_ids_img2"].attrs["long_name"]
+    layers = describe_cube(cube).as_dict()["layers"]
+    assert layers[0]["reference_bursts"] == ["174_372326_IW3", "174_372327_IW3"] and layers[1]["secondary_bursts"] == []
