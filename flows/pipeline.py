@@ -87,7 +87,10 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
     if not plan.pairs:
         message = plan.no_pairs_reason()
         logger.info(message)
-        return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
+        summary = RunSummary(
+            job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message
+        )
+        return Completed(message=message, data=summary)  # the state's message is what the terminal shows
 
     check_downloads(plan.scenes(), job)  # no credentials: one clear error before any download starts
     dem_task(job)  # the terrain once, before any pair (later calls find it in the DEM cache)

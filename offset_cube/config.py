@@ -4,13 +4,15 @@ Conventions used by every field:
 - window, search and skip sizes are ``(width, height)`` = (range samples, azimuth lines);
 - ``search`` is the *half* search range, as ISCE2's Ampcor properties;
 - speeds are metres per year (365.25 days), distances metres, times days unless the name says otherwise;
-- relative paths are resolved against the current directory when the model is built, so the flow (which may
-  run in another process) always receives absolute paths.
+- relative paths are made absolute when the model is built, so the flow (which may run in another process)
+  always receives absolute paths: those of a job file against the file's folder (the folder can be moved with
+  its job), all others against the current directory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +29,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -35,6 +38,14 @@ from pydantic import (
 from offset_cube.area import area_to_wkt, parse_area
 from offset_cube.errors import ConfigError
 from offset_cube.size import Size
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    """``value`` made absolute: against the job file's folder (validation context ``base``), else the current one."""
+    value = value.expanduser()
+    base = (info.context or {}).get("base")
+    return (Path(base) / value if base is not None and not value.is_absolute() else value).absolute()
+
 
 #: Sentinel-1A's first IW SLC data available from ASF (the mission's routine operations began 2014-10-03).
 S1_FIRST_DATA = dt.date(2014, 10, 3)
@@ -103,8 +114,9 @@ def _size_in_bounds(value: Size) -> Size:
 
 #: A (width, height) size from ``[w, h]``, ``"WxH"`` or one int (square).
 SizeField = Annotated[Size, BeforeValidator(_size_pair), AfterValidator(_size_in_bounds)]
-#: A path made absolute (``~`` expanded, relative to the current directory) when the model is built.
-AbsolutePath = Annotated[Path, AfterValidator(lambda p: p.expanduser().absolute())]
+#: A path made absolute when the model is built (``~`` expanded; relative to the job file's folder, else to the
+#: current directory).
+AbsolutePath = Annotated[Path, AfterValidator(_resolve)]
 
 
 @dataclass(frozen=True)
@@ -119,15 +131,16 @@ class SearchSource:
         return self.kind if self.path is None else f"{self.kind}:{self.path}"
 
     @classmethod
-    def parse(cls, value: Any) -> SearchSource:
-        """Parse ``asf``, ``file:PATH`` or ``local:FOLDER`` (the path made absolute and checked to exist)."""
+    def parse(cls, value: Any, info: ValidationInfo | None = None) -> SearchSource:
+        """Parse ``asf``, ``file:PATH`` or ``local:FOLDER`` (the path made absolute — against the job file's folder
+        when ``info`` carries one — and checked to exist)."""
         if isinstance(value, SearchSource):
             return value
         kind, _, arg = str(value).partition(":")
         if kind == "asf" and not arg:
             return cls("asf")
         if kind in ("file", "local") and arg:
-            path = Path(arg).expanduser().absolute()
+            path = _resolve(Path(arg), info) if info is not None else Path(arg).expanduser().absolute()
             if kind == "file" and not path.is_file():
                 raise ValueError(f"search file {arg!r} does not exist")
             if kind == "local" and not path.is_dir():
@@ -136,9 +149,13 @@ class SearchSource:
         raise ValueError(f"search {value!r} is not one of 'asf', 'file:PATH', 'local:FOLDER'")
 
 
+def _search_source(value: Any, info: ValidationInfo) -> SearchSource:
+    return SearchSource.parse(value, info)
+
+
 SearchSourceField = Annotated[
     SearchSource,
-    PlainValidator(SearchSource.parse),
+    PlainValidator(_search_source),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "examples": ["asf", "file:PATH", "local:FOLDER"]}),
 ]
@@ -342,26 +359,40 @@ class DemConfig(StrictModel):
     )
     tiles_url: str = Field(
         GLO30_URL,
-        pattern=_URL_OR_FOLDER,
-        description="Where GLO-30 tiles are fetched from (http(s):// or file:// laid out as the public bucket).",
+        description=(
+            "Where GLO-30 tiles are fetched from (http(s)://, file:// or a local folder, laid out as the public "
+            "bucket)."
+        ),
     )
     geoid_url: str = Field(
         EGM2008_URL,
-        pattern=_URL_OR_FOLDER,
-        description="The EGM2008 geoid grid (GeoTIFF, http(s):// or file://) that converts GLO-30 to ellipsoid.",
+        description=(
+            "The EGM2008 geoid grid (GeoTIFF: http(s)://, file:// or a local path) that converts GLO-30 to ellipsoid."
+        ),
     )
     cache: AbsolutePath | None = Field(None, description="Tiles and per-area mosaics (default: <storage.out>/dem).")
     retries: int = Field(3, ge=0, le=20, description="Retries of a tile or geoid fetch that failed transiently.")
     retry_delay_s: float = Field(5.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="Socket timeout of one HTTP connect or read.")
 
+    @field_validator("tiles_url", "geoid_url")
+    @classmethod
+    def _url_or_path(cls, value: str, info: ValidationInfo) -> str:
+        """A URL as given; a local path (relative to the job file's folder) as its file:// URL."""
+        text = value.strip()
+        if re.fullmatch(_URL_OR_FOLDER, text):
+            return text
+        if not text or "://" in text:
+            raise ValueError(f"{text!r} is not an http(s):// or file:// URL or a local path")
+        return _resolve(Path(text), info).as_uri()
+
     @field_validator("source")
     @classmethod
-    def _source(cls, value: str) -> str:
+    def _source(cls, value: str, info: ValidationInfo) -> str:
         text = value.strip()
         if text.lower() in ("auto", "none"):
             return text.lower()
-        path = Path(text).expanduser().absolute()
+        path = _resolve(Path(text), info)
         if path.suffix == ".xml":
             path = path.with_suffix("")
         if not (path.is_file() or path.with_name(path.name + ".xml").is_file()):
@@ -575,9 +606,10 @@ class JobConfig(StrictModel):
 
     @field_validator("area")
     @classmethod
-    def _area(cls, value: str) -> str:
+    def _area(cls, value: str, info: ValidationInfo) -> str:
         # Normalise to repaired WKT so the job is self-contained wherever the flow runs.
-        return area_to_wkt(parse_area(value))
+        in_folder = _resolve(Path(value.strip()), info) if (info.context or {}).get("base") else None
+        return area_to_wkt(parse_area(str(in_folder) if in_folder is not None and in_folder.is_file() else value))
 
     @field_validator("start")
     @classmethod
@@ -647,6 +679,9 @@ def utc_today() -> dt.date:
 def load_job(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> JobConfig:
     """Build a job from a YAML file and/or overrides (dotted keys allowed: ``{"storage.out": "x"}``).
 
+    Relative paths are relative to the file's folder, also in ``overrides`` (give those absolute: the command line
+    makes its flags absolute against the current folder first).
+
     Every problem becomes one :class:`ConfigError` whose message names the file, the field and what is valid.
     """
     raw: dict[str, Any] = {}
@@ -659,15 +694,14 @@ def load_job(path: Path | str | None = None, overrides: Mapping[str, Any] | None
         if value is None:
             continue
         _set_dotted(raw, key, value)
-    try:
-        return JobConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(f"{origin}: {format_validation_error(err)}") from None
+    return job_from_dict(raw, origin, base=None if path is None else path.parent)
 
 
-def job_from_dict(raw: Mapping[str, Any], origin: str = "job") -> JobConfig:
+def job_from_dict(raw: Mapping[str, Any], origin: str = "job", base: Path | None = None) -> JobConfig:
+    """The job from plain data; relative paths in it are relative to ``base`` (default: the current folder)."""
+    context = None if base is None else {"base": base.absolute()}
     try:
-        return JobConfig.model_validate(dict(raw))
+        return JobConfig.model_validate(dict(raw), context=context)
     except ValidationError as err:
         raise ConfigError(f"{origin}: {format_validation_error(err)}") from None
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -124,6 +126,56 @@ def test_bad_input_is_one_error_line_exit_2_nothing_written(
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert expected in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["run", "--aera", "POINT(0 0)"],
+            "no such option: --aera; did you mean --area or --start? (see 'offset-cube run --help')",
+        ),
+        (["--aera"], "no such option: --aera (see 'offset-cube --help')"),
+        (["rnu"], "no such command 'rnu'; did you mean 'run'? (see 'offset-cube --help')"),
+        (["inspect"], "missing argument 'CUBE' (see 'offset-cube inspect --help')"),
+        (["demo", "--dates", "four"], "invalid value for '--dates'"),
+    ],
+)
+def test_command_line_mistakes_are_one_error_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str
+) -> None:
+    """Mistyped options and commands, missing arguments and bad values: one line naming close matches, no box."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["demo", "doctor", "inspect", "plan", "run", "serve", "simulate", "track"])
+def test_help_with_h_shows_plain_argument_names_and_no_bool_placeholder(command: str) -> None:
+    result = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
+    assert usage.strip().startswith(f"Usage: offset-cube {command} [OPTIONS]") and "{" not in usage
+    assert "<bool>" not in result.stdout
+    assert re.search(r"--help\s+-h\s+Show this message", result.stdout)
+
+
+def test_arguments_show_in_capitals() -> None:
+    usage = {c: runner.invoke(app, [c, "--help"], env={"COLUMNS": "200"}).stdout for c in ("inspect", "track")}
+    assert "Usage: offset-cube inspect [OPTIONS] CUBE" in usage["inspect"]
+    assert "Usage: offset-cube track [OPTIONS] REFERENCE SECONDARY" in usage["track"]
+    assert "{cube}" not in usage["inspect"] and "{reference}" not in usage["track"]
+
+
+def test_version_is_the_installed_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"offset-cube {importlib.metadata.version('offset-cube')}\n"
 
 
 def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:

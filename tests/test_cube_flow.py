@@ -50,7 +50,8 @@ def test_flow_builds_products_quicklooks_cube_and_summary(catalog_job: JobConfig
         first_update = ds.attrs["date_updated"]
 
     again = pipeline.flow_for(catalog_job)(catalog_job, return_state=True)
-    assert again.is_completed() and "all 3 pair(s) are already in the cube" in again.result().message
+    assert again.is_completed() and again.message == "no new pairs: all 3 pair(s) are already in the cube"
+    assert again.result().message == again.message
 
     replace = catalog_job.model_copy(update={"product": catalog_job.product.model_copy(update={"replace": True})})
     redo = pipeline.flow_for(replace)(replace, return_state=True)

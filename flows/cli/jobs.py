@@ -46,18 +46,27 @@ def build_job(
 ) -> JobConfig:
     """The job from ``config`` with the command-line flags applied on top (flags win)."""
     overrides: dict[str, Any] = {
-        "area": area,
+        "area": str(Path(area).expanduser().absolute()) if area and Path(area).expanduser().is_file() else area,
         "start": start,
         "end": end,
-        "search": search,
+        "search": _from_here(search),
         "engine": engine,
-        "storage.out": str(out) if out else None,
+        "storage.out": str(out.expanduser().absolute()) if out else None,
         **(extra or {}),
     }
     if config is None and area is None:
         raise fail("give a job file (--config job.yaml) or at least --area and --start")
     with user_errors():
         return load_job(config, overrides)
+
+
+def _from_here(search: str | None) -> str | None:
+    """A ``file:``/``local:`` flag's path made absolute against the current folder (a job file's paths are
+    relative to the file's folder)."""
+    kind, _, arg = (search or "").partition(":")
+    if kind in ("file", "local") and arg:
+        return f"{kind}:{Path(arg).expanduser().absolute()}"
+    return search
 
 
 def make_plan(job: JobConfig) -> Plan:
