@@ -57,11 +57,24 @@ def _plain(params: list[Any]) -> list[Any]:
     return params
 
 
-class Command(TyperCommand):
-    """A command whose usage mistakes end in one ``error:`` line and exit status 2, like every other bad input."""
+class _PlainUsage:
+    """Plain help (see :func:`_plain`); usage mistakes end in one ``error:`` line and exit status 2, like every
+    other bad input (mixed into typer's command and group classes)."""
 
     def get_params(self, ctx: Any) -> list[Any]:
-        return _plain(super().get_params(ctx))
+        return _plain(super().get_params(ctx))  # type: ignore[misc]
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc, no-any-return]
+        except _NoArgsIsHelp:
+            raise
+        except UsageError as err:
+            raise fail(usage_error_line(err)) from None
+
+
+class Command(_PlainUsage, TyperCommand):
+    """A command of the ``offset-cube`` CLI."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar or ""]
@@ -71,28 +84,9 @@ class Command(TyperCommand):
                 pieces.append(name if param.required else f"[{name}]")
         return [p for p in pieces if p]
 
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except _NoArgsIsHelp:
-            raise
-        except UsageError as err:
-            raise fail(usage_error_line(err)) from None
 
-
-class Group(TyperGroup):
-    """The command group: the same one-line usage errors for its own options and for unknown commands."""
-
-    def get_params(self, ctx: Any) -> list[Any]:
-        return _plain(super().get_params(ctx))
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except _NoArgsIsHelp:
-            raise
-        except UsageError as err:
-            raise fail(usage_error_line(err)) from None
+class Group(_PlainUsage, TyperGroup):
+    """A command group: also an unknown command is one ``error:`` line naming the close matches."""
 
     def resolve_command(self, ctx: Any, args: list[str]) -> tuple[str | None, Any, list[str]]:
         try:
