@@ -68,6 +68,11 @@ def test_paths_in_a_job_file_are_relative_to_its_folder_and_flags_to_the_current
     with_flags = build_job(config, search="local:mine", out=Path("results"))
     assert str(with_flags.search) == f"local:{elsewhere / 'mine'}" and with_flags.storage.out == elsewhere / "results"
     assert with_flags.storage.orbit_dir.resolve() == tmp_path / "orbits"
+    tiles = load_job(config, {"dem": {"tiles_url": "mirror/glo30", "geoid_url": "mirror/geoid.tif"}})
+    assert tiles.dem.tiles_url == (folder / "mirror" / "glo30").as_uri()
+    assert tiles.dem.geoid_url == (folder / "mirror" / "geoid.tif").as_uri()
+    with pytest.raises(ConfigError, match="'ftp://host/x' is not an http"):
+        load_job(config, {"dem": {"tiles_url": "ftp://host/x"}})
 
 
 def test_job_round_trips_through_json_as_a_flow_parameter() -> None:
