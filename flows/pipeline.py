@@ -168,7 +168,7 @@ def _submit_releases(plan: Plan, job: JobConfig, chains: dict[str, list[PrefectF
     """Delete each downloaded zip once all its pairs completed (a failed or deferred pair keeps it)."""
     return [
         release_scene.submit(scene, job, wait_for=[chains[p][-1] for p in pair_ids], return_state=False)
-        for scene, pair_ids in releasable_scenes(plan)
+        for scene, pair_ids in releasable_scenes(plan, keep_newest=job.neighbours)
     ]
 
 

@@ -396,6 +396,17 @@ class JobConfig(StrictModel):
     max_gap_days: int | None = Field(
         None, ge=1, le=3650, description="Drop pairs further apart than this; default none (all pairs kept)."
     )
+    pairing: Literal["consecutive", "network"] = Field(
+        "consecutive",
+        description=(
+            "'consecutive': each date with the next date of its track. 'network': each date with up to "
+            "`max_neighbours` later dates of its track within `max_gap_days` (needs max_gap_days), so every date "
+            "is measured several times (as ITS_LIVE pairs each image with several later ones)."
+        ),
+    )
+    max_neighbours: int = Field(
+        3, ge=1, le=30, description="'network' pairing: later dates each date is paired with (1 = consecutive)."
+    )
     engine: Engine = Field(Engine.BUILTIN, description="'builtin' or 'isce2'.")
     max_speed_m_per_yr: float = Field(
         1000.0, gt=0, le=20_000, description="Fastest expected surface speed; sets the minimum search range."
@@ -470,7 +481,17 @@ class JobConfig(StrictModel):
             raise ValueError(f"end {end} is after today ({utc_today()}); leave it empty for 'today'")
         for problem in engine_parameter_problems(self.engine, self.tracking.window, self.tracking.search):
             raise ValueError(problem)
+        if self.pairing == "network" and self.max_gap_days is None:
+            raise ValueError(
+                "pairing 'network' needs max_gap_days (e.g. 36: pairs up to 36 days apart); "
+                "without it the network would pair across every gap in the archive"
+            )
         return self
+
+    @property
+    def neighbours(self) -> int:
+        """How many later dates each date is paired with: 1 for consecutive pairing."""
+        return self.max_neighbours if self.pairing == "network" else 1
 
     @property
     def end_date(self) -> dt.date:
