@@ -255,6 +255,20 @@ class ProductConfig(StrictModel):
     outlier_window: int = Field(
         5, ge=3, le=51, description="Local median window (odd), in points of the engine's offset grid."
     )
+    stable_mask: Path | None = Field(
+        None,
+        description=(
+            "Raster of stable ground (GeoTIFF or any GDAL raster with a CRS; non-zero = bedrock that does not move) "
+            "for each layer's stable-surface shift and errors; default: the layer's own slow cells."
+        ),
+    )
+    stable_shift: Literal["mask", "always", "never"] = Field(
+        "mask",
+        description=(
+            "When to subtract each layer's remaining stable-ground shift (vx/vy_stable_shift) from it: 'mask' only "
+            "with a stable_mask; 'always' also with the layer's slow cells (wrong where the whole area moves)."
+        ),
+    )
     replace: bool = Field(
         False,
         description=(
@@ -262,6 +276,16 @@ class ProductConfig(StrictModel):
             "otherwise they are skipped. Meant for a one-off rerun with new parameters, not for schedules."
         ),
     )
+
+    @field_validator("stable_mask")
+    @classmethod
+    def _mask_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().absolute()
+        if not path.is_file():
+            raise ValueError(f"stable_mask {str(value)!r} is not a file; give a raster of stable ground")
+        return path
 
     @field_validator("outlier_window")
     @classmethod
