@@ -106,12 +106,14 @@ def test_cell_errors_follow_the_tracker_scaled_to_the_stable_ground() -> None:
     assert np.all(plain_x == 10.0) and np.all(plain_y == 20.0)
 
 
-def _noisy(sigma_px: float, seed: int) -> object:
+def noisy(sigma_px: float, seed: int, scale: float = 1.0) -> object:
+    """Edit for :func:`synthetic_result`: offsets ``scale`` × (1, 0.5) px plus noise, and their covariance."""
+
     def edit(ds: xr.Dataset) -> None:
         rng = np.random.default_rng(seed)
         shape = ds["azimuth_offset"].shape
-        ds["azimuth_offset"][:] = (1.0 + rng.normal(0, sigma_px, shape)).astype(np.float32)
-        ds["range_offset"][:] = (0.5 + rng.normal(0, sigma_px, shape)).astype(np.float32)
+        ds["azimuth_offset"][:] = (1.0 * scale + rng.normal(0, sigma_px, shape)).astype(np.float32)
+        ds["range_offset"][:] = (0.5 * scale + rng.normal(0, sigma_px, shape)).astype(np.float32)
         ds["cov_az"] = (("line", "sample"), np.full(shape, 0.01, np.float32))
         ds["cov_rg"] = (("line", "sample"), np.full(shape, 0.01, np.float32))
         ds["cov_azrg"] = (("line", "sample"), np.zeros(shape, np.float32))
@@ -124,7 +126,7 @@ def test_product_errors_match_the_true_error_of_the_layer(tmp_path: Path) -> Non
     RMS of v_error equal the true RMS errors of the product's cells within 15 %; no shift is applied without a
     mask (the motion is real), and the error variables are on the product."""
     grid = south_grid()
-    result = synthetic_result(tmp_path, acquisition(0), acquisition(12), edit=_noisy(0.1, 7))
+    result = synthetic_result(tmp_path, acquisition(0), acquisition(12), edit=noisy(0.1, 7))
     ds = read_product(make_pair_product(result, grid, ProductConfig(), tmp_path / "p.zarr")).load()
     gx, gy = np.meshgrid(grid.x, grid.y)
     true_vx, true_vy = expected_velocity(gx, gy, grid.crs)
@@ -151,7 +153,7 @@ def test_a_stable_mask_applies_the_shift(tmp_path: Path) -> None:
     profile = {"driver": "GTiff", "width": grid.nx + 20, "height": grid.ny + 20, "count": 1, "dtype": "uint8"}
     with rasterio.open(tif, "w", crs=grid.crs, transform=transform, **profile) as dst:
         dst.write(np.ones((1, grid.ny + 20, grid.nx + 20), np.uint8))
-    result = synthetic_result(tmp_path, acquisition(0), acquisition(12), edit=_noisy(0.1, 8))
+    result = synthetic_result(tmp_path, acquisition(0), acquisition(12), edit=noisy(0.1, 8))
     config = ProductConfig(stable_mask=tif)
     ds = read_product(make_pair_product(result, grid, config, tmp_path / "p.zarr")).load()
     assert ds.attrs["stable_shift_flag"] == 1
