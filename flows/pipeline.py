@@ -22,7 +22,7 @@ from offset_cube.config import Engine, JobConfig
 from offset_cube.download import releasable_scenes
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
-from tasks.cube import insert_into_cube, report_cube
+from tasks.cube import insert_into_cube, report_cube, update_composites
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import PairDeferred, gather_inputs
@@ -99,6 +99,8 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
         report = report_cube(cube, job, return_state=True)  # pictures only: a failure must not fail the run
         if not report.is_completed():
             logger.warning("cube report failed: %s", report.message)
+        if job.composites:
+            update_composites(cube, job)
     summary = _summary(job, plan, outcomes)
     create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
     failed = [o for o in outcomes if o.status == "failed"]

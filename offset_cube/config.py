@@ -432,6 +432,13 @@ class JobConfig(StrictModel):
         3, ge=1, le=30, description="'network' pairing: later dates each date is paired with (1 = consecutive)."
     )
     engine: Engine = Field(Engine.BUILTIN, description="'builtin' or 'isce2'.")
+    composites: list[Literal["month", "season", "year"]] = Field(
+        default_factory=list,
+        description=(
+            "Composites to update after each insert into the cube (<out>/composites-<period>.zarr); "
+            "only periods with new layers are recomputed. Default none."
+        ),
+    )
     max_speed_m_per_yr: float = Field(
         1000.0, gt=0, le=20_000, description="Fastest expected surface speed; sets the minimum search range."
     )

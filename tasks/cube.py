@@ -8,6 +8,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from offset_cube.config import JobConfig
+from offset_cube.cube.composite import composite_cube, default_composite_path
 from offset_cube.cube.export import describe_cube
 from offset_cube.cube.quicklook import cube_summary
 from offset_cube.cube.store import insert_products
@@ -58,3 +59,15 @@ def report_cube(cube: Path, job: JobConfig) -> Path:
     ]
     create_markdown_artifact(markdown="\n".join(lines), key="cube-summary", description=f"{len(info.layers)} layers")
     return png
+
+
+@task(name="composites")
+def update_composites(cube: Path, job: JobConfig) -> list[Path]:
+    """Update the composites the job asks for (only periods touched by new layers); return their paths."""
+    logger = run_logger(__name__)
+    paths = []
+    for period in dict.fromkeys(job.composites):
+        report = composite_cube(cube, period, default_composite_path(cube, period))
+        logger.info("%s", report.summary())
+        paths.append(report.path)
+    return paths

@@ -55,6 +55,9 @@ Period = Literal["month", "season", "year"]
 PERIODS: tuple[Period, ...] = ("month", "season", "year")
 #: Fewest days of a layer inside a period for it to count (shorter overlaps carry almost no weight anyway).
 MIN_OVERLAP_DAYS = 0.5
+#: Smallest per-cell error used as a weight, m/yr: no offset measurement is better (a noise-free synthetic
+#: layer reports 0, which would take all the weight and give a zero error).
+ERROR_FLOOR_M_PER_YR = 0.1
 
 COMPOSITE_VARIABLES: dict[str, dict[str, str]] = {
     "vx": {
@@ -186,11 +189,12 @@ def weighted_mean(
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Mean, one-sigma error and count along axis 0 of ``values`` (layers first) with weights overlap/σ².
 
-    ``overlap`` has one value per layer. Layers with NaN value or σ (or σ ≤ 0) do not count.
+    ``overlap`` has one value per layer. Layers with NaN value or σ do not count; σ is at least
+    :data:`ERROR_FLOOR_M_PER_YR`.
     """
     o = np.asarray(overlap, dtype=np.float64).reshape((-1,) + (1,) * (values.ndim - 1))
-    ok = np.isfinite(values) & np.isfinite(sigma) & (sigma > 0) & (o > 0)
-    var = np.where(ok, sigma, 1.0) ** 2
+    ok = np.isfinite(values) & np.isfinite(sigma) & (o > 0)
+    var = np.maximum(np.where(ok, sigma, 1.0), ERROR_FLOOR_M_PER_YR) ** 2
     a = np.where(ok, o / var, 0.0)
     total = a.sum(axis=0)
     count = ok.sum(axis=0)
