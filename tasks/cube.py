@@ -12,7 +12,7 @@ from offset_cube.cube.composite import composite_cube, default_composite_path
 from offset_cube.cube.export import describe_cube
 from offset_cube.cube.quicklook import cube_summary
 from offset_cube.cube.store import insert_products
-from tasks._common import run_logger
+from tasks._common import png_markdown, run_logger
 from tasks.product import job_grid
 
 #: File name of the cube summary picture, in ``storage.out``.
@@ -47,7 +47,10 @@ def report_cube(cube: Path, job: JobConfig) -> Path:
         f"# Cube {cube}",
         "",
         f"{len(info.layers)} layer(s); grid {info.grid.describe()}; updated {info.updated}.",
-        f"Summary picture: `{png}`; per-pair quicklooks: `<pairs>/<pair id>/quicklook.png`.",
+        "",
+        png_markdown(png, "cube summary"),
+        "",
+        f"Summary picture: `{png}`; per-pair quicklooks: `<pairs>/<pair id>/quicklook.png` and each pair's artifact.",
         "",
         "| # | pair | mid date | Δt (d) | track | dir | engine | orbit | coverage % |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -237,11 +237,17 @@ def product_figures(path: Path) -> dict[str, float | str]:
     snr = np.asarray(ds["snr"].values)[valid]
     return {
         "pair_id": str(ds.attrs["pair_id"]),
+        "reference_date": str(ds.attrs["reference_time"])[:10],
+        "secondary_date": str(ds.attrs["secondary_time"])[:10],
+        "track": str(ds.attrs["track"]),
+        "direction": str(ds.attrs["direction"]),
         "dt_days": round(float(ds.attrs["dt_days"]), 3),
         "valid_percentage": float(ds.attrs.get("valid_percentage", 100.0 * valid.mean() if valid.size else 0.0)),
         "median_speed_m_per_yr": round(float(np.median(speed)), 2) if speed.size else float("nan"),
         "p90_speed_m_per_yr": round(float(np.percentile(speed, 90)), 2) if speed.size else float("nan"),
         "median_snr": round(float(np.median(snr)), 2) if snr.size else float("nan"),
+        "vx_error": float(ds.attrs.get("vx_error", float("nan"))),
+        "vy_error": float(ds.attrs.get("vy_error", float("nan"))),
         "orbit_type": str(ds.attrs.get("orbit_type", "")),
         "engine": str(ds.attrs.get("engine", "")),
     }
