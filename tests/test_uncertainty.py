@@ -171,3 +171,41 @@ def test_a_job_names_a_missing_stable_mask_in_one_line(tmp_path: Path) -> None:
             None,
             {"area": "POLYGON((0 0,1 0,1 1,0 1,0 0))", "start": "2020-01-01", "product.stable_mask": "nowhere.tif"},
         )
+
+
+def test_a_cube_from_before_the_error_maps_takes_new_layers(tmp_path: Path) -> None:
+    """A cube written before the per-cell errors existed (no v_error/vx_error_cell/vy_error_cell arrays) gets
+    them on its next insert: NaN for the old layers, the new layer's values for the new one."""
+    import shutil
+
+    from offset_cube.cube.store import current_version, insert_products
+    from offset_cube.cube.zarrio import consolidate
+    from tests.cube_synth import SOUTH_AREA
+
+    grid = south_grid()
+    first = make_pair_product(
+        synthetic_result(tmp_path / "r", acquisition(0), acquisition(12), edit=noisy(0.1, 1)),
+        grid,
+        ProductConfig(),
+        tmp_path / "a" / "product.zarr",
+    )
+    cube = tmp_path / "cube.zarr"
+    insert_products(cube, [first], grid=grid, area_wkt=SOUTH_AREA)
+    version = current_version(cube)
+    assert version is not None
+    for name in ("v_error", "vx_error_cell", "vy_error_cell"):
+        shutil.rmtree(version / name)
+    consolidate(version)
+    assert "v_error" not in xr.open_zarr(cube)
+    second = make_pair_product(
+        synthetic_result(tmp_path / "r", acquisition(12), acquisition(24), edit=noisy(0.1, 2)),
+        grid,
+        ProductConfig(),
+        tmp_path / "b" / "product.zarr",
+    )
+    insert_products(cube, [second], grid=grid, area_wkt=SOUTH_AREA)
+    ds = xr.open_zarr(cube).load()
+    assert ds.sizes["mid_date"] == 2
+    assert np.isnan(ds["v_error"].values[0]).all()
+    assert np.isfinite(ds["v_error"].values[1]).mean() > 0.8
+    assert np.array_equal(ds["vx"].values[0], read_product(first)["vx"].values, equal_nan=True)
