@@ -153,7 +153,7 @@ def main() -> None:
             template=DEMO_TEMPLATE, dates=args.dates, coherence=args.coherence, area_m=(side, side)
         )
         doc = describe(simulate_stack(config, stack))
-    truth = xr.open_zarr(doc["truth"]).load()
+    truth = xr.open_zarr(doc["truth"], consolidated=False).load()
     results: dict[str, Any] = {
         "dates": args.dates,
         "coherence": args.coherence,

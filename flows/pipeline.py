@@ -240,7 +240,9 @@ def flow_for(job: JobConfig) -> Any:
                 cluster_kwargs={
                     "n_workers": job.runner.dask_workers,
                     "threads_per_worker": 1,
-                    "dashboard_address": None,
+                    # Any free port: the scheduler's HTTP server binds 8787 by default (also with None) and warns
+                    # when another cluster on the machine holds it.
+                    "dashboard_address": ":0",
                 },
             )
         return offset_cube.with_options(task_runner=runner)
