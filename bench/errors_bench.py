@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from flows.runtime import configure_prefect_env
 from offset_cube.config import job_from_dict
@@ -111,7 +112,8 @@ def figure(results: dict[str, Any], png: Path) -> None:
     for k, (mode, res) in enumerate(results["modes"].items()):
         true = [r["true_rms_v_error"] for r in res["layers"]]
         rep = [r["reported_v_error"] for r in res["layers"]]
-        left.plot(true, rep, "o", color=f"C{k}", label=f"{mode} ({len(true)} layers)")
+        marker = "o" if k == 0 else "x"  # the network holds the consecutive layers too
+        left.plot(true, rep, marker, color=f"C{k}", ms=7 if k == 0 else 6, label=f"{mode} ({len(true)} layers)")
         months = res["composites"]["periods"]
         labels = [p["month"] for p in months]
         width = 0.38
@@ -129,9 +131,8 @@ def figure(results: dict[str, Any], png: Path) -> None:
     left.legend(fontsize=8)
     right.set_ylabel("m/yr")
     right.set_title("month composites: true RMS error (bars), reported median error (ticks)", fontsize=10)
-    for k, mode in enumerate(results["modes"]):
-        right.bar([], [], color=f"C{k}", alpha=0.45, label=mode)
-    right.legend(fontsize=8)
+    handles = [Patch(color=f"C{k}", alpha=0.45, label=mode) for k, mode in enumerate(results["modes"])]
+    right.legend(handles=handles, fontsize=8)
     fig.savefig(png)
 
 
