@@ -51,6 +51,10 @@ class AuthenticationError(DownloadError, PermissionError):
     """Credentials are missing or were refused; retrying does not help."""
 
 
+class PairDeferred(OffsetCubeError):
+    """The pair cannot run yet (e.g. its precise orbit is not published); a later run will pick it up."""
+
+
 class OrbitError(OffsetCubeError, RuntimeError):
     """No valid orbit file could be found or a candidate file is invalid."""
 

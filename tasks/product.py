@@ -10,17 +10,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
 from offset_cube.config import JobConfig
-from offset_cube.cube.grid import CubeGrid, grid_for_job
 from offset_cube.cube.product import QUICKLOOK_NAME, make_pair_product, product_figures, product_path
 from offset_cube.cube.quicklook import pair_quicklook
-from offset_cube.cube.store import grid_for_cube
+from offset_cube.cube.store import job_grid
 from offset_cube.planning import Pair
 from tasks._common import OutputRecord, path_fingerprint, png_markdown, run_logger, stage_key
-
-
-def job_grid(job: JobConfig) -> CubeGrid:
-    """The job's cube grid, refused when it disagrees with the existing cube (area, CRS, spacing)."""
-    return grid_for_cube(job.storage.cube_path, grid_for_job(job.area, job.grid), job.area)
 
 
 def product_record(pair: Pair, result: Path, job: JobConfig) -> OutputRecord:
