@@ -178,7 +178,8 @@ def test_a_cube_from_before_the_error_maps_takes_new_layers(tmp_path: Path) -> N
     them on its next insert: NaN for the old layers, the new layer's values for the new one."""
     import shutil
 
-    from offset_cube.cube.store import current_version, insert_products
+    from offset_cube.cube.store import insert_products
+    from offset_cube.cube.versions import current_version
     from offset_cube.cube.zarrio import consolidate
     from tests.cube_synth import SOUTH_AREA
 

@@ -44,8 +44,9 @@ import offset_cube
 from offset_cube.atomic import atomic_path
 from offset_cube.cube.grid import CubeGrid
 from offset_cube.cube.product import add_xy_attrs, write_mapping
-from offset_cube.cube.store import SPACE_CHUNK, open_cube
+from offset_cube.cube.schema import SPACE_CHUNK
 from offset_cube.cube.uncertainty import speed_error
+from offset_cube.cube.versions import open_cube
 from offset_cube.cube.zarrio import TIME_ENCODING, open_dataset, write_dataset
 from offset_cube.errors import CubeError
 
