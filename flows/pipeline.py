@@ -1,4 +1,4 @@
-"""The offset-cube flow: search → plan → per pair (download, orbits, render, engine, product) → cube → report.
+"""The offset-cube flow: search → plan → DEM → per pair (download, orbits, render, engine, product) → cube → report.
 
 Wiring only: every stage is a task in :mod:`tasks`, and every task wraps a plain function of
 :mod:`offset_cube`. Pairs run concurrently; one failed pair never stops the others, and the run ends Failed
@@ -19,12 +19,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
 from offset_cube.config import Engine, JobConfig
+from offset_cube.disk import human_bytes, tree_bytes
 from offset_cube.download import releasable_scenes
 from offset_cube.errors import PairDeferred
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
 from tasks._common.limits import engine_limits, prepare_limits
 from tasks.cube import insert_into_cube, report_cube, update_composites
+from tasks.dem import dem_task
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import gather_inputs
@@ -45,6 +47,7 @@ class RunSummary(BaseModel):
     pairs_planned: int
     outcomes: list[PairOutcome]
     message: str
+    pair_disk_bytes: dict[str, int] = {}
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -87,6 +90,7 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
         return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
 
     check_downloads(plan.scenes(), job)  # no credentials: one clear error before any download starts
+    dem_task(job)  # the terrain once, before any pair (later calls find it in the DEM cache)
     prepare_limits(job, engine_limits(job))
     chains = _submit_pairs(plan, job)
     releases = _submit_releases(plan, job, chains) if job.cleanup.delete_scenes else []
@@ -195,18 +199,30 @@ def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSumm
         f"{counts['completed']} pair(s) completed, {counts['failed']} failed, {counts['deferred']} deferred, "
         f"{counts['skipped']} skipped, {len(plan.already_done)} already in the cube"
     )
+    disk = {p.pair_id: tree_bytes(job.storage.pairs_dir / p.pair_id) for p in plan.pairs}
+    disk = {pair_id: size for pair_id, size in disk.items() if size}
+    if disk:
+        message += (
+            f"; this run's pair folders hold {human_bytes(sum(disk.values()))} "
+            f"(at most {human_bytes(max(disk.values()))} per pair; cleanup.pair_files: {job.cleanup.pair_files})"
+        )
     return RunSummary(
         job=job.name,
         cube=job.storage.cube_path,
         pairs_planned=len(plan.pairs),
         outcomes=outcomes,
         message=message,
+        pair_disk_bytes=disk,
     )
 
 
 def _summary_markdown(summary: RunSummary) -> str:
-    lines = [f"# {summary.job}", "", summary.message, "", "| pair | status | detail |", "|---|---|---|"]
-    lines += [f"| {o.label} | {o.status} | {o.message.replace('|', '/')[:300]} |" for o in summary.outcomes]
+    header = ["| pair | status | disk left | detail |", "|---|---|---|---|"]
+    lines = [f"# {summary.job}", "", summary.message, "", *header]
+    for o in summary.outcomes:
+        size = summary.pair_disk_bytes.get(o.pair_id)
+        disk = human_bytes(size) if size is not None else ""
+        lines.append(f"| {o.label} | {o.status} | {disk} | {o.message.replace('|', '/')[:300]} |")
     return "\n".join(lines)
 
 
@@ -231,8 +247,7 @@ def flow_for(job: JobConfig) -> Any:
                 cluster_kwargs={
                     "n_workers": job.runner.dask_workers,
                     "threads_per_worker": 1,
-                    # Any free port: the scheduler's HTTP server binds 8787 by default (also with None) and warns
-                    # when another cluster on the machine holds it.
+                    # a free port: None still starts the dashboard on 8787 and warns when another cluster holds it
                     "dashboard_address": ":0",
                 },
             )

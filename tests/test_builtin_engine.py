@@ -8,6 +8,7 @@ products; the simulator keeps its true orbits and lattices in memory so the impo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -26,15 +27,18 @@ from offset_cube.search import local_scene
 from offset_cube.simulate import DEMO_TEMPLATE
 from offset_cube.simulate.stack import SimulatedStack, SimulationConfig, simulate_stack
 from offset_cube.stages import OrbitFile, PairInputs
-from tests.conftest import DATA
+from tests.conftest import data_path
 
 TRACKING = {"window": [64, 32], "skip": [64, 32], "mode": "complex"}
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> SimulatedStack:
-    """Three dates (12 and 24 days apart) over a 4 km area of the Pamir template, glacier flowing inside."""
-    config = SimulationConfig(template=DEMO_TEMPLATE, dates=3, area_m=(4000.0, 4000.0), margin_m=800.0, seed=5)
+    """Three dates (12 and 24 days apart) over a 4 km area of the Pamir template, glacier flowing inside, on flat
+    ground (the relief stack is tested in test_relief.py)."""
+    config = SimulationConfig(
+        template=DEMO_TEMPLATE, dates=3, area_m=(4000.0, 4000.0), margin_m=800.0, seed=5, relief="flat"
+    )
     return simulate_stack(config, tmp_path_factory.mktemp("stack"))
 
 
@@ -45,7 +49,7 @@ def make_job(stack: SimulatedStack, out: Path, **overrides: object) -> JobConfig
         "end": "2022-12-31",
         "search": f"local:{stack.scene_dir}",
         "tracking": TRACKING,
-        "builtin": {"height_m": stack.height_m},
+        "dem": {"source": "none", "height_m": stack.height_m},
         "storage": {"out": str(out)},
     }
     raw.update(overrides)
@@ -103,7 +107,7 @@ def test_annotation_orbit_fallback_predicts_the_same(stack: SimulatedStack, tmp_
 def test_still_ground_tracks_to_zero_and_ice_moves(stack: SimulatedStack, tmp_path: Path) -> None:
     """With no bias removal, stable ground comes out at zero motion (deramp, deburst and prediction all
     consistent with the pixels), and the glacier (flowing south-west) moves towards the sensor and backwards."""
-    job = make_job(stack, tmp_path, builtin={"height_m": stack.height_m, "bias_removal": "none"})
+    job = make_job(stack, tmp_path, builtin={"bias_removal": "none"})
     ds = pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
     az, rg = ds.azimuth_offset.values, ds.range_offset.values
     vx, vy = stack.true_velocity(ds.longitude.values, ds.latitude.values)
@@ -125,6 +129,8 @@ def test_result_is_the_common_schema(stack: SimulatedStack, tmp_path: Path) -> N
     assert ds.attrs["direction"] == "ASCENDING" and ds.attrs["track"] == 27
     assert ds.attrs["dt_days"] == pytest.approx(24.0, abs=0.01)
     assert ds.attrs["orbit_type"] == "POEORB"
+    parameters = json.loads(ds.attrs["processing_parameters"])
+    assert (parameters["mode"], parameters["oversampling"]) == ("complex", job.tracking.oversampling)
     lon, lat = ds.longitude.values, ds.latitude.values
     assert 74.9 < lon.min() < lon.max() < 75.2 and 38.2 < lat.min() < lat.max() < 38.5
     assert np.all((ds.heading.values > -12) & (ds.heading.values < -9))  # ascending, local heading (§5.2)
@@ -144,7 +150,7 @@ def test_dem_heights_equal_a_constant_height(stack: SimulatedStack, tmp_path: Pa
     profile = {"driver": "GTiff", "dtype": "float32", "width": 60, "height": 60, "count": 1, "crs": "EPSG:4326"}
     with rasterio.open(dem, "w", transform=Affine(0.01, 0.0, 74.7, 0.0, -0.01, 38.6), **profile) as out:
         out.write(np.full((1, 60, 60), stack.height_m, dtype=np.float32))
-    job = make_job(stack, tmp_path, builtin={"height_m": 0.0, "dem": str(dem)})
+    job = make_job(stack, tmp_path, dem=str(dem))
     ds = pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
     lines, samples = np.meshgrid(ds.line.values, ds.sample.values, indexing="ij")
     true_az, true_rg = stack.true_offsets(0, 1, lines, samples)
@@ -177,7 +183,7 @@ def test_pair_from_two_tracks_names_both_files(stack: SimulatedStack, tmp_path: 
     """A real track-64 product as the secondary of a simulated track-27 one: refused before any pixel is read."""
     job = make_job(stack, tmp_path)
     inputs = make_inputs(stack, 0, 1, job, tmp_path)
-    other = next(DATA.glob("safe/s1-reader/*6681.zip"))
+    other = data_path("safe/s1-reader/S1A_IW_SLC__1SDV_20221016T015043_20221016T015111_045461_056FC0_6681.zip")
     mixed = inputs.model_copy(update={"secondary_safes": (other,)})
     mixed = mixed.model_copy(update={"secondary_orbits": (OrbitFile(product_id=other.stem, orbit_type="annotation"),)})
     with pytest.raises(SafeError, match=r"one track and direction.*track 27 ASCENDING.*6681\.zip is track 64"):

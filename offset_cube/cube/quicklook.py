@@ -180,6 +180,7 @@ def arrow_field(ds: xr.Dataset, k: float = ARROW_K) -> Arrows:
     names = ["vx", "vy", "v"] + (["v_error"] if "v_error" in ds else [])
     sub = ds[names].isel(x=slice(step // 2, None, step), y=slice(step // 2, None, step))
     u, w, speed = (np.asarray(sub[n].values, dtype=np.float64) for n in ("vx", "vy", "v"))
+    # Still ice can measure exactly 0 (ISCE2's offsets come in steps of 1/oversampling px): no arrow there.
     ok = np.isfinite(u) & np.isfinite(w) & (speed > 0)
     if "v_error" in sub:
         error = np.asarray(sub["v_error"].values, dtype=np.float64)
