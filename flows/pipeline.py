@@ -25,7 +25,7 @@ from offset_cube.errors import PairDeferred
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
 from tasks._common.limits import engine_limits, prepare_limits
-from tasks.cube import insert_into_cube, report_cube
+from tasks.cube import insert_into_cube, report_cube, update_composites
 from tasks.dem import dem_task
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
@@ -107,6 +107,8 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
         report = report_cube(cube, job, return_state=True)  # pictures only: a failure must not fail the run
         if not report.is_completed():
             logger.warning("cube report failed: %s", report.message)
+        if job.composites:
+            update_composites(cube, job)
     summary = _summary(job, plan, outcomes)
     create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -176,7 +178,7 @@ def _submit_releases(plan: Plan, job: JobConfig, chains: dict[str, list[PrefectF
     """Delete each downloaded zip once all its pairs completed (a failed or deferred pair keeps it)."""
     return [
         release_scene.submit(scene, job, wait_for=[chains[p][-1] for p in pair_ids], return_state=False)
-        for scene, pair_ids in releasable_scenes(plan)
+        for scene, pair_ids in releasable_scenes(plan, keep_newest=job.neighbours)
     ]
 
 

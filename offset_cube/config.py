@@ -415,6 +415,20 @@ class ProductConfig(StrictModel):
     outlier_window: int = Field(
         5, ge=3, le=51, description="Local median window (odd), in points of the engine's offset grid."
     )
+    stable_mask: Path | None = Field(
+        None,
+        description=(
+            "Raster of stable ground (GeoTIFF or any GDAL raster with a CRS; non-zero = bedrock that does not move) "
+            "for each layer's stable-surface shift and errors; default: the layer's own slow cells."
+        ),
+    )
+    stable_shift: Literal["mask", "always", "never"] = Field(
+        "mask",
+        description=(
+            "When to subtract each layer's remaining stable-ground shift (vx/vy_stable_shift) from it: 'mask' only "
+            "with a stable_mask; 'always' also with the layer's slow cells (wrong where the whole area moves)."
+        ),
+    )
     replace: bool = Field(
         False,
         description=(
@@ -422,6 +436,16 @@ class ProductConfig(StrictModel):
             "otherwise they are skipped. Meant for a one-off rerun with new parameters, not for schedules."
         ),
     )
+
+    @field_validator("stable_mask")
+    @classmethod
+    def _mask_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().absolute()
+        if not path.is_file():
+            raise ValueError(f"stable_mask {str(value)!r} is not a file; give a raster of stable ground")
+        return path
 
     @field_validator("outlier_window")
     @classmethod
@@ -569,7 +593,25 @@ class JobConfig(StrictModel):
     max_gap_days: int | None = Field(
         None, ge=1, le=3650, description="Drop pairs further apart than this; default none (all pairs kept)."
     )
+    pairing: Literal["consecutive", "network"] = Field(
+        "consecutive",
+        description=(
+            "'consecutive': each date with the next date of its track. 'network': each date with up to "
+            "`max_neighbours` later dates of its track within `max_gap_days` (needs max_gap_days), so every date "
+            "is measured several times (as ITS_LIVE pairs each image with several later ones)."
+        ),
+    )
+    max_neighbours: int = Field(
+        3, ge=1, le=30, description="'network' pairing: later dates each date is paired with (1 = consecutive)."
+    )
     engine: Engine = Field(Engine.BUILTIN, description="'builtin' or 'isce2'.")
+    composites: list[Literal["month", "season", "year"]] = Field(
+        default_factory=list,
+        description=(
+            "Composites to update after each insert into the cube (<out>/composites-<period>.zarr); "
+            "only periods with new layers are recomputed. Default none."
+        ),
+    )
     max_speed_m_per_yr: float = Field(
         1000.0, gt=0, le=20_000, description="Fastest expected surface speed; sets the minimum search range."
     )
@@ -636,7 +678,17 @@ class JobConfig(StrictModel):
                 "amplitudes (DenseAmpcor 'mag', components/isceobj/TopsProc/runDenseOffsets.py); use mode "
                 "'amplitude' with isce2, or engine 'builtin' for complex tracking"
             )
+        if self.pairing == "network" and self.max_gap_days is None:
+            raise ValueError(
+                "pairing 'network' needs max_gap_days (e.g. 36: pairs up to 36 days apart); "
+                "without it the network would pair across every gap in the archive"
+            )
         return self
+
+    @property
+    def neighbours(self) -> int:
+        """How many later dates each date is paired with: 1 for consecutive pairing."""
+        return self.max_neighbours if self.pairing == "network" else 1
 
     @property
     def end_date(self) -> dt.date:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -202,18 +203,18 @@ def remove_scene_file(scene: Scene, scene_dir: Path) -> list[Path]:
     return removed
 
 
-def releasable_scenes(plan: Plan) -> list[tuple[Scene, list[str]]]:
+def releasable_scenes(plan: Plan, keep_newest: int = 1) -> list[tuple[Scene, list[str]]]:
     """Downloaded scenes that may be deleted once the listed pairs complete, with those pair ids.
 
-    The newest acquisition of each track is kept: the next run pairs it with the following date. Local
-    catalog products are never listed.
+    The newest ``keep_newest`` acquisitions of each track are kept: the next run pairs a new date with them
+    (1 for consecutive pairing, ``max_neighbours`` for a network). Local catalog products are never listed.
     """
-    newest: dict[tuple[int, str], Any] = {}
+    dates: dict[tuple[int, str], dict[Any, Any]] = defaultdict(dict)
     for pair in plan.pairs:
-        key = (pair.track, pair.direction.value)
-        if key not in newest or pair.secondary.date > newest[key].date:
-            newest[key] = pair.secondary
-    kept = {s.product_id for acquisition in newest.values() for s in acquisition.scenes}
+        for acquisition in (pair.reference, pair.secondary):
+            dates[(pair.track, pair.direction.value)][acquisition.date] = acquisition
+    newest = [group[d] for group in dates.values() for d in sorted(group)[-keep_newest:]]
+    kept = {s.product_id for acquisition in newest for s in acquisition.scenes}
     users: dict[str, tuple[Scene, list[str]]] = {}
     for pair in plan.pairs:
         for scene in pair.scenes:

@@ -14,7 +14,7 @@ from offset_cube.cube.product import QUICKLOOK_NAME, make_pair_product, product_
 from offset_cube.cube.quicklook import pair_quicklook
 from offset_cube.cube.store import job_grid
 from offset_cube.planning import Pair
-from tasks._common import OutputRecord, path_fingerprint, run_logger, stage_key
+from tasks._common import OutputRecord, path_fingerprint, png_markdown, run_logger, stage_key
 
 
 def product_record(pair: Pair, result: Path, job: JobConfig) -> OutputRecord:
@@ -44,25 +44,35 @@ def make_product(pair: Pair, result: Path, job: JobConfig) -> Path:
 def _make(pair: Pair, result: Path, job: JobConfig) -> Path:
     out = product_path(job.storage.pairs_dir, pair.pair_id)
     make_pair_product(result, job_grid(job), job.product, out)
-    png = pair_quicklook(out, out.parent / QUICKLOOK_NAME)
+    png = pair_quicklook(out, out.parent / QUICKLOOK_NAME, job.area)
     run_logger(__name__).info("%s: product %s, quicklook %s", pair.label, out, png)
     return out
 
 
 def publish_figures(pair: Pair, product: Path) -> None:
-    """A markdown artifact ``pair-<id>`` with the pair's key figures (inside a run only)."""
+    """A markdown artifact ``pair-<id>`` with the pair's quicklook and key figures (inside a run only)."""
     if TaskRunContext.get() is None:
         return
+    key = "pair-" + re.sub(r"[^a-z0-9-]+", "-", pair.pair_id.lower())
+    create_markdown_artifact(
+        markdown=pair_markdown(pair.label, product), key=key, description=f"key figures of {pair.label}"
+    )
+
+
+def pair_markdown(label: str, product: Path) -> str:
+    """The pair artifact: its quicklook (embedded, so the UI shows it) and a table of key figures."""
     figures = product_figures(product)
+    figures_dates = f"{figures['reference_date']} → {figures['secondary_date']} ({figures['dt_days']} days)"
     rows = [
-        ("dates", f"{pair.reference.date} → {pair.secondary.date} ({figures['dt_days']} days)"),
-        ("track", f"{pair.track} {pair.direction.value.lower()}"),
+        ("dates", figures_dates),
+        ("track", f"{figures['track']} {str(figures['direction']).lower()}"),
         ("valid coverage", f"{figures['valid_percentage']:.1f} %"),
         ("median speed", f"{figures['median_speed_m_per_yr']} m/yr (90th percentile {figures['p90_speed_m_per_yr']})"),
         ("median SNR", f"{figures['median_snr']}"),
+        ("error (stable ground)", f"vx ± {figures['vx_error']}, vy ± {figures['vy_error']} m/yr"),
         ("engine / orbit", f"{figures['engine']} / {figures['orbit_type']}"),
         ("product", f"`{product}`"),
     ]
-    markdown = "\n".join([f"# {pair.label}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
-    key = "pair-" + re.sub(r"[^a-z0-9-]+", "-", pair.pair_id.lower())
-    create_markdown_artifact(markdown=markdown, key=key, description=f"key figures of {pair.label}")
+    picture = png_markdown(product.parent / QUICKLOOK_NAME, f"quicklook of {figures['pair_id']}")
+    table = ["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    return "\n".join([f"# {label}", "", picture, "", *table])

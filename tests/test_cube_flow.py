@@ -30,8 +30,12 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_flow_builds_products_quicklooks_cube_and_summary(catalog_job: JobConfig) -> None:
-    state = pipeline.flow_for(catalog_job)(catalog_job, return_state=True)
+    with_composites = catalog_job.model_copy(update={"composites": ["month"]})
+    state = pipeline.flow_for(with_composites)(with_composites, return_state=True)
     assert state.is_completed(), state.message
+    with xr.open_zarr(catalog_job.storage.out / "composites-month.zarr") as months:
+        assert [str(v) for v in months["period_label"].values] == ["2020-01", "2020-02"]
+        assert int(months["count"].isel(time=0).max()) == 3  # all three pairs touch January
     out = catalog_job.storage.out
     cube = catalog_job.storage.cube_path
     assert existing_pair_ids(cube) == set(PAIRS)

@@ -69,6 +69,9 @@ def test_monitor_window_starts_at_the_latest_acquisition_minus_lookback(tmp_path
     scoped, latest = monitor_window(job)
     assert latest == dt.datetime(2021, 1, 13, 5, 0, 0, tzinfo=dt.UTC)
     assert scoped.start == dt.date(2020, 12, 14)  # 30 days of look-back
+    network = job.model_copy(update={"pairing": "network", "max_gap_days": 48})
+    scoped, _ = monitor_window(network)
+    assert scoped.start == dt.date(2020, 11, 26)  # a new date pairs with dates up to 48 days before it
 
 
 @pytest.mark.flow

@@ -242,7 +242,23 @@ def _write_version(
 
 
 def _carry_array(old: Path, new: Path, name: str, n_layers: int, keep_time_chunks: int) -> None:
-    """Create array ``name`` in ``new`` like the old one (grown to ``n_layers``) and link its unchanged chunks."""
+    """Create array ``name`` in ``new`` like the old one (grown to ``n_layers``) and link its unchanged chunks.
+
+    A cube written before ``name`` existed (e.g. the per-cell errors) gets it as a new all-NaN array.
+    """
+    if not (old / name / "zarr.json").is_file():
+        template = _array(old, "vx", "r")
+        created = zarr.create_array(
+            str(new / name),
+            shape=(n_layers, *template.shape[1:]),
+            chunks=template.chunks,
+            dtype=np.float32,
+            fill_value=np.float32(np.nan),
+            dimension_names=("mid_date", "y", "x"),
+            attributes={**VARIABLES[name], "grid_mapping": "mapping"},
+        )
+        log.info("cube: new variable %s (NaN for the %d existing layers)", name, created.shape[0])
+        return
     (new / name).mkdir()
     shutil.copyfile(old / name / "zarr.json", new / name / "zarr.json")
     array = _array(new, name, "r+")
@@ -262,8 +278,12 @@ def _write_layers(new: Path, old: Path | None, layers: list[Layer], start: int, 
     written = False
     for name in VARIABLES:
         array = _array(new, name, "r+")
-        old_array = _array(old, name, "r") if old is not None else None
-        products = {la.source: _array(la.source, name, "r") for la in layers[start:] if isinstance(la.source, Path)}
+        old_array = _array(old, name, "r") if old is not None and (old / name / "zarr.json").is_file() else None
+        products = {
+            la.source: _array(la.source, name, "r")
+            for la in layers[start:]
+            if isinstance(la.source, Path) and (la.source / name / "zarr.json").is_file()
+        }
         ny, nx = array.shape[1:]
         for t0 in range(start, len(layers), time_chunk):
             block_layers = layers[t0 : t0 + time_chunk]
@@ -278,7 +298,7 @@ def _write_layers(new: Path, old: Path | None, layers: list[Layer], start: int, 
                         if isinstance(layer.source, int):
                             block[j] = old_block[layer.source - first]
                 for j, layer in enumerate(block_layers):
-                    if isinstance(layer.source, Path):
+                    if isinstance(layer.source, Path) and layer.source in products:
                         block[j] = np.asarray(products[layer.source][y0:y1, :])
                 array[t0 : t0 + len(block_layers), y0:y1, :] = block
                 if not written:
