@@ -18,6 +18,7 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
+from offset_cube.atomic import private_folder
 from offset_cube.config import Engine, JobConfig
 from offset_cube.download import releasable_scenes
 from offset_cube.planning import Pair, Plan
@@ -112,7 +113,7 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
 
 def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
     """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
-    results = job.storage.out / ".prefect-results"
+    results = private_folder(job.storage.out / ".prefect-results")
     download = download_scene.with_options(result_storage=results, **retry_options(job))
     orbit = fetch_orbit.with_options(result_storage=results)
     engine = run_engine.with_options(result_storage=results)

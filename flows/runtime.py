@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from offset_cube.atomic import private_folder
+
 #: Prefect's ephemeral server can need 20 s on a loaded 2-core machine; its default timeout is 20 s.
 EPHEMERAL_STARTUP_TIMEOUT_S = 90
 
@@ -18,13 +20,14 @@ def configure_prefect_env(prefect_home: Path | None = None) -> Path:
     """Turn off Prefect telemetry, keep its state in a project-local folder, allow a slow server start.
 
     ``PREFECT_HOME`` is ``prefect_home`` if given, else an existing ``PREFECT_HOME`` variable, else
-    ``./.prefect``. Returns the folder used.
+    ``./.prefect``, made private to the user (0700: its database holds run parameters and states). Returns
+    the folder used.
     """
     os.environ["DO_NOT_TRACK"] = "1"
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     home = prefect_home or Path(os.environ.get("PREFECT_HOME") or Path.cwd() / ".prefect")
     home = home.expanduser().absolute()
-    os.environ["PREFECT_HOME"] = str(home)
+    os.environ["PREFECT_HOME"] = str(private_folder(home))
     current = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "")
     if not current.isdigit() or int(current) < EPHEMERAL_STARTUP_TIMEOUT_S:
         os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = str(EPHEMERAL_STARTUP_TIMEOUT_S)

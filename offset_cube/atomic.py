@@ -66,6 +66,15 @@ def fsync_file(path: Path | str) -> None:
     _fsync_tree(Path(path))
 
 
+def private_folder(path: Path | str) -> Path:
+    """``path``, created if missing, readable by its owner only (0700): for Prefect's state and results,
+    which hold task parameters and exceptions that no other user of the machine should read."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
+
+
 def remove_stale_temporaries(folder: Path | str) -> list[Path]:
     """Delete leftovers of interrupted atomic writes in ``folder`` (not recursive); return what was removed."""
     removed: list[Path] = []

@@ -26,7 +26,7 @@ import requests
 from requests.auth import HTTPBasicAuth, _basic_auth_str
 
 from offset_cube.atomic import fsync_file, write_text_atomic
-from offset_cube.credentials import EDL_HOST, Credentials
+from offset_cube.credentials import EDL_HOST, Credentials, keeps_secrets_out
 from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
 from offset_cube.planning import Plan
 from offset_cube.progress import ProgressCallback
@@ -238,14 +238,16 @@ def _scene_lock(path: Path) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------------- download
 
 
+@keeps_secrets_out(DownloadError)
 def download_scene_file(
     scene: Scene, scene_dir: Path, session: EarthdataSession, progress: ProgressCallback | None = None
 ) -> Path:
     """One download attempt of ``scene`` into ``scene_dir``; return the verified zip.
 
     Raises :class:`AuthenticationError` (refused: retrying will not help), :class:`TransientDownloadError`
-    (5xx, timeout, cut or corrupt transfer: retry later) or :class:`DownloadError`. Nothing but a whole,
-    verified zip ever appears under the final name; a failed attempt leaves no ``.part`` behind.
+    (5xx, timeout, cut or corrupt transfer: retry later) or :class:`DownloadError`, none of them chained to
+    the ``requests`` error (which holds the login request and its headers). Nothing but a whole, verified zip
+    ever appears under the final name; a failed attempt leaves no ``.part`` behind.
     """
     if not scene.url:
         raise DownloadError(f"{scene.product_id} has no download URL (search with 'asf' or an ASF export)")
