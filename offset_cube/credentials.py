@@ -179,22 +179,30 @@ def netrc_file(env: Mapping[str, str]) -> Path:
 
 
 def credentials_from_netrc(path: Path, host: str) -> Credentials | None:
-    """Login and password of ``machine host`` (or ``default``) in ``path``; None when absent."""
+    """Login and password of ``machine host`` in ``path``, else of its ``default`` entry; None when absent.
+
+    The source names which entry it was. Either is used for ``host`` only: the download session never lets
+    ``requests`` apply ``.netrc`` itself, which would send a ``default`` login to every host it meets.
+    """
     if not path.is_file():
         return None
     try:
-        entry = netrc.netrc(str(path)).authenticators(host)
+        hosts = netrc.netrc(str(path)).hosts
     except netrc.NetrcParseError as err:
         # The parser's own message can quote a token of the file (a password), so only its line is named.
         raise AuthenticationError(f"{path} is not a valid .netrc file (parse error near line {err.lineno})") from None
     except OSError as err:
         raise AuthenticationError(f"{path} cannot be read: {err.strerror or type(err).__name__}") from None
+    entry, label = hosts.get(host), f"machine {host}"
+    if entry is None:
+        # Python's netrc keeps the ``default`` entry under that name (Lib/netrc.py).
+        entry, label = hosts.get("default"), f"default entry, used for {host} only"
     if entry is None:
         return None
     login, _account, password = entry
     if not (login and password):
         return None
-    return Credentials(source=f"{path} (machine {host})", username=login, password=SecretStr(password))
+    return Credentials(source=f"{path} ({label})", username=login, password=SecretStr(password))
 
 
 def resolve_earthdata_credentials(

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import asf_search as asf
 import requests
@@ -62,6 +62,22 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
         if credentials is not None and credentials.token is not None:
             self.headers["Authorization"] = f"Bearer {credentials.token.get_secret_value()}"
 
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        with self._without_netrc():
+            return super().prepare_request(request)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def _without_netrc(self) -> Iterator[None]:
+        """``requests`` applies ``.netrc`` to every host when ``trust_env`` is set (a ``default`` line to any
+        host at all); credentials here come only from :attr:`credentials`. Proxies from the environment still
+        apply: ``request`` merges them outside this block."""
+        trust: bool = getattr(self, "trust_env", True)
+        self.trust_env = False
+        try:
+            yield
+        finally:
+            self.trust_env = trust
+
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
             # asf_search passes no timeout: without one a stalled server blocks the download forever.
@@ -79,7 +95,8 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
             self._streams.pop().close()
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        super().rebuild_auth(prepared_request, response)
+        with self._without_netrc():
+            super().rebuild_auth(prepared_request, response)
         creds = self.credentials
         if creds is None or not creds.username or creds.password is None:
             return
@@ -114,6 +131,43 @@ def open_session(
     # asf_search would otherwise POST details of every error to ASF's error-report service (§2.6).
     asf.REPORT_ERRORS = False
     return EarthdataSession(credentials, timeout_s=timeout_s, edl_host=edl_host)
+
+
+@keeps_secrets_out(DownloadError)
+def check_login(scene: Scene, session: EarthdataSession, max_hops: int = 8) -> bool:
+    """Ask Earthdata Login once, before any download, whether it accepts the session's username/password.
+
+    Follows the redirects of ``scene``'s URL without transferring data until the login host answers the login:
+    a redirect onwards means accepted (True); 401/403 raises :class:`AuthenticationError`, so that one refused
+    login stops the run instead of being tried again for every scene. False when nothing could be learnt
+    (a token, no login asked, a network error: the downloads themselves report those).
+    """
+    creds = session.credentials
+    if creds is None or not creds.has_login or creds.password is None or not scene.url:
+        return False
+    url = str(scene.url)
+    login = HTTPBasicAuth(creds.username or "", creds.password.get_secret_value())
+    try:
+        for _ in range(max_hops):
+            at_login = urlparse(url).hostname == session.edl_host
+            with session.get(url, allow_redirects=False, stream=True, auth=login if at_login else None) as reply:
+                if at_login:
+                    if reply.status_code in (401, 403):
+                        body = next(reply.iter_content(400), b"").decode("utf-8", errors="replace")
+                        raise _client_error(
+                            scene.product_id, url, f"HTTP {reply.status_code}: {body}", creds, creds.redact
+                        )
+                    return bool(reply.is_redirect)
+                if not reply.is_redirect:
+                    return False
+                url = urljoin(url, reply.headers["Location"])
+    except requests.RequestException as err:
+        log.warning(
+            "%s: the Earthdata login could not be checked (%s); downloading anyway",
+            scene.product_id,
+            type(err).__name__,
+        )
+    return False
 
 
 # --------------------------------------------------------------------------------------------------- cache

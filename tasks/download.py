@@ -26,6 +26,7 @@ from offset_cube.config import JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
 from offset_cube.download import (
     cached_scene,
+    check_login,
     download_scene_file,
     needs_download,
     open_session,
@@ -87,7 +88,9 @@ def load_earthdata_credentials(job: JobConfig) -> Credentials:
 def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
     """Before any download starts: fail clearly if scenes must be fetched and no credentials exist.
 
-    Also sets the job's download concurrency limit. Returns how many scenes need downloading.
+    A username/password is tried once at the Earthdata login host (no data moves), so a refused login stops the
+    run with one message instead of once per scene. Also sets the job's download concurrency limit. Returns how
+    many scenes need downloading.
     """
     pending = [s for s in scenes if needs_download(s, job.storage.scene_dir)]
     logger = run_logger(__name__)
@@ -96,6 +99,9 @@ def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
         return 0
     credentials = load_earthdata_credentials(job)
     logger.info("%d scene(s) to download; Earthdata credentials from %s", len(pending), credentials.source)
+    with open_session(credentials, timeout_s=job.download.timeout_s, edl_host=job.download.edl_host) as session:
+        if check_login(pending[0], session):  # a refused login ends the run here, once, before any download
+            logger.info("Earthdata Login accepted the login of %s", credentials.username)
     prepare_limits(job, {download_limit_name(job): job.concurrency.downloads})
     return len(pending)
 

@@ -20,9 +20,10 @@ import pytest
 from pydantic import SecretStr
 
 from offset_cube import download
-from offset_cube.credentials import Credentials
+from offset_cube.credentials import Credentials, credentials_from_netrc
 from offset_cube.download import (
     cached_scene,
+    check_login,
     download_scene_file,
     needs_download,
     open_session,
@@ -79,6 +80,38 @@ def test_login_is_not_passed_on_from_the_login_host_to_trusted_asf_hosts(fake: F
     download_scene_file(scene, tmp_path, session)
     assert len(fake.logins) == 1
     assert fake.authorization_seen_by_data_host == []
+
+
+def test_netrc_default_entry_goes_to_the_login_host_only(
+    fake: FakeAsf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``requests`` would send a ``.netrc`` ``default`` login to every host (here the data host, which with a
+    ``file:`` export could be any host); the session must send it to the Earthdata login host only."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"default login {fake.username} password {fake.password}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    found = credentials_from_netrc(netrc, "localhost")
+    assert found is not None and found.source == f"{netrc} (default entry, used for localhost only)"
+
+    path = download_scene_file(fake.scene(), tmp_path, session_for(fake, found))
+
+    assert path.is_file()
+    assert fake.authorization_seen_by_data_host == []
+    assert len(fake.logins) == 1
+
+
+def test_login_check_asks_the_login_host_once_and_moves_no_data(fake: FakeAsf, tmp_path: Path) -> None:
+    scene = fake.scene()
+    assert check_login(scene, session_for(fake)) is True
+    wrong = "wrong-PASSWORD-xyz"
+    with pytest.raises(AuthenticationError, match="HTTP 401") as caught:
+        check_login(scene, session_for(fake, login(fake, wrong)))
+    assert wrong not in str(caught.value) and caught.value.__context__ is None
+    token = Credentials(source="test", token=SecretStr(fake.token))
+    assert check_login(scene, session_for(fake, token)) is False  # a token is checked by the download itself
+    assert len(fake.logins) == 2
+    assert sum(fake.downloads_started.values()) == 0
 
 
 def test_bearer_token_is_accepted(fake: FakeAsf, tmp_path: Path) -> None:
