@@ -30,7 +30,7 @@ from tasks.inputs import PairDeferred, gather_inputs
 from tasks.limits import engine_limits, prepare_limits
 from tasks.orbits import fetch_orbit
 from tasks.plan import existing_pairs_task, plan_task, publish_plan_table
-from tasks.product import make_product
+from tasks.product import PairSkipped, make_product
 from tasks.render import render_pair
 from tasks.search import search_task
 
@@ -72,6 +72,7 @@ def flow_run_name() -> str:
 def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
     """Process every new pair of the job's tracks into the job's velocity cube."""
     logger = get_run_logger()
+    job.storage.check_writable()  # a deployment's bad storage ends the run before any work
     scenes = search_task(job)
     existing = existing_pairs_task(job)
     plan = plan_task(job, scenes, existing)
@@ -180,8 +181,9 @@ def _outcome(pair: Pair, chain: list[PrefectFuture[Any]]) -> PairOutcome:
         if state.is_completed():
             continue
         error = state.result(raise_on_failure=False)
-        if isinstance(error, PairDeferred):
-            return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="deferred", message=str(error))
+        if isinstance(error, PairDeferred | PairSkipped):
+            status = "deferred" if isinstance(error, PairDeferred) else "skipped"
+            return PairOutcome(pair_id=pair.pair_id, label=pair.label, status=status, message=str(error))
         message = str(error) if isinstance(error, BaseException) else (state.message or state.name or "not run")
         return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="failed", message=message)
     return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="completed", product=chain[-1].result())
@@ -203,6 +205,9 @@ def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSumm
         f"{counts['completed']} pair(s) completed, {counts['failed']} failed, {counts['deferred']} deferred, "
         f"{counts['skipped']} skipped, {len(plan.already_done)} already in the cube"
     )
+    skipped = [o.message for o in outcomes if o.status == "skipped" and o.message]
+    if skipped:
+        message += ". Skipped: " + "; ".join(skipped)
     return RunSummary(
         job=job.name,
         cube=job.storage.cube_path,

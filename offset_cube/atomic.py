@@ -75,6 +75,27 @@ def private_folder(path: Path | str) -> Path:
     return folder
 
 
+def folder_problem(folder: Path | str) -> str | None:
+    """Why ``folder`` cannot hold outputs (a file in its place, or not writable), or None; writes nothing.
+
+    The nearest existing ancestor decides for a folder still to be created. ``os.access`` reports read-only
+    mounts as well as permissions (it answers for the real user id: root passes any permission bits).
+    """
+    path = Path(folder)
+    while not path.exists():
+        if path.is_symlink():
+            return f"{path} is a broken symbolic link"
+        if path.parent == path:
+            return "no part of it exists"
+        path = path.parent
+    if not path.is_dir():
+        return f"{path} is a file, not a folder" if path != Path(folder) else "it is a file, not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        where = "it" if path == Path(folder) else f"{path}, where it would be created,"
+        return f"{where} is not writable (read-only file system or no permission)"
+    return None
+
+
 def remove_stale_temporaries(folder: Path | str) -> list[Path]:
     """Delete leftovers of interrupted atomic writes in ``folder`` (not recursive); return what was removed."""
     removed: list[Path] = []

@@ -16,7 +16,12 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
@@ -52,13 +57,22 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
     between ASF and Earthdata hosts and drops elsewhere (S3).
     """
 
-    def __init__(self, credentials: Credentials | None, *, timeout_s: float = 120.0, edl_host: str = EDL_HOST) -> None:
+    def __init__(
+        self,
+        credentials: Credentials | None,
+        *,
+        timeout_s: float = 120.0,
+        edl_host: str = EDL_HOST,
+        limits: TransferLimits | None = None,
+    ) -> None:
         super().__init__()
         self.credentials = credentials
         self.timeout_s = timeout_s
         self.edl_host = edl_host
+        self.limits = limits or TransferLimits()
         self.on_bytes: ProgressCallback | None = None
         self._streams: list[requests.Response] = []
+        self._guards: list[TransferGuard] = []
         if credentials is not None and credentials.token is not None:
             self.headers["Authorization"] = f"Bearer {credentials.token.get_secret_value()}"
 
@@ -85,14 +99,22 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
         response: requests.Response = super().request(method, url, *args, **kwargs)
         if kwargs.get("stream"):
             self._streams.append(response)
-            if response.ok and self.on_bytes is not None:
-                _count_bytes(response, self.on_bytes)
+            if response.ok:
+                guard = TransferGuard(self.limits, url, response)
+                self._guards.append(guard)
+                _count_bytes(response, guard.received, self.on_bytes)
         return response
 
     def close_streams(self) -> None:
-        """Close streamed responses (asf_search leaves a failed transfer's connection open)."""
+        """Close streamed responses (asf_search leaves a failed transfer's connection open); stop their guards."""
+        while self._guards:
+            self._guards.pop().stop()
         while self._streams:
             self._streams.pop().close()
+
+    def stall_reason(self) -> str | None:
+        """Why a guard ended a transfer of this session (deadline or rate), if one did."""
+        return next((g.reason for g in self._guards if g.reason), None)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         with self._without_netrc():
@@ -108,7 +130,7 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
             del prepared_request.headers["Authorization"]
 
 
-def _count_bytes(response: requests.Response, on_bytes: ProgressCallback) -> None:
+def _count_bytes(response: requests.Response, count: Callable[[int], None], on_bytes: ProgressCallback | None) -> None:
     """Make ``response.iter_content`` (what asf_search reads) report the running byte count."""
     original = response.iter_content
     length = response.headers.get("Content-Length")
@@ -118,19 +140,94 @@ def _count_bytes(response: requests.Response, on_bytes: ProgressCallback) -> Non
         done = 0
         for chunk in original(*args, **kwargs):
             done += len(chunk)
-            on_bytes(done, total)
+            count(done)
+            if on_bytes is not None:
+                on_bytes(done, total)
             yield chunk
 
     response.iter_content = counting  # type: ignore[method-assign]
 
 
+@dataclass(frozen=True)
+class TransferLimits:
+    """An overall deadline for one transfer and the lowest acceptable rate over a sliding window.
+
+    The socket timeout alone never ends a server that sends a byte now and then (each read returns in time).
+    """
+
+    deadline_s: float = 6 * 3600.0
+    min_rate_bytes_per_s: float = 0.0
+    window_s: float = 120.0
+
+
+class TransferGuard:
+    """Watches one streamed transfer from a thread; past the deadline or below the minimum rate over the
+    window it records why and shuts the socket down, which ends the blocked read in the downloading thread."""
+
+    def __init__(self, limits: TransferLimits, url: str, response: requests.Response) -> None:
+        self.limits = limits
+        self.host = urlparse(url).hostname or url
+        self.reason: str | None = None
+        self._response = response
+        self._done = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"transfer-guard-{self.host}", daemon=True)
+        self._thread.start()
+
+    def received(self, done: int) -> None:
+        self._done = done
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5.0)
+
+    def _watch(self) -> None:
+        limits = self.limits
+        start = time.monotonic()
+        samples: deque[tuple[float, int]] = deque([(start, 0)])
+        poll_s = max(0.05, min(1.0, limits.window_s / 4, limits.deadline_s / 4))
+        while not self._stopped.wait(poll_s):
+            now, done = time.monotonic(), self._done
+            samples.append((now, done))
+            while len(samples) > 1 and samples[1][0] <= now - limits.window_s:
+                samples.popleft()
+            first_t, first_done = samples[0]
+            rate = (done - first_done) / max(now - first_t, 1e-9)
+            if now - start >= limits.deadline_s:
+                self.reason = (
+                    f"the transfer from {self.host} was still running at its deadline of {limits.deadline_s:g} s "
+                    f"(download.deadline_s) after {done} bytes ({done / (now - start):.1f} B/s)"
+                )
+            elif now - start >= limits.window_s and rate < limits.min_rate_bytes_per_s:
+                self.reason = (
+                    f"the transfer from {self.host} ran at {rate:.1f} B/s over the last {limits.window_s:g} s, "
+                    f"below download.min_rate_bytes_per_s = {limits.min_rate_bytes_per_s:g}"
+                )
+            if self.reason:
+                _shut_down(self._response)
+                return
+
+
+def _shut_down(response: requests.Response) -> None:
+    """Shut the response's socket down (urllib3 2 keeps the connection on a streamed response)."""
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def open_session(
-    credentials: Credentials | None, *, timeout_s: float = 120.0, edl_host: str = EDL_HOST
+    credentials: Credentials | None,
+    *,
+    timeout_s: float = 120.0,
+    edl_host: str = EDL_HOST,
+    limits: TransferLimits | None = None,
 ) -> EarthdataSession:
     """A download session for ``credentials`` (None: anonymous, e.g. for a test server)."""
     # asf_search would otherwise POST details of every error to ASF's error-report service (§2.6).
     asf.REPORT_ERRORS = False
-    return EarthdataSession(credentials, timeout_s=timeout_s, edl_host=edl_host)
+    return EarthdataSession(credentials, timeout_s=timeout_s, edl_host=edl_host, limits=limits)
 
 
 @keeps_secrets_out(DownloadError)
@@ -346,27 +443,35 @@ def _with_total(progress: ProgressCallback, expected: int | None) -> ProgressCal
 
 
 def _fetch(scene: Scene, part: Path, session: EarthdataSession) -> None:
-    """``asf.download_url`` to ``part``, its failures turned into this project's errors."""
+    """``asf.download_url`` to ``part``, its failures turned into this project's errors (unchained: the
+    ``requests`` errors hold the login request with its headers)."""
     url = str(scene.url)
     pid = scene.product_id
     redact = session.credentials.redact if session.credentials is not None else (lambda text: text)
     try:
         asf.download_url(url=url, path=str(part.parent), filename=part.name, session=session)
     except asf.ASFAuthenticationError as err:  # asf_search raises this for every HTTP 4xx
-        raise _client_error(pid, url, str(err), session.credentials, redact) from err
+        raise _client_error(pid, url, str(err), session.credentials, redact) from None
     except asf.ASFDownloadError as err:
-        raise DownloadError(f"{pid}: {redact(str(err))}") from err
-    except requests.HTTPError as err:
+        raise DownloadError(f"{pid}: {redact(str(err))}") from None
+    except requests.RequestException as err:
+        raise _request_error(pid, url, err, session.stall_reason(), redact) from None
+
+
+def _request_error(pid: str, url: str, err: requests.RequestException, stall: str | None, redact: Any) -> DownloadError:
+    """The error for a failed request: a transfer ended by its guard, a 5xx, a broken connection, other."""
+    if stall is not None:
+        return TransientDownloadError(f"{pid}: {stall}; discarded, will retry")
+    if isinstance(err, requests.HTTPError):
         code = err.response.status_code if err.response is not None else 0
         if code >= 500:
-            raise TransientDownloadError(f"{pid}: the server answered HTTP {code} for {url}; will retry") from err
-        raise DownloadError(f"{pid}: HTTP {code} for {url}") from err
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
-        raise TransientDownloadError(
+            return TransientDownloadError(f"{pid}: the server answered HTTP {code} for {url}; will retry")
+        return DownloadError(f"{pid}: HTTP {code} for {url}")
+    if isinstance(err, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError):
+        return TransientDownloadError(
             f"{pid}: the transfer from {urlparse(url).hostname} broke off or stalled ({type(err).__name__}); will retry"
-        ) from err
-    except requests.RequestException as err:
-        raise DownloadError(f"{pid}: {type(err).__name__} for {url}: {redact(str(err))}") from err
+        )
+    return DownloadError(f"{pid}: {type(err).__name__} for {url}: {redact(str(err))}")
 
 
 def _client_error(pid: str, url: str, message: str, credentials: Credentials | None, redact: Any) -> DownloadError:

@@ -25,6 +25,7 @@ from prefect.exceptions import PrefectException
 from offset_cube.config import JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
 from offset_cube.download import (
+    TransferLimits,
     cached_scene,
     check_login,
     download_scene_file,
@@ -140,8 +141,12 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
     if cached is not None:
         logger.info("%s: verified copy in the scene cache", scene.product_id)
         return cached
+    d = job.download
     session = open_session(
-        load_earthdata_credentials(job), timeout_s=job.download.timeout_s, edl_host=job.download.edl_host
+        load_earthdata_credentials(job),
+        timeout_s=d.timeout_s,
+        edl_host=d.edl_host,
+        limits=TransferLimits(d.deadline_s, d.min_rate_bytes_per_s, d.rate_window_s),
     )
     try:
         with slot(job, download_limit_name(job), job.concurrency.downloads):

@@ -14,6 +14,7 @@ from offset_cube.cube.grid import CubeGrid, grid_for_job
 from offset_cube.cube.product import QUICKLOOK_NAME, make_pair_product, product_figures, product_path
 from offset_cube.cube.quicklook import pair_quicklook
 from offset_cube.cube.store import grid_for_cube
+from offset_cube.errors import OffsetCubeError
 from offset_cube.planning import Pair
 from tasks._common import OutputRecord, path_fingerprint, run_logger, stage_key
 
@@ -41,10 +42,26 @@ def product_record(pair: Pair, result: Path, job: JobConfig) -> OutputRecord:
 )
 def make_product(pair: Pair, result: Path, job: JobConfig) -> Path:
     """Convert the engine result at ``result`` into the pair product on the cube grid, draw its quicklook and
-    publish its key figures; return the product's path."""
+    publish its key figures; return the product's path.
+
+    Raises :class:`PairSkipped` when the product is empty or below ``product.min_coverage_pct``: the product
+    stays in the pair folder for inspection, but it never becomes a layer of the cube.
+    """
     out = product_record(pair, result, job).produce(lambda: _make(pair, result, job), pair.label)
-    publish_figures(pair, out)
+    figures = publish_figures(pair, out)
+    coverage = float(figures["valid_percentage"])
+    minimum = job.product.min_coverage_pct
+    if coverage <= 0 or coverage < minimum:
+        raise PairSkipped(
+            f"{pair.label}: {coverage:.2f} % of the area's cells are valid, below product.min_coverage_pct = "
+            f"{minimum:g} %; not added to the cube (search window or chip larger than the image over the "
+            f"area, no overlap, or no correlation; product kept at {out})"
+        )
     return out
+
+
+class PairSkipped(OffsetCubeError):
+    """The pair was processed but its product is not worth a layer (reported as skipped, not failed)."""
 
 
 def _make(pair: Pair, result: Path, job: JobConfig) -> Path:
@@ -55,11 +72,11 @@ def _make(pair: Pair, result: Path, job: JobConfig) -> Path:
     return out
 
 
-def publish_figures(pair: Pair, product: Path) -> None:
-    """A markdown artifact ``pair-<id>`` with the pair's key figures (inside a run only)."""
-    if TaskRunContext.get() is None:
-        return
+def publish_figures(pair: Pair, product: Path) -> dict[str, float | str]:
+    """A markdown artifact ``pair-<id>`` with the pair's key figures (inside a run only); the figures."""
     figures = product_figures(product)
+    if TaskRunContext.get() is None:
+        return figures
     rows = [
         ("dates", f"{pair.reference.date} → {pair.secondary.date} ({figures['dt_days']} days)"),
         ("track", f"{pair.track} {pair.direction.value.lower()}"),
@@ -72,3 +89,4 @@ def publish_figures(pair: Pair, product: Path) -> None:
     markdown = "\n".join([f"# {pair.label}", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)])
     key = "pair-" + re.sub(r"[^a-z0-9-]+", "-", pair.pair_id.lower())
     create_markdown_artifact(markdown=markdown, key=key, description=f"key figures of {pair.label}")
+    return figures

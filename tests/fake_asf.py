@@ -5,9 +5,9 @@ redirects to the login host (``localhost``, so that it is another host than ``12
 ``/oauth/authorize``, which checks HTTP basic credentials and redirects back to ``/login`` on the data host,
 which sets the cookie and redirects to the file. A valid ``Authorization: Bearer`` token is served directly.
 Failures can be queued per file: ``500``, ``cut`` (connection closed at 50 %), ``corrupt`` (one byte flipped),
-``stall`` (half sent, then silence), ``html`` (a login web page with status 200). With ``echo`` set, every
-refusal of the login host and every ``500`` quotes back the credentials it was sent (header and decoded), as a
-careless server might.
+``stall`` (half sent, then silence), ``trickle`` (one byte a second), ``html`` (a login web page with status
+200). With ``echo`` set, every refusal of the login host and every ``500`` quotes back the credentials it was
+sent (header and decoded), as a careless server might.
 """
 
 from __future__ import annotations
@@ -153,6 +153,13 @@ class _Handler(QuietHandler):
             fake.active += 1
             fake.max_active = max(fake.max_active, fake.active)
         try:
+            if behaviour == "trickle":  # a byte a second: every socket read returns well within its timeout
+                for offset in range(len(data)):
+                    self.wfile.write(data[offset : offset + 1])
+                    self.wfile.flush()
+                    if fake.release.wait(timeout=1.0):
+                        break
+                limit = 0
             for offset in range(0, limit, CHUNK):
                 self.wfile.write(data[offset : min(offset + CHUNK, limit)])
             self.wfile.flush()

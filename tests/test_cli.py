@@ -126,6 +126,34 @@ def test_bad_input_is_one_error_line_exit_2_nothing_written(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("kind", ["a file", "read-only"])
+def test_run_with_an_unusable_out_is_one_error_line_exit_2_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Checked before any search, download or engine: not 200 lines of tracebacks after the whole run."""
+    if kind == "read-only" and os.geteuid() == 0:
+        pytest.skip("root may write into a folder without write permission (a read-only mount needs privileges)")
+    monkeypatch.chdir(tmp_path)
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    if kind == "a file":
+        out = tmp_path / "out"
+        out.write_text("not a folder\n")
+        expected = f"storage.out {out}: it is a file, not a folder"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        out = locked / "out"
+        expected = f"{locked}, where it would be created, is not writable"
+    before = sorted(tmp_path.rglob("*"))
+    args = ["run", "--area", STACK_AREA, "--start", "2020-01-01", "--end", "2020-03-01"]
+    result = runner.invoke(app, [*args, "--search", f"local:{catalog}", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:
     config = tmp_path / "job.yaml"
     config.write_text(f"area: '{STACK_AREA}'\nstart: 2015-01-01\nsearch: file:{STACK}\nenigne: isce2\n")

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from offset_cube import download
 from offset_cube.credentials import Credentials, credentials_from_netrc
 from offset_cube.download import (
+    TransferLimits,
     cached_scene,
     check_login,
     download_scene_file,
@@ -175,6 +176,31 @@ def test_stalled_transfer_ends_by_timeout(fake: FakeAsf, tmp_path: Path) -> None
     with pytest.raises(TransientDownloadError, match="stalled"):
         download_scene_file(scene, tmp_path, session_for(fake, timeout_s=0.5))
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (TransferLimits(deadline_s=2.0), "still running at its deadline of 2 s"),
+        (TransferLimits(min_rate_bytes_per_s=1000, window_s=1.5), "below download.min_rate_bytes_per_s = 1000"),
+    ],
+)
+def test_trickling_server_is_cut_off_in_time_with_a_retryable_error(
+    fake: FakeAsf, tmp_path: Path, limits: TransferLimits, expected: str
+) -> None:
+    """A server sending 1 byte/s never trips the socket timeout (10 s here); the deadline or the minimum rate
+    ends the transfer, with an error that names the scene and the rate and is retried."""
+    scene = fake.scene()
+    fake.failures[scene.file_name].append("trickle")
+    session = open_session(login(fake), timeout_s=10.0, edl_host="localhost", limits=limits)
+    started = time.monotonic()
+    with pytest.raises(TransientDownloadError) as caught:
+        download_scene_file(scene, tmp_path, session)
+    assert time.monotonic() - started < 8.0  # the limit (2 s or 1.5 s) and a poll, far below the 10 s timeout
+    message = str(caught.value)
+    assert message.startswith(scene.product_id) and expected in message and "B/s" in message
+    assert caught.value.transient
+    assert leftovers(tmp_path) == [] and not (tmp_path / scene.file_name).exists()
 
 
 def test_login_web_page_instead_of_zip_is_an_authentication_error(fake: FakeAsf, tmp_path: Path) -> None:

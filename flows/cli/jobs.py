@@ -141,6 +141,8 @@ def run(
 ) -> None:
     """Run the job: every new pair into the cube, through the Prefect flow."""
     job = build_job(config, area, start, end, search, engine, out, extra={"product.replace": True} if replace else None)
+    with user_errors():
+        job.storage.check_writable()  # before anything is written or run: a bad --out is one error line
     job = check_before_download(job, dem, dry_run)
     if dry_run:
         folders = dry_run_folders(job, make_plan(job))
@@ -157,7 +159,10 @@ def run(
 def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
+    from flows.runtime import private_prefect_home
     from tasks.download import terminal_progress
+
+    private_prefect_home()
 
     with terminal_progress(enabled=is_terminal()):  # a progress bar per download in a terminal
         return flow_for(job)(job, return_state=True)
