@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.app import app, user_errors
+from flows.cli.app import EXIT_FAILED, app, fail, user_errors, warn
 
 if TYPE_CHECKING:  # the cube modules import xarray and rasterio: only when the command runs
     from offset_cube.cube.export import CubeInfo, LayerInfo
@@ -35,12 +35,19 @@ def inspect(
         typer.Option("--output", "-o", help="Export path (default: <cube name>[_<pair>].nc/.tif here)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Re-hash every file and recount every layer against the integrity record."),
+    ] = False,
 ) -> None:
     """Describe a cube (layers, dates, Δt, coverage); export a layer or the whole cube."""
     from offset_cube.cube.export import describe_cube, export_geotiff, export_netcdf, select_layer
 
     with user_errors():
         info = describe_cube(cube)
+        _check_integrity(cube, [la.pair_id for la in info.layers], full=verify)
+        if verify:
+            return
         layers = info.layers
         if layer is not None:
             layers = [info.layers[select_layer([la.pair_id for la in info.layers], layer)]]
@@ -60,6 +67,29 @@ def inspect(
             target = output or Path(f"{stem}{suffix}.tif" if layer is not None else f"{stem}_geotiff")
             written = export_geotiff(cube, target, layer)
             typer.echo(f"wrote {len(written)} GeoTIFF file(s) to {target}")
+
+
+def _check_integrity(cube: Path, pair_ids: list[str], full: bool) -> None:
+    """``--verify``: the full check, its verdict, exit 1 when damaged. Otherwise the cheap check (missing or
+    resized files), so a damaged cube never looks healthy: a warning before the description or export."""
+    from offset_cube.cube.integrity import damage, verify
+    from offset_cube.cube.store import cube_chunks, current_version, open_cube
+
+    version = current_version(cube)
+    if version is None:
+        return
+    found = verify(version, pair_ids) if full else damage(version)
+    with open_cube(cube) as ds:
+        time_chunk = cube_chunks(ds)[0]
+    if not found.ok:
+        message = f"{cube} ({version.name}) is damaged: {found.describe(pair_ids, time_chunk)}"
+        if full:
+            raise fail(message, code=EXIT_FAILED)
+        warn(message + "; `offset-cube inspect --verify` checks every file and layer")
+    elif full and not found.has_record:
+        warn(f"{cube} ({version.name}) has no integrity record (written before offset-cube kept one); not verified")
+    elif full:
+        typer.echo(f"{cube} ({version.name}): {len(pair_ids)} layer(s) and every file match the integrity record")
 
 
 def _print(info: CubeInfo, layers: list[LayerInfo]) -> None:

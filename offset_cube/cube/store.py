@@ -56,6 +56,14 @@ import zarr
 import offset_cube
 from offset_cube.atomic import TMP_PREFIX, remove_stale_temporaries
 from offset_cube.cube.grid import CubeGrid
+from offset_cube.cube.integrity import (
+    LayerCounts,
+    damage,
+    read_record,
+    remove_orphan_records,
+    valid_counts,
+    write_record,
+)
 from offset_cube.cube.lock import CubeLock
 from offset_cube.cube.lookup import PAIR_ID_VARIABLE
 from offset_cube.cube.product import VARIABLES, add_xy_attrs, read_product, write_mapping
@@ -221,6 +229,8 @@ def insert_products(
         layers, added, replaced, skipped = _merge(old_layers, candidates, replace)
         if not added and not replaced:
             return InsertReport(cube_path, (), (), tuple(skipped), len(old_layers), None)
+        if current is not None:
+            _refuse_damaged(cube_path, current, old_layers)
         chunks = _chunks_of(current) if current is not None else default_chunks(grid)
         attrs = _global_attrs(old_attrs, grid, area_wkt, job_config, chunks)
         version = _write_version(cube_path, current, layers, grid, attrs, chunks)
@@ -230,6 +240,20 @@ def insert_products(
     report = InsertReport(cube_path, tuple(added), tuple(replaced), tuple(skipped), len(layers), version)
     log.info("cube %s: %s", cube_path, report.summary())
     return report
+
+
+def _refuse_damaged(cube_path: Path, current: Path, layers: list[Layer]) -> None:
+    """A new version is built from the current one: never from a damaged one (its NaNs would be copied)."""
+    found = damage(current)
+    if not found.ok:
+        described = found.describe([la.pair_id for la in layers], _chunks_of(current)[0])
+        raise CubeError(
+            f"cannot insert into {cube_path}: its current version {current.name} is damaged ({described}); "
+            f"`offset-cube inspect {cube_path} --verify` lists the damage. Restore the version from a backup, or "
+            f"point the link at an intact earlier version in {versions_dir(cube_path)}, and run again"
+        )
+    if not found.has_record:
+        log.info("cube version %s has no integrity record (written before records existed)", current.name)
 
 
 def _checkpoint(name: str) -> None:
@@ -467,6 +491,7 @@ def _write_version(
         _write_layers(tmp, current, layers, start, chunks)
         _checkpoint("before-metadata")
         consolidate(tmp)
+        write_record(tmp, target, current, _layer_counts(current, layers), VARIABLES)
         _make_durable(tmp)
         tmp.rename(target)
         _fsync(folder)
@@ -474,6 +499,21 @@ def _write_version(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _layer_counts(current: Path | None, layers: list[Layer]) -> dict[str, LayerCounts]:
+    """Valid cells per variable of each layer: counted in its product when it is new, carried from the current
+    version's record otherwise (counted in the current version once, for a version without a record)."""
+    previous = (read_record(current) or {}).get("layers", {}) if current is not None else {}
+    counts: dict[str, LayerCounts] = {}
+    for layer in layers:
+        if isinstance(layer.source, Path):
+            counts[layer.pair_id] = valid_counts({v: _array(layer.source, v, "r")[...] for v in VARIABLES})
+        elif layer.pair_id in previous:
+            counts[layer.pair_id] = dict(previous[layer.pair_id])
+        elif current is not None:
+            counts[layer.pair_id] = valid_counts({v: _array(current, v, "r")[layer.source] for v in VARIABLES})
+    return counts
 
 
 def _make_durable(root: Path) -> None:
@@ -598,6 +638,7 @@ def _remove_garbage(cube_path: Path, current: Path | None) -> None:
             link.unlink(missing_ok=True)
     if not folder.is_dir():
         return
+    remove_orphan_records(folder)
     current_number = _version_number(current) if current is not None else 0
     for path in folder.iterdir():
         number = _version_number(path)
@@ -616,6 +657,7 @@ def _prune_versions(cube_path: Path, current: Path) -> None:
     )
     for path in older[: max(len(older) - KEEP_PREVIOUS_VERSIONS, 0)]:
         shutil.rmtree(path, ignore_errors=True)
+    remove_orphan_records(folder)
 
 
 def _version_number(path: Path | None) -> int | None:
