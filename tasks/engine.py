@@ -19,7 +19,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 
 from offset_cube.config import Engine, JobConfig, StorageConfig
 from offset_cube.isce2.engine import run_isce2
-from offset_cube.isce2.runner import TOPSAPP_STEPS, is_notable, kill_recorded_runs, step_of
+from offset_cube.isce2.runner import TOPSAPP_STEPS, TopsAppStopped, is_notable, kill_recorded_runs, step_of
 from offset_cube.planning import Pair
 from offset_cube.result import RESULT_NAME
 from offset_cube.stages import PairInputs
@@ -49,6 +49,9 @@ def run_engine(inputs: PairInputs, job: JobConfig) -> Path:
 
 def _limited_run(inputs: PairInputs, job: JobConfig) -> Path:
     with engine_slot(job):
+        stop = _cancel_requested()
+        if stop is not None and stop():  # the slot came free because the run is being cancelled
+            raise TopsAppStopped(f"{inputs.pair.label}: not started: the run is being cancelled")
         if job.engine is Engine.ISCE2:
             return _run_isce2(inputs, job)
         return _run_builtin(inputs, job)
