@@ -8,10 +8,11 @@ into place when complete. An interrupted write leaves only a ``.tmp-*`` entry, w
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -64,6 +65,26 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
 def fsync_file(path: Path | str) -> None:
     """Flush a file (or every file under a folder) to disk, as :func:`atomic_path` does before its rename."""
     _fsync_tree(Path(path))
+
+
+@contextlib.contextmanager
+def file_lock(path: Path | str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created if missing) across threads and processes, held while the block
+    runs; ``flock(2)``, so the OS releases it when the holder dies, however it dies. ``on_wait`` is called
+    once before waiting when another holds it."""
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def private_folder(path: Path | str) -> Path:

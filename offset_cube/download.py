@@ -11,7 +11,6 @@ file's size and mtime, so a cached file verifies next time without being read ag
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -30,7 +29,7 @@ import asf_search as asf
 import requests
 from requests.auth import HTTPBasicAuth, _basic_auth_str
 
-from offset_cube.atomic import fsync_file, write_text_atomic
+from offset_cube.atomic import file_lock, fsync_file, write_text_atomic
 from offset_cube.credentials import EDL_HOST, Credentials, keeps_secrets_out
 from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
 from offset_cube.planning import Plan
@@ -373,17 +372,9 @@ def releasable_scenes(plan: Plan) -> list[tuple[Scene, list[str]]]:
     return sorted(users.values(), key=lambda item: (item[0].start, item[0].product_id))
 
 
-@contextlib.contextmanager
-def _scene_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock per scene across processes (flock; released by the OS if the process dies)."""
-    lock_dir = path.parent / _LOCK_DIR
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / f"{path.name}.lock").open("a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def _scene_lock(path: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock per scene across processes (released by the OS if the process dies)."""
+    return file_lock(path.parent / _LOCK_DIR / f"{path.name}.lock")
 
 
 # --------------------------------------------------------------------------------------------------- download
