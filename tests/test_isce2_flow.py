@@ -101,41 +101,6 @@ def test_cancelling_the_flow_run_kills_topsapp(prefect_harness: None, tmp_path: 
         kill_stand_in(pair_dir)
 
 
-def _supervise_hanging_topsapp(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """A separate process running ``run_topsapp`` on the hanging stand-in (which forks a worker)."""
-    job = isce2_job(tmp_path)
-    inputs = bc_inputs(job)
-    render_pair_inputs(inputs, job)
-    env = {**os.environ, "FAKE_TOPSAPP_MODE": "hang"}
-    script = (
-        "import sys; from pathlib import Path; from offset_cube.config import Isce2Config;"
-        "from offset_cube.isce2.discovery import discover_isce; from offset_cube.isce2.runner import run_topsapp;"
-        "i = discover_isce(Isce2Config(python=sys.argv[1], isce_home=sys.argv[2]));"
-        "run_topsapp(i, Path(sys.argv[3]), deadline_s=300, omp_num_threads=1, grace_s=1)"
-    )
-    args = [sys.executable, "-c", script, str(job.isce2.python), str(job.isce2.isce_home), str(inputs.pair_dir)]
-    return subprocess.Popen(args, env=env), inputs.pair_dir
-
-
-def test_sigkill_of_the_supervisor_leaves_no_topsapp_process(tmp_path: Path) -> None:
-    """SIGKILL runs no hook and no ``finally``; the parent-death signal reaches only topsApp itself, so its
-    forked worker would live on. The reaper ends the whole group within seconds."""
-    supervisor, pair_dir = _supervise_hanging_topsapp(tmp_path)
-    try:
-        pids_file = pair_dir / "fake_topsapp_pids.json"
-        wait_for(pids_file.is_file, 60)
-        pids = json.loads(pids_file.read_text())
-        assert pids["workers"] and all(alive(pid) for pid in [pids["topsapp"], *pids["workers"]])
-        supervisor.send_signal(signal.SIGKILL)
-        supervisor.wait(timeout=30)
-        for pid in [pids["topsapp"], *pids["workers"]]:
-            wait_for(lambda pid=pid: not alive(pid), 15)
-    finally:
-        supervisor.kill()
-        supervisor.wait(timeout=30)
-        kill_stand_in(pair_dir)
-
-
 def test_a_pair_that_gets_the_engine_slot_while_the_run_is_cancelling_starts_no_topsapp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -159,10 +159,10 @@ def run(
 def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
-    from flows.runtime import private_prefect_home
+    from flows.runtime import start_local_server
     from tasks.download import terminal_progress
 
-    private_prefect_home()
+    start_local_server()  # under a lock, with a reaper: a SIGKILLed run leaves no server behind
 
     with terminal_progress(enabled=is_terminal()):  # a progress bar per download in a terminal
         return flow_for(job)(job, return_state=True)

@@ -3,7 +3,7 @@
 * It runs as an argument list with ``cwd`` = the pair folder, in its **own process group** (``setsid``) so that
   the whole group (DenseAmpcor forks worker processes, runDenseOffsets shells out to gdal_translate) can be
   killed at once, with ``PR_SET_PDEATHSIG`` so it dies with the thread that started it, a reaper process
-  (:mod:`offset_cube.isce2.reaper`) that kills the rest of the group if the supervisor is killed, its pid in
+  (:mod:`offset_cube.reaper`) that kills the rest of the group if the supervisor is killed, its pid in
   ``topsApp.pid`` so that a Prefect cancellation/crash hook in another process can kill the group: Prefect's own
   timeout and cancel do not stop child processes (../shared/reference/prefect3.md §4).
 * A deadline kills the whole group (TERM, then KILL after a grace period).
@@ -30,7 +30,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -43,6 +42,7 @@ from offset_cube.atomic import write_text_atomic
 from offset_cube.errors import EngineError
 from offset_cube.isce2.discovery import IsceInstallation
 from offset_cube.isce2.xml import REFERENCE_XML, SECONDARY_XML, TOPSAPP_XML
+from offset_cube.reaper import parent_death_signal, start_reaper, stop_reaper
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,6 @@ _NOTABLE_RE = re.compile(r"error|warning|exception|traceback|could not|cannot|fa
 _POLL_S = 0.2
 _TAIL_LINES = 40
 _MAX_NOTABLE = 200
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 LineCallback = Callable[[str], None]
 StepCallback = Callable[[int, str], None]
@@ -196,17 +195,17 @@ def run_topsapp(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own session and process group: pgid == pid
-            preexec_fn=_parent_death_signal(),  # prctl only, resolved before the fork: takes no lock
+            preexec_fn=parent_death_signal(),  # prctl only, resolved before the fork: takes no lock
         )
         ending = "error"
-        reaper = _start_reaper(proc.pid, grace_s)
+        reaper = start_reaper(proc.pid, group=True, grace_s=grace_s)
         try:
             write_pid_file(pair_dir, proc.pid, command)
             ending = _supervise(proc, record, log_file, deadline_s, grace_s, on_line, on_step, should_stop)
         finally:
             # Whatever happened (deadline, stop, callback error, KeyboardInterrupt), nothing of this run survives.
             terminate_group(proc.pid, 0.0 if ending == "exited" else grace_s, leader=proc)
-            _stop_reaper(reaper)
+            stop_reaper(reaper)
             (pair_dir / PID_FILE).unlink(missing_ok=True)
             log_file.write(f"==== {_now()} topsApp.py {ending}, exit status {proc.returncode}\n")
     record.returncode = proc.returncode if proc.returncode is not None else -1
@@ -310,52 +309,6 @@ def _leader_exited(pid: int) -> bool:
     except ChildProcessError:
         return True
     return info is not None
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec function asking Linux to SIGTERM the child when the thread that started it dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_pdeathsig() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-
-    return set_pdeathsig
-
-
-def _start_reaper(pgid: int, grace_s: float) -> subprocess.Popen[bytes] | None:
-    """Start :mod:`offset_cube.isce2.reaper` for group ``pgid``: it ends the whole group if this process dies,
-    even by SIGKILL. Its parent-death signal (SIGTERM) is blocked across ``exec``, so it cannot be lost."""
-    parent_death = _parent_death_signal()
-
-    def arm() -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        if parent_death is not None:
-            parent_death()
-
-    command = [sys.executable, "-m", "offset_cube.isce2.reaper", str(pgid), str(os.getpid()), str(grace_s)]
-    try:
-        return subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,  # neither in topsApp's group nor hit by the terminal's Ctrl-C
-            preexec_fn=arm,
-        )
-    except OSError as err:
-        log.warning("no reaper for topsApp's process group %d (%s): a killed run may leave it running", pgid, err)
-        return None
-
-
-def _stop_reaper(reaper: subprocess.Popen[bytes] | None) -> None:
-    if reaper is not None:
-        reaper.kill()
-        reaper.wait()
 
 
 # ------------------------------------------------------------------------------ process groups, PID files

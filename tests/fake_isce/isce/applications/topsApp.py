@@ -268,7 +268,9 @@ def hang() -> None:
     if worker == 0:  # like DenseAmpcor's multiprocessing workers: same process group, no PDEATHSIG
         time.sleep(3600)
         os._exit(0)
-    Path("fake_topsapp_pids.json").write_text(json.dumps({"topsapp": os.getpid(), "workers": [worker]}))
+    # Written whole then renamed: a test polling for the file must never read it half-written.
+    Path("fake_topsapp_pids.json.tmp").write_text(json.dumps({"topsapp": os.getpid(), "workers": [worker]}))
+    Path("fake_topsapp_pids.json.tmp").replace("fake_topsapp_pids.json")
     print("DenseAmpcor: working", flush=True)
     while True:
         time.sleep(1)
