@@ -24,15 +24,14 @@ cov_az, cov_rg,       pixel² offset (co)variances (optional)
 cov_azrg
 ===================== ====== ==============================================================================
 
-Attributes: ``pair_id``, ``track``, ``direction``, ``engine``, ``reference_time`` and ``secondary_time`` (ISO UTC),
-``dt_days``, ``reference_granules`` and ``secondary_granules`` (space-separated SAFE ids), ``orbit_type``
-(POEORB, RESORB, or annotation; the worse of the two dates), ``polarization``, ``processing_parameters``
-(JSON text), ``grid`` ("radar" or "geographic").
+Attributes: the fields of :class:`offset_cube.conventions.PairRecord` (``pair_id``, ``track``, ``direction``,
+``engine``, ``reference_time``/``secondary_time`` (ISO UTC), ``dt_days``, ``reference_granules``/
+``secondary_granules`` (space-separated SAFE ids), ``orbit_type`` (POEORB, RESORB, or annotation; the worse of the
+two dates), ``polarization``, ``processing_parameters`` (JSON text)) and ``grid`` ("radar" or "geographic").
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +40,7 @@ import numpy as np
 import xarray as xr
 
 from offset_cube.atomic import atomic_path
+from offset_cube.conventions import OPTIONAL_RESULT_VARIABLES, RESULT_VARIABLES, PairRecord, required_attrs
 from offset_cube.errors import EngineError
 
 if TYPE_CHECKING:
@@ -48,33 +48,10 @@ if TYPE_CHECKING:
 
 RESULT_NAME = "offsets.zarr"
 DIMS = ("line", "sample")
-REQUIRED_VARIABLES: dict[str, str] = {
-    "azimuth_offset": "pixel",
-    "range_offset": "pixel",
-    "snr": "1",
-    "latitude": "degrees_north",
-    "longitude": "degrees_east",
-    "incidence_angle": "degree",
-    "heading": "degree",
-    "azimuth_spacing": "m",
-    "range_spacing": "m",
-}
-OPTIONAL_VARIABLES: dict[str, str] = {"cov_az": "pixel2", "cov_rg": "pixel2", "cov_azrg": "pixel2"}
-REQUIRED_ATTRS = (
-    "pair_id",
-    "track",
-    "direction",
-    "engine",
-    "reference_time",
-    "secondary_time",
-    "dt_days",
-    "reference_granules",
-    "secondary_granules",
-    "orbit_type",
-    "polarization",
-    "processing_parameters",
-    "grid",
-)
+REQUIRED_VARIABLES = RESULT_VARIABLES
+OPTIONAL_VARIABLES = OPTIONAL_RESULT_VARIABLES
+#: Attributes every pair result carries: the pair record's required fields and the layout of its grid.
+REQUIRED_ATTRS = (*required_attrs(), "grid")
 ORBIT_TYPES = ("POEORB", "RESORB", "annotation")
 
 
@@ -101,38 +78,30 @@ def validate_pair_result(ds: xr.Dataset, where: str = "pair result") -> xr.Datas
     return ds
 
 
-def result_attrs(
-    *,
-    pair_id: str,
-    track: int,
-    direction: str,
-    engine: str,
-    reference_time: str,
-    secondary_time: str,
-    dt_days: float,
-    reference_granules: list[str],
-    secondary_granules: list[str],
-    orbit_type: str,
-    polarization: str,
-    processing_parameters: Mapping[str, Any],
-    grid: str,
-) -> dict[str, Any]:
-    """The attribute block of a pair result, with list/dict values encoded as Zarr-friendly text."""
-    return {
-        "pair_id": pair_id,
-        "track": int(track),
-        "direction": direction,
-        "engine": engine,
-        "reference_time": reference_time,
-        "secondary_time": secondary_time,
-        "dt_days": float(dt_days),
-        "reference_granules": " ".join(reference_granules),
-        "secondary_granules": " ".join(secondary_granules),
-        "orbit_type": orbit_type,
-        "polarization": polarization,
-        "processing_parameters": json.dumps(dict(processing_parameters), sort_keys=True, default=str),
-        "grid": grid,
-    }
+def result_attrs(*, grid: str, **fields: Any) -> dict[str, Any]:
+    """The attribute block of a pair result: the :class:`PairRecord` made of ``fields`` (its field names as
+    keywords) in attribute form, and the ``grid`` layout."""
+    return {**PairRecord(**fields).to_attrs(), "grid": grid}
+
+
+def pair_record(
+    pair: Pair, *, engine: str, orbit_type: str, polarization: str, processing_parameters: Mapping[str, Any]
+) -> PairRecord:
+    """The record of ``pair`` processed by ``engine``: identity, times and granules from the plan's pair."""
+    return PairRecord(
+        pair_id=pair.pair_id,
+        track=pair.track,
+        direction=pair.direction.value,
+        engine=engine,
+        reference_time=pair.reference.start.isoformat(),
+        secondary_time=pair.secondary.start.isoformat(),
+        dt_days=pair.dt_days,
+        reference_granules=tuple(pair.reference.product_ids),
+        secondary_granules=tuple(pair.secondary.product_ids),
+        orbit_type=orbit_type,
+        polarization=polarization,
+        processing_parameters=dict(processing_parameters),
+    )
 
 
 def pair_result_attrs(
@@ -144,22 +113,15 @@ def pair_result_attrs(
     processing_parameters: Mapping[str, Any],
     grid: str,
 ) -> dict[str, Any]:
-    """:func:`result_attrs` with the pair's identity, times and granules filled in from ``pair``."""
-    return result_attrs(
-        pair_id=pair.pair_id,
-        track=pair.track,
-        direction=pair.direction.value,
+    """The result attributes of ``pair`` (:func:`pair_record` in attribute form, and the ``grid`` layout)."""
+    record = pair_record(
+        pair,
         engine=engine,
-        reference_time=pair.reference.start.isoformat(),
-        secondary_time=pair.secondary.start.isoformat(),
-        dt_days=pair.dt_days,
-        reference_granules=pair.reference.product_ids,
-        secondary_granules=pair.secondary.product_ids,
         orbit_type=orbit_type,
         polarization=polarization,
         processing_parameters=processing_parameters,
-        grid=grid,
     )
+    return {**record.to_attrs(), "grid": grid}
 
 
 def worse_orbit_type(*types: str) -> str:

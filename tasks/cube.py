@@ -48,13 +48,9 @@ def report_cube(cube: Path, job: JobConfig) -> Path:
         f"{len(info.layers)} layer(s); grid {info.grid.describe()}; updated {info.updated}.",
         f"Summary picture: `{png}`; per-pair quicklooks: `<pairs>/<pair id>/quicklook.png`.",
         "",
-        "| # | pair | mid date | Δt (d) | track | dir | engine | orbit | coverage % |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {la.index} | {la.pair_id} | {la.mid_date} | {la.dt_days:.1f} | {la.track} | {la.direction} | "
-        f"{la.engine} | {la.orbit_type} | {la.coverage_pct:.1f} |"
-        for la in info.layers
-    ]
+    header, rows = info.table()
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     create_markdown_artifact(markdown="\n".join(lines), key="cube-summary", description=f"{len(info.layers)} layers")
     return png

@@ -16,6 +16,10 @@ if TYPE_CHECKING:  # the cube modules import xarray and rasterio: only when the 
     from offset_cube.cube.export import CubeInfo, LayerInfo
 
 
+#: Right-aligned columns of the layer table.
+NUMERIC_COLUMNS = ("#", "Δt (d)", "track", "coverage %")
+
+
 class ExportFormat(StrEnum):
     NETCDF = "netcdf"
     GEOTIFF = "geotiff"
@@ -53,7 +57,7 @@ def inspect(
             layers = [info.layers[select_layer([la.pair_id for la in info.layers], layer)]]
         if to is None:
             if as_json:
-                typer.echo(json.dumps({**info.as_dict(), "layers": [la.__dict__ for la in layers]}, indent=2))
+                typer.echo(json.dumps({**info.as_dict(), "layers": [la.as_dict() for la in layers]}, indent=2))
             else:
                 _print(info, layers)
             return
@@ -100,19 +104,10 @@ def _print(info: CubeInfo, layers: list[LayerInfo]) -> None:
     console.print(f"[bold]{info.path}[/bold] (version {info.version}, offset-cube {info.software_version})")
     console.print(f"grid: {info.grid.describe()}")
     console.print(f"created {info.created}, updated {info.updated}; {len(info.layers)} layer(s)")
+    header, rows = info.table(layers)
     table = Table()
-    for column in ("#", "pair", "mid date (UTC)", "Δt (d)", "track", "dir", "engine", "orbit", "coverage %"):
-        table.add_column(column, no_wrap=True, justify="right" if column in ("#", "Δt (d)", "coverage %") else "left")
-    for la in layers:
-        table.add_row(
-            str(la.index),
-            la.pair_id,
-            la.mid_date.replace("T", " ")[:16],
-            f"{la.dt_days:.1f}",
-            str(la.track),
-            la.direction[:3],
-            la.engine,
-            la.orbit_type,
-            f"{la.coverage_pct:.1f}",
-        )
+    for column in header:
+        table.add_column(column, no_wrap=True, justify="right" if column in NUMERIC_COLUMNS else "left")
+    for row in rows:
+        table.add_row(*row)
     console.print(table)

@@ -8,7 +8,9 @@ Modules and the functions other stages call:
 - :mod:`.product` — ``make_pair_product(result_path, grid, ProductConfig, out) -> Path``, ``product_path(...)``.
 - :mod:`.store` — ``insert_products(cube_path, products, grid=, area_wkt=, job_config=, replace=,
   lock_timeout_s=) -> InsertReport``, ``grid_for_cube(cube_path, grid, area_wkt) -> CubeGrid``, ``open_cube``.
+- :mod:`.layers` — the cube's 1-D layer variables generated from :class:`offset_cube.conventions.PairRecord`.
 - :mod:`.quicklook` — ``pair_quicklook(product, png)``, ``cube_summary(cube, png)``.
-- :mod:`.export` — ``describe_cube(cube)``, ``export_netcdf(cube, out, layer)``, ``export_geotiff(cube, out, layer)``.
+- :mod:`.export` — ``describe_cube(cube) -> CubeInfo`` (with ``.table()`` for ``inspect``),
+  ``export_netcdf(cube, out, layer)``, ``export_geotiff(cube, out, layer)``.
 - :mod:`.lookup` — ``existing_pair_ids(cube_path)`` for planning.
 """

@@ -13,7 +13,10 @@ import xarray as xr
 from rasterio.transform import Affine
 
 from offset_cube.atomic import atomic_path
+from offset_cube.conventions import PairRecord
 from offset_cube.cube.grid import CubeGrid
+from offset_cube.cube.layers import layer_records
+from offset_cube.cube.lookup import PAIR_ID_VARIABLE
 from offset_cube.cube.product import VARIABLES
 from offset_cube.cube.store import cube_chunks, current_version, open_cube
 from offset_cube.cube.zarrio import TIME_ENCODING
@@ -24,17 +27,24 @@ EXPORT_FORMATS = ("netcdf", "geotiff")
 
 @dataclass(frozen=True)
 class LayerInfo:
+    """One layer of a cube: its position, mid date, coverage and pair record."""
+
     index: int
-    pair_id: str
     mid_date: str
-    img1: str
-    img2: str
-    dt_days: float
-    track: int
-    direction: str
-    engine: str
-    orbit_type: str
     coverage_pct: float
+    record: PairRecord
+
+    @property
+    def pair_id(self) -> str:
+        return self.record.pair_id
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "mid_date": self.mid_date,
+            **self.record.summary(),
+            "coverage_pct": self.coverage_pct,
+        }
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,7 @@ class CubeInfo:
     updated: str
     software_version: str
     layers: list[LayerInfo]
+    record_type: type[PairRecord] = PairRecord
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,33 +67,35 @@ class CubeInfo:
             "created": self.created,
             "updated": self.updated,
             "software_version": self.software_version,
-            "layers": [layer.__dict__ for layer in self.layers],
+            "layers": [layer.as_dict() for layer in self.layers],
         }
 
+    def table(self, layers: Sequence[LayerInfo] | None = None) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the layer table (``inspect`` and the cube-summary artifact): position, the record's
+        fields that have a column, mid date and coverage."""
+        columns = [f for f in self.record_type.fields() if f.convention.column is not None]
+        header = ["#", "mid date (UTC)", *(str(f.convention.column) for f in columns), "coverage %"]
+        rows = [
+            [
+                str(la.index),
+                la.mid_date.replace("T", " ")[:16],
+                *(f.convention.fmt.format(getattr(la.record, f.name)) for f in columns),
+                f"{la.coverage_pct:.1f}",
+            ]
+            for la in (self.layers if layers is None else layers)
+        ]
+        return header, rows
 
-def describe_cube(cube: Path) -> CubeInfo:
-    """Layers with their dates, Δt and coverage (percentage of grid cells with a velocity)."""
+
+def describe_cube(cube: Path, record_type: type[PairRecord] = PairRecord) -> CubeInfo:
+    """Layers with their pair records, mid dates and coverage (percentage of grid cells with a velocity)."""
     version = current_version(cube)
     with open_cube(cube) as ds:
         coverage = layer_coverage(ds)
         mid = ds["mid_date"].values.astype("datetime64[s]").astype(str)
-        img1 = ds["acquisition_date_img1"].values.astype("datetime64[D]").astype(str)
-        img2 = ds["acquisition_date_img2"].values.astype("datetime64[D]").astype(str)
         layers = [
-            LayerInfo(
-                index=i,
-                pair_id=str(ds["pair_id"].values[i]),
-                mid_date=str(mid[i]),
-                img1=str(img1[i]),
-                img2=str(img2[i]),
-                dt_days=round(float(ds["date_dt"].values[i]), 3),
-                track=int(ds["track"].values[i]),
-                direction=str(ds["direction"].values[i]),
-                engine=str(ds["engine"].values[i]),
-                orbit_type=str(ds["orbit_type"].values[i]),
-                coverage_pct=round(float(coverage[i]), 2),
-            )
-            for i in range(ds.sizes["mid_date"])
+            LayerInfo(index=i, mid_date=str(mid[i]), coverage_pct=round(float(coverage[i]), 2), record=record)
+            for i, record in enumerate(layer_records(ds, record_type))
         ]
         return CubeInfo(
             path=cube,
@@ -92,6 +105,7 @@ def describe_cube(cube: Path) -> CubeInfo:
             updated=str(ds.attrs.get("date_updated", "")),
             software_version=str(ds.attrs.get("software_version", "")),
             layers=layers,
+            record_type=record_type,
         )
 
 
@@ -134,7 +148,7 @@ def export_netcdf(cube: Path, out: Path, layer: str | None = None) -> Path:
         encoding: dict[str, dict[str, Any]] = {}
         for name in VARIABLES:
             encoding[name] = {"zlib": True, "complevel": 4, "shuffle": True, "_FillValue": np.float32(np.nan)}
-        for name in ("mid_date", "acquisition_date_img1", "acquisition_date_img2"):
+        for name in ("mid_date", *_layer_time_variables(ds)):
             encoding[name] = dict(TIME_ENCODING)
         with atomic_path(out) as tmp:
             ds.to_netcdf(tmp, engine="netcdf4", format="NETCDF4", encoding=encoding)
@@ -172,17 +186,27 @@ def _write_geotiff(ds: xr.Dataset, index: int, grid: CubeGrid, path: Path) -> Pa
         for band, name in enumerate(names, start=1):
             dst.write(layer[name].values.astype(np.float32), band)
             dst.set_band_description(band, f"{name} ({VARIABLES[name]['units']})")
-        dst.update_tags(
-            pair_id=str(layer["pair_id"].values),
-            mid_date=str(layer["mid_date"].values),
-            acquisition_date_img1=str(layer["acquisition_date_img1"].values),
-            acquisition_date_img2=str(layer["acquisition_date_img2"].values),
-            date_dt_days=str(float(layer["date_dt"].values)),
-            track=str(int(layer["track"].values)),
-            direction=str(layer["direction"].values),
-        )
+        dst.update_tags(mid_date=str(layer["mid_date"].values), **_layer_tags(layer))
     return path
 
 
 def _pair_ids(ds: xr.Dataset) -> list[str]:
-    return [str(p) for p in ds["pair_id"].values]
+    return [str(p) for p in ds[PAIR_ID_VARIABLE].values]
+
+
+def _layer_variables(ds: xr.Dataset) -> list[str]:
+    """The cube's 1-D layer variables (whatever pair record wrote them)."""
+    return [str(name) for name, var in ds.data_vars.items() if var.dims == ("mid_date",)]
+
+
+def _layer_time_variables(ds: xr.Dataset) -> list[str]:
+    return [name for name in _layer_variables(ds) if ds[name].dtype.kind == "M"]
+
+
+def _layer_tags(layer: xr.Dataset) -> dict[str, str]:
+    """GeoTIFF tags of one layer: every 1-D layer variable, named with its units where it has some."""
+    tags: dict[str, str] = {}
+    for name in (str(n) for n, var in layer.data_vars.items() if var.dims == ()):
+        units = layer[name].attrs.get("units")
+        tags[f"{name}_{units}" if units else name] = str(layer[name].values)
+    return tags

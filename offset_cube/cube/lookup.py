@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from offset_cube.conventions import PairRecord
 from offset_cube.errors import CubeError
 
 #: 1-D variable along ``mid_date`` holding each layer's pair id (see :attr:`offset_cube.planning.Pair.pair_id`).
-PAIR_ID_VARIABLE = "pair_id"
+PAIR_ID_VARIABLE = PairRecord.cube_name_of("pair_id")
 
 
 def existing_pair_ids(cube_path: Path) -> set[str]:
@@ -29,7 +30,7 @@ def existing_pair_ids(cube_path: Path) -> set[str]:
 
 
 #: 1-D variable along ``mid_date`` holding each layer's later acquisition time (ITS_LIVE name).
-LATEST_ACQUISITION_VARIABLE = "acquisition_date_img2"
+LATEST_ACQUISITION_VARIABLE = PairRecord.cube_name_of("secondary_time")
 
 
 def latest_acquisition(cube_path: Path) -> dt.datetime | None:

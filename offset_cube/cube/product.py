@@ -23,8 +23,8 @@ Steps:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import logging
 from enum import IntEnum
 from pathlib import Path
@@ -38,12 +38,13 @@ from scipy.spatial import cKDTree
 import offset_cube
 from offset_cube.atomic import atomic_path
 from offset_cube.config import ProductConfig
+from offset_cube.conventions import MAP_VARIABLES, X_ATTRS, Y_ATTRS, PairRecord
 from offset_cube.cube.grid import CubeGrid, from_lonlat, to_lonlat
 from offset_cube.cube.stats import local_median_mad
 from offset_cube.cube.velocity import velocity_from_result
 from offset_cube.cube.zarrio import iso_utc, open_dataset, parse_utc, write_dataset
 from offset_cube.errors import CubeError
-from offset_cube.result import REQUIRED_ATTRS, read_pair_result
+from offset_cube.result import read_pair_result
 
 log = logging.getLogger(__name__)
 
@@ -55,29 +56,8 @@ MAD_FLOOR_PX = 0.05
 #: Fewest SNR-valid values in a point's box for the outlier test to confirm it.
 MIN_WINDOW_VALUES = 3
 
-#: Float variables of a product and the cube: units and long names (CF-1.8).
-VARIABLES: dict[str, dict[str, str]] = {
-    "vx": {
-        "units": "meter/year",
-        "long_name": "velocity component along the grid x axis (true ground metres)",
-        "standard_name": "land_ice_surface_x_velocity",
-    },
-    "vy": {
-        "units": "meter/year",
-        "long_name": "velocity component along the grid y axis (true ground metres)",
-        "standard_name": "land_ice_surface_y_velocity",
-    },
-    "v": {"units": "meter/year", "long_name": "surface speed"},
-    "azimuth_offset": {
-        "units": "pixel",
-        "long_name": "motion offset along track, secondary minus reference, + = flight direction",
-    },
-    "range_offset": {
-        "units": "pixel",
-        "long_name": "motion offset in slant range, secondary minus reference, + = away from the sensor",
-    },
-    "snr": {"units": "1", "long_name": "correlation peak signal-to-noise ratio"},
-}
+#: Float variables of a product and the cube: their CF attributes.
+VARIABLES: dict[str, dict[str, str]] = {name: c.attrs() for name, c in MAP_VARIABLES.items()}
 
 
 class Reason(IntEnum):
@@ -97,8 +77,17 @@ def product_path(pairs_dir: Path, pair_id: str) -> Path:
     return pairs_dir / pair_id / PRODUCT_NAME
 
 
-def make_pair_product(result_path: Path, grid: CubeGrid, config: ProductConfig, out: Path) -> Path:
-    """Turn the engine result at ``result_path`` into the product at ``out`` (written atomically); return ``out``."""
+def make_pair_product(
+    result_path: Path,
+    grid: CubeGrid,
+    config: ProductConfig,
+    out: Path,
+    record_type: type[PairRecord] = PairRecord,
+) -> Path:
+    """Turn the engine result at ``result_path`` into the product at ``out`` (written atomically); return ``out``.
+
+    The result's pair attributes are read as ``record_type`` and written to the product with its coverage added.
+    """
     result = read_pair_result(result_path)
     crop = _crop_to_grid(result, grid, config.outlier_window, where=str(result_path))
     reasons = classify_points(crop, config)
@@ -113,7 +102,11 @@ def make_pair_product(result_path: Path, grid: CubeGrid, config: ProductConfig, 
         "snr": crop["snr"].values,
     }
     gridded, cell_reasons = resample_to_grid(np.asarray(x), np.asarray(y), fields, reasons, grid)
-    ds = _product_dataset(result, gridded, cell_reasons, grid, config)
+    try:
+        record = record_type.from_attrs(result.attrs, where=str(result_path))
+    except ValueError as err:
+        raise CubeError(str(err)) from err
+    ds = _product_dataset(record, str(result.attrs["grid"]), gridded, cell_reasons, grid, config)
     with atomic_path(out) as tmp:
         write_dataset(ds, tmp, encoding=_encoding(ds))
     log.info(
@@ -333,7 +326,8 @@ def _wrap180(deg: Any) -> np.ndarray[Any, Any]:
 
 
 def _product_dataset(
-    result: xr.Dataset,
+    record: PairRecord,
+    result_grid: str,
     gridded: dict[str, np.ndarray[Any, Any]],
     reasons: np.ndarray[Any, np.dtype[np.uint8]],
     grid: CubeGrid,
@@ -363,7 +357,7 @@ def _product_dataset(
     )
     add_xy_attrs(ds)
     ds = write_mapping(ds, grid)
-    ds.attrs = _product_attrs(result, reasons, grid, config)
+    ds.attrs = _product_attrs(record, result_grid, reasons, grid, config)
     return ds
 
 
@@ -383,15 +377,18 @@ def write_mapping(ds: xr.Dataset, grid: CubeGrid) -> xr.Dataset:
 
 def add_xy_attrs(ds: xr.Dataset) -> None:
     """CF attributes of the projected coordinates."""
-    ds["x"].attrs.update({"standard_name": "projection_x_coordinate", "long_name": "x of cell centre", "units": "m"})
-    ds["y"].attrs.update({"standard_name": "projection_y_coordinate", "long_name": "y of cell centre", "units": "m"})
+    ds["x"].attrs.update(X_ATTRS)
+    ds["y"].attrs.update(Y_ATTRS)
 
 
 def _product_attrs(
-    result: xr.Dataset, reasons: np.ndarray[Any, np.dtype[np.uint8]], grid: CubeGrid, config: ProductConfig
+    record: PairRecord,
+    result_grid: str,
+    reasons: np.ndarray[Any, np.dtype[np.uint8]],
+    grid: CubeGrid,
+    config: ProductConfig,
 ) -> dict[str, Any]:
-    attrs: dict[str, Any] = {name: result.attrs[name] for name in REQUIRED_ATTRS}
-    ref, sec = parse_utc(result.attrs["reference_time"]), parse_utc(result.attrs["secondary_time"])
+    ref, sec = parse_utc(record.reference_time), parse_utc(record.secondary_time)
     masking = {
         "snr_threshold": config.snr_threshold,
         "outlier_mad_k": config.outlier_mad_k,
@@ -399,21 +396,22 @@ def _product_attrs(
         "mad_floor_px": MAD_FLOOR_PX,
         "interpolation": "linear on the point lattice's triangles; all vertices valid; no extrapolation",
     }
-    engine_params = json.loads(str(result.attrs["processing_parameters"]) or "{}")
-    attrs.update(
-        {
-            "Conventions": "CF-1.8",
-            "title": f"offset-cube pair product {result.attrs['pair_id']}",
-            "mid_time": iso_utc(ref + (sec - ref) // 2),
-            "valid_percentage": round(float((reasons == Reason.VALID).mean() * 100.0), 3),
-            "processing_parameters": json.dumps({**engine_params, "product": masking}, sort_keys=True, default=str),
-            "velocity_metres": "true ground metres resolved along the grid axes (not map-scaled)",
-            "software_version": offset_cube.__version__,
-            "date_created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            **grid.to_attrs(),
-        }
+    record = dataclasses.replace(
+        record,
+        processing_parameters={**record.processing_parameters, "product": masking},
+        valid_percentage=round(float((reasons == Reason.VALID).mean() * 100.0), 3),
     )
-    return attrs
+    return {
+        **record.to_attrs(),
+        "grid": result_grid,
+        "Conventions": "CF-1.8",
+        "title": f"offset-cube pair product {record.pair_id}",
+        "mid_time": iso_utc(ref + (sec - ref) // 2),
+        "velocity_metres": "true ground metres resolved along the grid axes (not map-scaled)",
+        "software_version": offset_cube.__version__,
+        "date_created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **grid.to_attrs(),
+    }
 
 
 def _encoding(ds: xr.Dataset) -> dict[str, dict[str, Any]]:

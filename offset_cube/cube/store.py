@@ -55,6 +55,7 @@ import zarr
 
 import offset_cube
 from offset_cube.atomic import TMP_PREFIX, remove_stale_temporaries
+from offset_cube.conventions import MID_DATE_ATTRS, PairRecord
 from offset_cube.cube.grid import CubeGrid
 from offset_cube.cube.integrity import (
     LayerCounts,
@@ -64,10 +65,10 @@ from offset_cube.cube.integrity import (
     valid_counts,
     write_record,
 )
+from offset_cube.cube.layers import layer_columns, layer_encoding, layer_records
 from offset_cube.cube.lock import CubeLock
-from offset_cube.cube.lookup import PAIR_ID_VARIABLE
 from offset_cube.cube.product import VARIABLES, add_xy_attrs, read_product, write_mapping
-from offset_cube.cube.zarrio import TIME_ENCODING, consolidate, open_dataset, parse_utc, text_array
+from offset_cube.cube.zarrio import TIME_ENCODING, consolidate, open_dataset, parse_utc
 from offset_cube.errors import CubeError
 
 log = logging.getLogger(__name__)
@@ -80,49 +81,22 @@ CRASH_POINTS = ("after-lock", "before-data", "during-data", "before-metadata", "
 _VERSION = re.compile(r"^v(\d{6})$")
 _MICROSECOND = np.timedelta64(1, "us")
 
-#: 1-D per-layer variables along ``mid_date`` (ITS_LIVE names where one exists).
-LAYER_VARIABLES: dict[str, dict[str, str]] = {
-    PAIR_ID_VARIABLE: {"long_name": "pair id <reference date>_<secondary date>_t<track>"},
-    "acquisition_date_img1": {"long_name": "reference (earlier) acquisition start time, UTC"},
-    "acquisition_date_img2": {"long_name": "secondary (later) acquisition start time, UTC"},
-    "date_dt": {"long_name": "time separation of the two acquisitions", "units": "days"},
-    "granule_img1": {"long_name": "reference SAFE product ids (space-separated)"},
-    "granule_img2": {"long_name": "secondary SAFE product ids (space-separated)"},
-    "track": {"long_name": "Sentinel-1 relative orbit"},
-    "direction": {"long_name": "flight direction (ASCENDING or DESCENDING)"},
-    "engine": {"long_name": "offset engine (builtin or isce2)"},
-    "orbit_type": {"long_name": "least precise orbit used (POEORB, RESORB or annotation)"},
-    "polarization": {"long_name": "polarisation tracked"},
-    "processing_parameters": {"long_name": "engine and masking parameters (JSON)"},
-    "roi_valid_percentage": {"long_name": "cells of the grid with a valid velocity", "units": "percent"},
-}
-
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer's 1-D metadata and where its data comes from: a product path, or an index in the old version."""
+    """One layer: its pair record and where its data comes from (a product path, or an index in the old version)."""
 
-    pair_id: str
-    img1: np.datetime64
-    img2: np.datetime64
-    granule_img1: str
-    granule_img2: str
-    track: int
-    direction: str
-    engine: str
-    orbit_type: str
-    polarization: str
-    processing_parameters: str
-    roi_valid_percentage: float
+    record: PairRecord
     source: Path | int = field(compare=False)
 
     @property
-    def mid_exact(self) -> np.datetime64:
-        return self.img1 + (self.img2 - self.img1) // 2
+    def pair_id(self) -> str:
+        return self.record.pair_id
 
     @property
-    def date_dt(self) -> float:
-        return float((self.img2 - self.img1) / np.timedelta64(1, "s")) / 86400.0
+    def mid_exact(self) -> np.datetime64:
+        img1, img2 = parse_utc(self.record.reference_time), parse_utc(self.record.secondary_time)
+        return img1 + (img2 - img1) // 2
 
 
 @dataclass(frozen=True)
@@ -207,13 +181,15 @@ def insert_products(
     job_config: str = "",
     replace: bool = False,
     lock_timeout_s: float = 3600.0,
+    record_type: type[PairRecord] = PairRecord,
 ) -> InsertReport:
     """Insert pair products into the cube (created on first use), sorted by ``mid_date``; see the module docstring.
 
     A pair already in the cube is skipped, or its layer rewritten when ``replace`` is true. Safe against
-    concurrent writers (they wait for the lock) and against being killed at any point.
+    concurrent writers (they wait for the lock) and against being killed at any point. Each layer's 1-D
+    variables are the fields of ``record_type`` read from the product's attributes.
     """
-    candidates = _read_candidates(products, grid)
+    candidates = _read_candidates(products, grid, record_type)
     with CubeLock(lock_path(cube_path), lock_timeout_s):
         _checkpoint("after-lock")
         current = current_version(cube_path)
@@ -221,7 +197,7 @@ def insert_products(
         old_layers: list[Layer] = []
         old_attrs: dict[str, Any] = {}
         if current is not None:
-            old_layers, old_attrs = _read_layers(current)
+            old_layers, old_attrs = _read_layers(current, record_type)
             stored = CubeGrid.from_attrs(old_attrs, where=str(cube_path))
             problems = _job_problems(stored, str(old_attrs.get("area_wkt", "")), grid, area_wkt)
             if problems:
@@ -233,7 +209,7 @@ def insert_products(
             _refuse_damaged(cube_path, current, old_layers)
         chunks = _chunks_of(current) if current is not None else default_chunks(grid)
         attrs = _global_attrs(old_attrs, grid, area_wkt, job_config, chunks)
-        version = _write_version(cube_path, current, layers, grid, attrs, chunks)
+        version = _write_version(cube_path, current, layers, grid, attrs, chunks, record_type)
         _swap_link(cube_path, version)
         _checkpoint("after-swap")
         _prune_versions(cube_path, version)
@@ -273,7 +249,7 @@ def _short(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _read_candidates(products: Sequence[Path], grid: CubeGrid) -> dict[str, Layer]:
+def _read_candidates(products: Sequence[Path], grid: CubeGrid, record_type: type[PairRecord]) -> dict[str, Layer]:
     """Layers for the given products, checked against the grid; a pair given twice keeps its last product."""
     layers: dict[str, Layer] = {}
     for path in products:
@@ -281,24 +257,9 @@ def _read_candidates(products: Sequence[Path], grid: CubeGrid) -> dict[str, Laye
         problems = grid.problems_against(CubeGrid.from_attrs(ds.attrs, where=str(path)))
         if problems:
             raise CubeError(f"product {path} is not on the cube grid ({grid.describe()}): {'; '.join(problems)}")
-        a = ds.attrs
         try:
-            layer = Layer(
-                pair_id=str(a["pair_id"]),
-                img1=parse_utc(a["reference_time"]),
-                img2=parse_utc(a["secondary_time"]),
-                granule_img1=str(a["reference_granules"]),
-                granule_img2=str(a["secondary_granules"]),
-                track=int(a["track"]),
-                direction=str(a["direction"]),
-                engine=str(a["engine"]),
-                orbit_type=str(a["orbit_type"]),
-                polarization=str(a["polarization"]),
-                processing_parameters=str(a["processing_parameters"]),
-                roi_valid_percentage=float(a.get("valid_percentage", np.nan)),
-                source=Path(path),
-            )
-        except (KeyError, TypeError, ValueError) as err:
+            layer = Layer(record_type.from_attrs(ds.attrs, where=f"product {path}"), source=Path(path))
+        except ValueError as err:
             raise CubeError(f"product {path} has invalid pair attributes: {err}") from err
         if layer.pair_id in layers:
             log.warning("pair %s given twice; using %s", layer.pair_id, path)
@@ -306,29 +267,10 @@ def _read_candidates(products: Sequence[Path], grid: CubeGrid) -> dict[str, Laye
     return layers
 
 
-def _read_layers(version: Path) -> tuple[list[Layer], dict[str, Any]]:
+def _read_layers(version: Path, record_type: type[PairRecord]) -> tuple[list[Layer], dict[str, Any]]:
     with open_dataset(version) as ds:
-        n = ds.sizes["mid_date"]
-        col = {name: ds[name].values for name in LAYER_VARIABLES}
-        layers = [
-            Layer(
-                pair_id=str(col[PAIR_ID_VARIABLE][i]),
-                img1=np.datetime64(col["acquisition_date_img1"][i], "us"),
-                img2=np.datetime64(col["acquisition_date_img2"][i], "us"),
-                granule_img1=str(col["granule_img1"][i]),
-                granule_img2=str(col["granule_img2"][i]),
-                track=int(col["track"][i]),
-                direction=str(col["direction"][i]),
-                engine=str(col["engine"][i]),
-                orbit_type=str(col["orbit_type"][i]),
-                polarization=str(col["polarization"][i]),
-                processing_parameters=str(col["processing_parameters"][i]),
-                roi_valid_percentage=float(col["roi_valid_percentage"][i]),
-                source=i,
-            )
-            for i in range(n)
-        ]
-        return layers, dict(ds.attrs)
+        records = layer_records(ds, record_type)
+        return [Layer(record, source=i) for i, record in enumerate(records)], dict(ds.attrs)
 
 
 def _merge(
@@ -400,60 +342,35 @@ def _global_attrs(
     }
 
 
-def _layer_dataset(layers: Sequence[Layer], grid: CubeGrid, attrs: dict[str, Any], with_data: bool) -> xr.Dataset:
+def _layer_dataset(
+    layers: Sequence[Layer], grid: CubeGrid, attrs: dict[str, Any], with_data: bool, record_type: type[PairRecord]
+) -> xr.Dataset:
     """The cube without its 3-D data: coordinates, 1-D layer variables, ``mapping`` and attributes.
 
     With ``with_data`` the 3-D variables are included as an all-NaN template (a zero-copy broadcast: Zarr writes
     no chunk for it), so that xarray creates their arrays with its CF encoding.
     """
-    dim = ("mid_date",)
-    columns: dict[str, Any] = {
-        PAIR_ID_VARIABLE: text_array([la.pair_id for la in layers]),
-        "acquisition_date_img1": np.array([la.img1 for la in layers], dtype="datetime64[us]"),
-        "acquisition_date_img2": np.array([la.img2 for la in layers], dtype="datetime64[us]"),
-        "date_dt": np.array([la.date_dt for la in layers], dtype=np.float64),
-        "granule_img1": text_array([la.granule_img1 for la in layers]),
-        "granule_img2": text_array([la.granule_img2 for la in layers]),
-        "track": np.array([la.track for la in layers], dtype=np.int16),
-        "direction": text_array([la.direction for la in layers]),
-        "engine": text_array([la.engine for la in layers]),
-        "orbit_type": text_array([la.orbit_type for la in layers]),
-        "polarization": text_array([la.polarization for la in layers]),
-        "processing_parameters": text_array([la.processing_parameters for la in layers]),
-        "roi_valid_percentage": np.array([la.roi_valid_percentage for la in layers], dtype=np.float32),
-    }
-    data: dict[str, Any] = {name: (dim, values) for name, values in columns.items()}
+    data: dict[str, Any] = dict(layer_columns([la.record for la in layers], record_type))
     shape = (len(layers), grid.ny, grid.nx)
     if with_data:
         empty = np.broadcast_to(np.float32(np.nan), shape)
         data.update({name: (("mid_date", "y", "x"), empty) for name in VARIABLES})
     ds = xr.Dataset(data, coords={"mid_date": mid_dates(layers), "y": grid.y, "x": grid.x})
-    for name, var_attrs in LAYER_VARIABLES.items():
-        ds[name].attrs.update(var_attrs)
     if with_data:
         for name, var_attrs in VARIABLES.items():
             ds[name].attrs.update(var_attrs)
-    ds["mid_date"].attrs.update(
-        {
-            "long_name": "midpoint of the two acquisition times (UTC), unique",
-            "description": "acquisition_date_img1 + date_dt/2; equal midpoints are stepped 1 microsecond apart",
-        }
-    )
+    ds["mid_date"].attrs.update(MID_DATE_ATTRS)
     add_xy_attrs(ds)
     ds = write_mapping(ds, grid)
     ds.attrs = attrs
     return ds
 
 
-def _encoding(ds: xr.Dataset, chunks: tuple[int, int, int]) -> dict[str, dict[str, Any]]:
-    encoding: dict[str, dict[str, Any]] = {
-        name: dict(TIME_ENCODING) for name in ("mid_date", "acquisition_date_img1", "acquisition_date_img2")
-    }
+def _encoding(ds: xr.Dataset, chunks: tuple[int, int, int], record_type: type[PairRecord]) -> dict[str, dict[str, Any]]:
+    encoding: dict[str, dict[str, Any]] = {"mid_date": dict(TIME_ENCODING), **layer_encoding(record_type)}
     for name in VARIABLES:
         if name in ds:
             encoding[name] = {"_FillValue": np.float32(np.nan), "chunks": chunks}
-    encoding["date_dt"] = {"_FillValue": np.nan}
-    encoding["roi_valid_percentage"] = {"_FillValue": np.float32(np.nan)}
     return encoding
 
 
@@ -469,6 +386,7 @@ def _write_version(
     grid: CubeGrid,
     attrs: dict[str, Any],
     chunks: tuple[int, int, int],
+    record_type: type[PairRecord],
 ) -> Path:
     """Build the next version folder (complete, fsynced) and return it; the cube link is not touched."""
     folder = versions_dir(cube_path)
@@ -482,8 +400,8 @@ def _write_version(
     start = (first_changed // time_chunk) * time_chunk if current is not None else 0
     tmp = folder / f"{TMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
     try:
-        ds = _layer_dataset(layers, grid, attrs, with_data=current is None)
-        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=_encoding(ds, chunks))
+        ds = _layer_dataset(layers, grid, attrs, current is None, record_type)
+        ds.to_zarr(tmp, mode="w-", zarr_format=3, consolidated=False, encoding=_encoding(ds, chunks, record_type))
         if current is not None:
             for name in VARIABLES:
                 _carry_array(current, tmp, name, len(layers), start // time_chunk)
