@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.conftest import DATA, ROOT
+from tests.isce2_support import alive
 
 STACK = DATA / "asf" / "geojson" / "S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson"
 STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
@@ -284,14 +285,6 @@ def test_runs_started_together_on_a_fresh_prefect_home_start_cleanly_and_sigkill
             child.send_signal(signal.SIGKILL)
             child.communicate(timeout=30)
     end = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and _live(pid) for pid in servers) and time.monotonic() < end:
+    while any(alive(pid) for pid in servers) and time.monotonic() < end:
         time.sleep(0.2)
-    assert not [pid for pid in servers if Path(f"/proc/{pid}").exists() and _live(pid)]
-
-
-def _live(pid: int) -> bool:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return text[text.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+    assert not [pid for pid in servers if alive(pid)]
