@@ -98,7 +98,7 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
         response: requests.Response = super().request(method, url, *args, **kwargs)
         if kwargs.get("stream"):
             self._streams.append(response)
-            if response.ok:
+            if 200 <= response.status_code < 300:  # a body is coming (not a redirect or an error page)
                 guard = TransferGuard(self.limits, url, response)
                 self._guards.append(guard)
                 _count_bytes(response, guard.received, self.on_bytes)
@@ -186,6 +186,8 @@ class TransferGuard:
         samples: deque[tuple[float, int]] = deque([(start, 0)])
         poll_s = max(0.05, min(1.0, limits.window_s / 4, limits.deadline_s / 4))
         while not self._stopped.wait(poll_s):
+            if getattr(self._response.raw, "closed", False):
+                return  # the transfer ended (read to the end, or closed by its reader)
             now, done = time.monotonic(), self._done
             samples.append((now, done))
             while len(samples) > 1 and samples[1][0] <= now - limits.window_s:
