@@ -11,20 +11,23 @@ Conventions used by every field:
 from __future__ import annotations
 
 import datetime as dt
-import json
-import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -32,6 +35,7 @@ from pydantic import (
 from offset_cube.area import area_to_wkt, parse_area
 from offset_cube.atomic import folder_problem
 from offset_cube.errors import ConfigError
+from offset_cube.size import Size
 
 #: Sentinel-1A's first IW SLC data available from ASF (the mission's routine operations began 2014-10-03).
 S1_FIRST_DATA = dt.date(2014, 10, 3)
@@ -88,9 +92,56 @@ def _lower(value: Any) -> Any:
     return value.lower() if isinstance(value, str) else value
 
 
-Size = Annotated[
-    tuple[Annotated[int, Field(ge=1, le=4096)], Annotated[int, Field(ge=1, le=4096)]],
-    BeforeValidator(_size_pair),
+#: Largest window, search or skip size in pixels.
+MAX_SIZE_PX = 4096
+
+
+def _size_in_bounds(value: Size) -> Size:
+    if not (1 <= value.width <= MAX_SIZE_PX and 1 <= value.height <= MAX_SIZE_PX):
+        raise ValueError(f"sizes must be between 1 and {MAX_SIZE_PX} pixels; got {value}")
+    return value
+
+
+#: A (width, height) size from ``[w, h]``, ``"WxH"`` or one int (square).
+SizeField = Annotated[Size, BeforeValidator(_size_pair), AfterValidator(_size_in_bounds)]
+#: A path made absolute (``~`` expanded, relative to the current directory) when the model is built.
+AbsolutePath = Annotated[Path, AfterValidator(lambda p: p.expanduser().absolute())]
+
+
+@dataclass(frozen=True)
+class SearchSource:
+    """Where scenes are searched: ASF (``asf``), an ASF GeoJSON / CMR UMM export (``file:PATH``) or a folder of
+    SAFE zips (``local:FOLDER``). Written back as that text."""
+
+    kind: Literal["asf", "file", "local"]
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return self.kind if self.path is None else f"{self.kind}:{self.path}"
+
+    @classmethod
+    def parse(cls, value: Any) -> SearchSource:
+        """Parse ``asf``, ``file:PATH`` or ``local:FOLDER`` (the path made absolute and checked to exist)."""
+        if isinstance(value, SearchSource):
+            return value
+        kind, _, arg = str(value).partition(":")
+        if kind == "asf" and not arg:
+            return cls("asf")
+        if kind in ("file", "local") and arg:
+            path = Path(arg).expanduser().absolute()
+            if kind == "file" and not path.is_file():
+                raise ValueError(f"search file {arg!r} does not exist")
+            if kind == "local" and not path.is_dir():
+                raise ValueError(f"local catalog folder {arg!r} does not exist")
+            return cls("file" if kind == "file" else "local", path)
+        raise ValueError(f"search {value!r} is not one of 'asf', 'file:PATH', 'local:FOLDER'")
+
+
+SearchSourceField = Annotated[
+    SearchSource,
+    PlainValidator(SearchSource.parse),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "examples": ["asf", "file:PATH", "local:FOLDER"]}),
 ]
 
 
@@ -103,8 +154,10 @@ class StrictModel(BaseModel):
 class TrackingConfig(StrictModel):
     """Dense-offset tracking parameters shared by both engines."""
 
-    window: Size = Field((64, 16), description="Correlation window (width, height) in (range samples, azimuth lines).")
-    search: Size | None = Field(
+    window: SizeField = Field(
+        Size(64, 16), description="Correlation window (width, height) in (range samples, azimuth lines)."
+    )
+    search: SizeField | None = Field(
         None,
         description=(
             "Half search range (width, height) in pixels for a pair `search_reference_days` apart; scaled "
@@ -114,7 +167,7 @@ class TrackingConfig(StrictModel):
     search_reference_days: float = Field(
         12.0, gt=0, le=366, description="Time separation (days) at which `search` applies."
     )
-    skip: Size = Field((32, 8), description="Output sampling (width, height): one offset every skip pixels.")
+    skip: SizeField = Field(Size(32, 8), description="Output sampling (width, height): one offset every skip pixels.")
     oversampling: int = Field(
         32, ge=1, le=256, description="Correlation-surface oversampling factor (a power of two, as ISCE2)."
     )
@@ -171,19 +224,16 @@ class GridConfig(StrictModel):
 class StorageConfig(StrictModel):
     """Where things are written. Unset folders default to sub-folders of `out`."""
 
-    out: Path = Field(Path("offset-cube-output"), description="Root folder of this job's outputs.")
-    scene_cache: Path | None = Field(None, description="Downloaded SAFE zips (default: <out>/scenes).")
-    orbit_cache: Path | None = Field(None, description="Orbit .EOF files; may be pre-filled (default: <out>/orbits).")
-    work: Path | None = Field(None, description="Per-pair working folders (default: <out>/pairs).")
-    cube: Path | None = Field(None, description="The velocity cube Zarr store (default: <out>/cube.zarr).")
+    out: AbsolutePath = Field(Path("offset-cube-output"), description="Root folder of this job's outputs.")
+    scene_cache: AbsolutePath | None = Field(None, description="Downloaded SAFE zips (default: <out>/scenes).")
+    orbit_cache: AbsolutePath | None = Field(
+        None, description="Orbit .EOF files; may be pre-filled (default: <out>/orbits)."
+    )
+    work: AbsolutePath | None = Field(None, description="Per-pair working folders (default: <out>/pairs).")
+    cube: AbsolutePath | None = Field(None, description="The velocity cube Zarr store (default: <out>/cube.zarr).")
     cube_lock_timeout_s: float = Field(
         3600.0, ge=0, le=7 * 86400, description="How long a cube insert waits for another writer to finish."
     )
-
-    @field_validator("out", "scene_cache", "orbit_cache", "work", "cube")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser().absolute()
 
     @property
     def scene_dir(self) -> Path:
@@ -215,11 +265,11 @@ class StorageConfig(StrictModel):
 class Isce2Config(StrictModel):
     """How to find and run ISCE2's topsApp.py (engine: isce2)."""
 
-    python: Path | None = Field(None, description="Python executable of the ISCE2 environment.")
-    conda_prefix: Path | None = Field(None, description="Conda environment prefix holding ISCE2.")
-    isce_home: Path | None = Field(None, description="ISCE_HOME (the installed `isce` package folder).")
-    dem: Path | None = Field(None, description="DEM for topsApp (ISCE raster with .xml, or a GeoTIFF).")
-    geocode_dem: Path | None = Field(None, description="Coarser DEM defining the geocoded grid (optional).")
+    python: AbsolutePath | None = Field(None, description="Python executable of the ISCE2 environment.")
+    conda_prefix: AbsolutePath | None = Field(None, description="Conda environment prefix holding ISCE2.")
+    isce_home: AbsolutePath | None = Field(None, description="ISCE_HOME (the installed `isce` package folder).")
+    dem: AbsolutePath | None = Field(None, description="DEM for topsApp (ISCE raster with .xml, or a GeoTIFF).")
+    geocode_dem: AbsolutePath | None = Field(None, description="Coarser DEM defining the geocoded grid (optional).")
     omp_num_threads: int = Field(2, ge=1, le=256, description="OMP_NUM_THREADS for topsApp.")
     deadline_hours: float = Field(8.0, gt=0, le=168, description="Kill topsApp's process group after this.")
     use_gpu: bool = Field(False, description="topsApp `use GPU` (silently CPU on conda-forge builds).")
@@ -228,11 +278,6 @@ class Isce2Config(StrictModel):
     )
     roi_margin_deg: float = Field(0.05, ge=0, le=5, description="Margin around the area's bbox for ROI.")
     geocode_margin_deg: float = Field(0.02, ge=0, le=5, description="Margin around the clip box for geocoding.")
-
-    @field_validator("python", "conda_prefix", "isce_home", "dem", "geocode_dem")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser().absolute()
 
 
 class BuiltinConfig(StrictModel):
@@ -250,12 +295,7 @@ class BuiltinConfig(StrictModel):
     height_m: float = Field(
         0.0, ge=-500, le=9000, description="Constant ellipsoidal height for geometry when no DEM is given."
     )
-    dem: Path | None = Field(None, description="Optional DEM (GeoTIFF, ellipsoidal heights) for geometry.")
-
-    @field_validator("dem")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        return None if value is None else value.expanduser().absolute()
+    dem: AbsolutePath | None = Field(None, description="Optional DEM (GeoTIFF, ellipsoidal heights) for geometry.")
 
 
 class ProductConfig(StrictModel):
@@ -429,7 +469,9 @@ class JobConfig(StrictModel):
         None, description="Default from the data: HH in polar regions (|lat| >= 60°), else VV."
     )
     swaths: list[Swath] | None = Field(None, description="IW swaths; default those covering the area.")
-    search: str = Field("asf", description="'asf', 'file:PATH' (ASF GeoJSON / CMR UMM export) or 'local:FOLDER'.")
+    search: SearchSourceField = Field(
+        SearchSource("asf"), description="'asf', 'file:PATH' (ASF GeoJSON / CMR UMM export) or 'local:FOLDER'."
+    )
     max_gap_days: int | None = Field(
         None, ge=1, le=3650, description="Drop pairs further apart than this; default none (all pairs kept)."
     )
@@ -473,21 +515,6 @@ class JobConfig(StrictModel):
         # Normalise to repaired WKT so the job is self-contained wherever the flow runs.
         return area_to_wkt(parse_area(value))
 
-    @field_validator("search")
-    @classmethod
-    def _search_source(cls, value: str) -> str:
-        kind, _, arg = value.partition(":")
-        if kind == "asf" and not arg:
-            return "asf"
-        if kind in ("file", "local") and arg:
-            path = Path(arg).expanduser().absolute()
-            if kind == "file" and not path.is_file():
-                raise ValueError(f"search file {arg!r} does not exist")
-            if kind == "local" and not path.is_dir():
-                raise ValueError(f"local catalog folder {arg!r} does not exist")
-            return f"{kind}:{path}"
-        raise ValueError(f"search {value!r} is not one of 'asf', 'file:PATH', 'local:FOLDER'")
-
     @field_validator("start")
     @classmethod
     def _start_in_mission(cls, value: dt.date) -> dt.date:
@@ -514,28 +541,8 @@ class JobConfig(StrictModel):
         """The end date, `today` (UTC) when not given."""
         return self.end or utc_today()
 
-    @property
-    def search_kind(self) -> Literal["asf", "file", "local"]:
-        kind = self.search.partition(":")[0]
-        if kind == "file":
-            return "file"
-        if kind == "local":
-            return "local"
-        return "asf"
 
-    @property
-    def search_path(self) -> Path | None:
-        kind, _, arg = self.search.partition(":")
-        return Path(arg) if kind in ("file", "local") else None
-
-    def fingerprint(self) -> str:
-        """A short stable hash of the whole job (for cache keys and provenance)."""
-        import hashlib
-
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
-
-
-def engine_parameter_problems(engine: Engine, window: tuple[int, int], search: tuple[int, int] | None) -> list[str]:
+def engine_parameter_problems(engine: Engine, window: Size, search: Size | None) -> list[str]:
     """Reasons why ``engine`` cannot run these window/search sizes (empty when it can).
 
     ISCE2's CPU DenseAmpcor needs even windows, a half search range of at least 8 (its 16-pixel zoom window must
@@ -543,7 +550,7 @@ def engine_parameter_problems(engine: Engine, window: tuple[int, int], search: t
     centre must fall on a pixel boundary shared by both images) and a search of at least 1 pixel.
     """
     problems: list[str] = []
-    names = ("width", "height")
+    names = Size._fields
     for name, size in zip(names, window, strict=True):
         if size % 2:
             problems.append(f"tracking.window {name} must be even for the {engine.value} engine; got {size}")
@@ -646,13 +653,3 @@ def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
             return []
         model = annotation
     return sorted(model.model_fields)
-
-
-def dump_job_yaml(job: JobConfig) -> str:
-    """The job as YAML (JSON-compatible values), e.g. to save beside a cube for provenance."""
-    data = json.loads(job.model_dump_json())
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-def ceil_div(value: float, step: float) -> int:
-    return math.ceil(value / step - 1e-9)

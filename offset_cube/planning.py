@@ -29,6 +29,7 @@ from offset_cube.config import (
     engine_parameter_problems,
 )
 from offset_cube.scenes import Scene
+from offset_cube.size import Size
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class Pair(BaseModel):
 
     reference: Acquisition
     secondary: Acquisition
-    search_px: tuple[int, int] = Field(description="Half search range (width, height) in pixels.")
+    search_px: Size = Field(description="Half search range (width, height) in pixels.")
     search_widened: bool = Field(False, description="True when max speed needed more than the configured search.")
 
     @property
@@ -168,7 +169,7 @@ def choose_polarization(job: JobConfig, scenes: Sequence[Scene]) -> Polarization
     return preferred if n_pref >= n_other else other
 
 
-def required_search_px(job: JobConfig, dt_days: float) -> tuple[int, int]:
+def required_search_px(job: JobConfig, dt_days: float) -> Size:
     """Half search range (width, height) that covers ``max_speed × dt`` plus the margin.
 
     Uses nominal IW geometry: the smallest ground-range pixel of the swaths in use (far edge) and the smallest
@@ -181,19 +182,19 @@ def required_search_px(job: JobConfig, dt_days: float) -> tuple[int, int]:
     margin = job.tracking.search_margin_px
     width = math.ceil(displacement_m / ground_range_m) + margin
     height = math.ceil(displacement_m / AZIMUTH_SPACING_M) + margin
-    return max(width, 1), max(height, 1)
+    return Size(max(width, 1), max(height, 1))
 
 
-def search_window(job: JobConfig, dt_days: float) -> tuple[tuple[int, int], bool]:
+def search_window(job: JobConfig, dt_days: float) -> tuple[Size, bool]:
     """Search range for a pair ``dt_days`` apart, and whether it had to be widened beyond the configured one."""
     required = required_search_px(job, dt_days)
     minimum = 8 if job.engine is Engine.ISCE2 else 1  # ISCE2's 16-pixel zoom window needs 2*search+1 >= 16
     configured = job.tracking.search
     if configured is None:
-        return (max(required[0], minimum), max(required[1], minimum)), False
+        return Size(max(required.width, minimum), max(required.height, minimum)), False
     scale = dt_days / job.tracking.search_reference_days
-    scaled = tuple(max(math.ceil(v * scale - 1e-9), minimum) for v in configured)
-    final = (max(scaled[0], required[0]), max(scaled[1], required[1]))
+    scaled = Size(*(max(math.ceil(v * scale - 1e-9), minimum) for v in configured))
+    final = Size(max(scaled.width, required.width), max(scaled.height, required.height))
     return final, final != scaled
 
 
@@ -247,18 +248,16 @@ def plan_pairs(job: JobConfig, scenes: Sequence[Scene], existing: Collection[str
                 continue
             problems = engine_parameter_problems(job.engine, job.tracking.window, search)
             if problems:
-                skipped.append(
-                    SkippedPair(pair=pair, reason=f"needs search {search[0]}x{search[1]}: " + "; ".join(problems))
-                )
+                skipped.append(SkippedPair(pair=pair, reason=f"needs search {search}: " + "; ".join(problems)))
                 continue
             if widened:
                 configured = job.tracking.search
                 warnings.append(
-                    f"{pair.label}: search widened to {search[0]}x{search[1]} px so that "
+                    f"{pair.label}: search widened to {search} px so that "
                     f"{job.max_speed_m_per_yr:g} m/yr over {dt_days:.0f} days fits "
-                    f"(configured {configured[0]}x{configured[1]} per {job.tracking.search_reference_days:g} days)"
+                    f"(configured {configured} per {job.tracking.search_reference_days:g} days)"
                     if configured
-                    else f"{pair.label}: search widened to {search[0]}x{search[1]} px"
+                    else f"{pair.label}: search widened to {search} px"
                 )
             if typical and dt_days > 2 * typical + 0.5:
                 warnings.append(

@@ -29,12 +29,13 @@ log = logging.getLogger(__name__)
 
 def search_scenes(job: JobConfig) -> list[Scene]:
     """Scenes for ``job`` from its configured source, oldest first."""
-    if job.search_kind == "asf":
+    source = job.search
+    if source.path is None:
         scenes = search_asf(job)
-    elif job.search_kind == "file":
-        scenes = read_search_export(_required(job.search_path))
+    elif source.kind == "file":
+        scenes = read_search_export(source.path)
     else:
-        scenes = read_local_catalog(_required(job.search_path))
+        scenes = read_local_catalog(source.path)
     return filter_scenes(scenes, job)
 
 
@@ -61,12 +62,6 @@ def _intersects(footprint_wkt: str, area: BaseGeometry) -> bool:
         return bool(shapely.from_wkt(footprint_wkt).intersects(area))
     except shapely.errors.GEOSException:
         return True  # an unparsable footprint is not a reason to drop a scene
-
-
-def _required(path: Path | None) -> Path:
-    if path is None:  # pragma: no cover - JobConfig guarantees a path for file:/local:
-        raise SearchError("search source needs a path")
-    return path
 
 
 # --------------------------------------------------------------------------------------------------- ASF

@@ -48,8 +48,8 @@ def fetch_orbit(scene: Scene, job: JobConfig) -> OrbitFile:
 def orbit_folders(job: JobConfig) -> list[Path]:
     """The orbit cache (written to), then a local catalog's folder (read only: orbit files may sit beside zips)."""
     folders = [job.storage.orbit_dir]
-    if job.search_kind == "local" and job.search_path is not None:
-        folders.append(job.search_path)
+    if job.search.kind == "local" and job.search.path is not None:
+        folders.append(job.search.path)
     return folders
 
 

@@ -51,7 +51,7 @@ def publish_plan_table(plan: Plan, status: dict[str, str] | None = None) -> None
             "reference": p.reference.date.isoformat(),
             "secondary": p.secondary.date.isoformat(),
             "dt_days": round(p.dt_days, 2),
-            "search_px": f"{p.search_px[0]}x{p.search_px[1]}",
+            "search_px": str(p.search_px),
             "status": status.get(p.pair_id, "planned"),
         }
         for p in plan.pairs
@@ -63,7 +63,7 @@ def publish_plan_table(plan: Plan, status: dict[str, str] | None = None) -> None
             "reference": s.pair.reference.date.isoformat(),
             "secondary": s.pair.secondary.date.isoformat(),
             "dt_days": round(s.pair.dt_days, 2),
-            "search_px": f"{s.pair.search_px[0]}x{s.pair.search_px[1]}",
+            "search_px": str(s.pair.search_px),
             "status": f"skipped: {s.reason}",
         }
         for s in plan.skipped

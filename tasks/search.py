@@ -21,5 +21,5 @@ from tasks._common import retry_if_transient, run_logger
 def search_task(job: JobConfig) -> list[Scene]:
     """Scenes for the job, oldest first. Network failures are retried with backoff."""
     scenes = search_scenes(job)
-    run_logger(__name__).info("search %s found %d IW SLC scene(s)", job.search_kind, len(scenes))
+    run_logger(__name__).info("search %s found %d IW SLC scene(s)", job.search.kind, len(scenes))
     return scenes

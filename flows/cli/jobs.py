@@ -118,7 +118,7 @@ def _print_plan_table(the_plan: Plan) -> None:
             p.reference.date.isoformat(),
             p.secondary.date.isoformat(),
             f"{p.dt_days:.1f}",
-            f"{p.search_px[0]}x{p.search_px[1]}",
+            str(p.search_px),
             f"{len(p.reference.scenes)}+{len(p.secondary.scenes)}",
         )
     Console().print(table)

@@ -11,6 +11,7 @@ import typer
 
 from flows.cli.app import app, fail, user_errors
 from offset_cube.errors import TrackingError
+from offset_cube.size import Size
 from offset_cube.track_files import close_image, open_image, write_isce_offsets, write_offsets_zarr
 from offset_cube.tracking import track_offsets
 from offset_cube.tracking.tracker import ArrayLike2D
@@ -18,14 +19,14 @@ from offset_cube.tracking.tracker import ArrayLike2D
 ImageArg = Annotated[Path, typer.Argument(help="ISCE raster (.slc/.bil or its .xml/.vrt), GeoTIFF or .npy.")]
 
 
-def parse_size(text: str, option: str) -> tuple[int, int]:
+def parse_size(text: str, option: str) -> Size:
     """``"64x16"`` → (64, 16) = (width, height); a bad value ends the command with one ``error:`` line."""
     parts = text.lower().replace("×", "x").split("x")
     try:
         width, height = (int(part) for part in parts)
     except ValueError:
         raise fail(f"{option} {text!r} is not WIDTHxHEIGHT in whole pixels (e.g. 64x16)") from None
-    return width, height
+    return Size(width, height)
 
 
 def parse_gross(text: str) -> tuple[float, float]:

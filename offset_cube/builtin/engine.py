@@ -34,6 +34,7 @@ from offset_cube.geometry.outline import outline_lon_lat
 from offset_cube.geometry.rangedoppler import geo2rdr, look_geometry, rdr2geo
 from offset_cube.planning import choose_polarization
 from offset_cube.result import DIMS, pair_result_attrs, worse_orbit_type, write_pair_result
+from offset_cube.size import Size
 from offset_cube.stages import PairInputs
 
 log = logging.getLogger(__name__)
@@ -191,9 +192,9 @@ def layout_pair(
     sec_grid: RadarGrid,
     area: Polygon | MultiPolygon,
     heights: HeightModel,
-    window: tuple[int, int],
-    search: tuple[int, int],
-    skip: tuple[int, int],
+    window: Size,
+    search: Size,
+    skip: Size,
 ) -> PairLayout:
     """Crops around the area and the predicted geometry at every window centre."""
     from offset_cube.tracking import window_centres
@@ -232,7 +233,8 @@ def track_pair(
     """Track the pair over the area with the predicted geometry as gross offset; build the result dataset."""
     from offset_cube.tracking import track_offsets
 
-    window, search, skip = job.tracking.window, inputs.pair.search_px, job.tracking.skip
+    # Size(*...) also where a model copy skipped validation
+    window, search, skip = Size(*job.tracking.window), Size(*inputs.pair.search_px), Size(*job.tracking.skip)
     layout = layout_pair(ref_grid, sec_grid, area, heights, window, search, skip)
     ref_data, _ = ref_grid.read(layout.ref_crop.lines, layout.ref_crop.samples)
     sec_data, sec_valid = sec_grid.read(layout.sec_crop.lines, layout.sec_crop.samples)
@@ -333,15 +335,16 @@ def _result_dataset(
 def _crop(
     lines: tuple[int, int],
     samples: tuple[int, int],
-    window: tuple[int, int],
-    search: tuple[int, int],
-    skip: tuple[int, int],
+    window: Size,
+    search: Size,
+    skip: Size,
     spread: tuple[int, int],
 ) -> Crop:
     """The area's extent plus one skip (so window centres reach past the area's corners), half a window, the
     search range, the gross-offset spread and a pad on every side."""
-    pad_l = skip[1] + window[1] // 2 + search[1] + spread[0] + CROP_PAD_PX
-    pad_s = skip[0] + window[0] // 2 + search[0] + spread[1] + CROP_PAD_PX
+    spread_lines, spread_samples = spread
+    pad_l = skip.lines + window.lines // 2 + search.lines + spread_lines + CROP_PAD_PX
+    pad_s = skip.samples + window.samples // 2 + search.samples + spread_samples + CROP_PAD_PX
     line0, sample0 = lines[0] - pad_l, samples[0] - pad_s
     return Crop(line0, sample0, lines[1] + pad_l - line0, samples[1] + pad_s - sample0)
 

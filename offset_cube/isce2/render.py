@@ -42,6 +42,7 @@ from offset_cube.isce2.xml import (
 )
 from offset_cube.planning import Pair, Plan, choose_polarization
 from offset_cube.safe.product import SafeProduct
+from offset_cube.size import Size
 from offset_cube.stages import OrbitFile, PairInputs
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,9 @@ def write_pair_files(
         geocode_bounding_box=padded_box(area, job.isce2.geocode_margin_deg),
         dem=dem,
         geocode_dem=geocode_dem,
-        window=job.tracking.window,
-        search=pair.search_px,
-        skip=job.tracking.skip,
+        window=Size(*job.tracking.window),  # Size(*...) also where a model copy skipped validation
+        search=Size(*pair.search_px),
+        skip=Size(*job.tracking.skip),
         oversampling=job.tracking.oversampling,
         snr_threshold_factor=job.isce2.snr_threshold_factor,
         use_gpu=job.isce2.use_gpu,

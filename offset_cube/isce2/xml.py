@@ -17,6 +17,7 @@ from typing import Literal
 from lxml import etree
 
 from offset_cube.errors import EngineError
+from offset_cube.size import Size
 
 TOPSAPP_XML = "topsApp.xml"
 REFERENCE_XML = "reference.xml"
@@ -51,9 +52,9 @@ class TopsAppSettings:
     geocode_bounding_box: Box
     dem: Path | None
     geocode_dem: Path | None
-    window: tuple[int, int]  # (width, height) = (range samples, azimuth lines)
-    search: tuple[int, int]  # half search range (width, height)
-    skip: tuple[int, int]
+    window: Size
+    search: Size  # half search range
+    skip: Size
     oversampling: int
     snr_threshold_factor: float | None
     use_gpu: bool
@@ -79,12 +80,12 @@ def topsapp_xml(settings: TopsAppSettings, comment: str | None = None) -> str:
     for name in ("do interferogram", "do ESD", "do unwrap", "do unwrap 2 stage", "do ionosphere correction"):
         _prop(comp, name, _py_bool(False))
     _prop(comp, "do dense offsets", _py_bool(True))
-    _prop(comp, "Ampcor window width", str(settings.window[0]))
-    _prop(comp, "Ampcor window height", str(settings.window[1]))
-    _prop(comp, "Ampcor search window width", str(settings.search[0]))
-    _prop(comp, "Ampcor search window height", str(settings.search[1]))
-    _prop(comp, "Ampcor skip width", str(settings.skip[0]))
-    _prop(comp, "Ampcor skip height", str(settings.skip[1]))
+    _prop(comp, "Ampcor window width", str(settings.window.width))
+    _prop(comp, "Ampcor window height", str(settings.window.height))
+    _prop(comp, "Ampcor search window width", str(settings.search.width))
+    _prop(comp, "Ampcor search window height", str(settings.search.height))
+    _prop(comp, "Ampcor skip width", str(settings.skip.width))
+    _prop(comp, "Ampcor skip height", str(settings.skip.height))
     _prop(comp, "Ampcor oversampling factor", str(settings.oversampling))
     if settings.snr_threshold_factor is not None:
         _prop(comp, "SNR Threshold factor", repr(float(settings.snr_threshold_factor)))

@@ -258,7 +258,7 @@ def default_area(first: SimulatedDate, base: SwathAnnotation, height: float, siz
     to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     to_geo = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
     xc, yc = to_map.transform(float(lon), float(lat))
-    hx, hy = size_m[0] / 2, size_m[1] / 2
+    hx, hy = (extent / 2 for extent in size_m)
     ring = [(xc - hx, yc - hy), (xc + hx, yc - hy), (xc + hx, yc + hy), (xc - hx, yc + hy), (xc - hx, yc - hy)]
     lons, lats = to_geo.transform([p[0] for p in ring], [p[1] for p in ring])
     coords = ", ".join(f"{x:.6f} {y:.6f}" for x, y in zip(lons, lats, strict=True))

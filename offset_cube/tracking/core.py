@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from offset_cube.size import Size
 from offset_cube.tracking import kernels as k
 from offset_cube.tracking.backend import Backend
 
@@ -31,10 +32,10 @@ OS_HALF_SEARCH = 2
 
 @dataclass(frozen=True)
 class BatchParams:
-    """Everything the batch estimator needs; sizes are (lines, samples)."""
+    """Everything the batch estimator needs; shapes derived from the sizes are (lines, samples)."""
 
-    window: tuple[int, int]
-    search: tuple[int, int]
+    window: Size
+    search: Size
     mode: Mode
     subpixel: Subpixel
     oversampling: int
@@ -42,11 +43,11 @@ class BatchParams:
 
     @property
     def lags(self) -> tuple[int, int]:
-        return (2 * self.search[0] + 1, 2 * self.search[1] + 1)
+        return (2 * self.search.lines + 1, 2 * self.search.samples + 1)
 
     @property
     def search_shape(self) -> tuple[int, int]:
-        return (self.window[0] + 2 * self.search[0], self.window[1] + 2 * self.search[1])
+        return (self.window.lines + 2 * self.search.lines, self.window.samples + 2 * self.search.samples)
 
     @property
     def ref_margin(self) -> int:
@@ -61,8 +62,8 @@ class BatchParams:
     def _os_margin(self, which: int) -> int:
         if self.mode != "amplitude":
             return 0
-        shape = os_chip_shapes(self.window)[which]
-        return max((shape[0] - self.window[0]) // 2, (shape[1] - self.window[1]) // 2)
+        lines, samples = os_chip_shapes(self.window.shape)[which]
+        return max((lines - self.window.lines) // 2, (samples - self.window.samples) // 2)
 
     def zoom_levels(self) -> int:
         """Matrix-DFT zoom levels so that the last grid spacing is at most 1/oversampling px."""
@@ -76,7 +77,7 @@ class BatchParams:
         stage1 = 96 * sh * sw
         if self.mode == "complex":
             return stage1
-        _, (oh, ow) = os_chip_shapes(self.window)
+        _, (oh, ow) = os_chip_shapes(self.window.shape)
         return stage1 + 160 * oh * ow
 
 
@@ -115,8 +116,8 @@ def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResu
     offset = (search corner - reference corner) + lag.
     """
     xp = be.xp
-    h, w = params.window
-    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window)
+    h, w = params.window.shape
+    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window.shape)
     search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
     if params.mode == "complex":
         surface = k.complex_surface(be, ref, search, params.lags)
@@ -172,9 +173,9 @@ def os_chip_shapes(window: tuple[int, int]) -> tuple[tuple[int, int], tuple[int,
 
 def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:
     """Amplitude NCC of the x2-oversampled complex chips around the coarse peak, refined; lags in px."""
-    h, w = params.window
+    h, w = params.window.shape
     p = OS_HALF_SEARCH
-    ref_shape, sec_shape = os_chip_shapes(params.window)
+    ref_shape, sec_shape = os_chip_shapes(params.window.shape)
     gry, grx = (ref_shape[0] - h) // 2, (ref_shape[1] - w) // 2
     gsy, gsx = (sec_shape[0] - h - 2 * p) // 2, (sec_shape[1] - w - 2 * p) // 2
     ref = k.gather(be, data.ref_block, data.ref_tops - gry, data.ref_lefts - grx, ref_shape)

@@ -49,6 +49,7 @@ import numpy as np
 import xarray as xr
 
 from offset_cube.errors import TrackingError
+from offset_cube.size import Size
 from offset_cube.tracking import kernels
 from offset_cube.tracking.backend import BACKENDS, Backend, get_backend
 from offset_cube.tracking.core import BatchInput, BatchParams, BatchResult, Mode, Subpixel, track_batch
@@ -98,9 +99,9 @@ def window_centres(
     win, srch, stp = _checked_sizes(window, search, skip)
     lines, samples = _checked_shape(shape, "shape")
     _check_fits((lines, samples), win, srch)
-    tops = np.arange(srch[0], lines - win[0] - srch[0] + 1, stp[0])
-    lefts = np.arange(srch[1], samples - win[1] - srch[1] + 1, stp[1])
-    return tops + (win[0] - 1) / 2, lefts + (win[1] - 1) / 2
+    tops = np.arange(srch.lines, lines - win.lines - srch.lines + 1, stp.lines)
+    lefts = np.arange(srch.samples, samples - win.samples - srch.samples + 1, stp.samples)
+    return tops + (win.lines - 1) / 2, lefts + (win.samples - 1) / 2
 
 
 def track_offsets(
@@ -175,12 +176,12 @@ def track_offsets(
     if memory_budget_mb < 16:
         raise TrackingError(f"memory_budget_mb must be at least 16; got {memory_budget_mb}")
     be = get_backend(_choice(backend, BACKENDS, "backend"))
-    grid = _grid(ref_shape, win, srch, stp, skip, lines, samples)
+    grid = _grid(ref_shape, win, srch, stp if skip is not None else None, lines, samples)
     gross = _gross_fields(gross_offset, grid.shape)
     plan = _Plan.build(grid, gross, params, ref_shape, sec_shape)
     result = _run(be, params, plan, reference, secondary, workers, memory_budget_mb)
     threshold = DEFAULT_SNR_THRESHOLDS[mode_name] if snr_threshold is None else float(snr_threshold)
-    return _dataset(grid, plan, result, params, threshold, gross_offset, be.name, skip)
+    return _dataset(grid, plan, result, params, threshold, gross_offset, be.name, stp if skip is not None else None)
 
 
 @dataclass(frozen=True)
@@ -219,9 +220,9 @@ class _Plan:
         gx = np.where(finite, np.rint(np.where(finite, gross[1], 0)), 0).astype(np.int64)
         ref_top = np.broadcast_to(grid.tops[:, None], grid.shape).astype(np.int64)
         ref_left = np.broadcast_to(grid.lefts[None, :], grid.shape).astype(np.int64)
-        sec_top = ref_top + gy - params.search[0]
-        sec_left = ref_left + gx - params.search[1]
-        (h, w), (sh, sw) = params.window, params.search_shape
+        sec_top = ref_top + gy - params.search.lines
+        sec_left = ref_left + gx - params.search.samples
+        (h, w), (sh, sw) = params.window.shape, params.search_shape
         inside = (
             (ref_top >= 0)
             & (ref_top + h <= ref_shape[0])
@@ -326,7 +327,7 @@ def _process_tile(
     index = (local[0] + tile.rows.start, local[1] + tile.cols.start)
     ref_top, ref_left = plan.ref_top[index], plan.ref_left[index]
     sec_top, sec_left = plan.sec_top[index], plan.sec_left[index]
-    (h, w), (sh, sw) = params.window, params.search_shape
+    (h, w), (sh, sw) = params.window.shape, params.search_shape
     gr, gs = params.ref_margin, params.sec_margin
     r_origin = (int(ref_top.min()) - gr, int(ref_left.min()) - gr)
     s_origin = (int(sec_top.min()) - gs, int(sec_left.min()) - gs)
@@ -401,7 +402,7 @@ def _dataset(
     snr_threshold: float,
     gross_offset: tuple[Any, Any],
     backend: str,
-    skip: tuple[int, int] | None,
+    skip: Size | None,
 ) -> xr.Dataset:
     """The result Dataset: total offsets (rounded gross + lag - search), masked where invalid."""
     base_az = (plan.sec_top - plan.ref_top).astype(np.float64)
@@ -431,7 +432,7 @@ def _dataset(
             ),
         },
     )
-    (h, w), (sy, sx) = params.window, params.search
+    window, search = params.window, params.search
     gross_az, gross_rg = (_gross_attr(value) for value in gross_offset)
     ds.attrs.update(
         {
@@ -440,12 +441,12 @@ def _dataset(
             "mode": params.mode,
             "subpixel": params.subpixel,
             "oversampling": params.oversampling,
-            "window_width": w,
-            "window_height": h,
-            "search_width": sx,
-            "search_height": sy,
-            "skip_width": -1 if skip is None else int(skip[0]),
-            "skip_height": -1 if skip is None else int(skip[1]),
+            "window_width": window.width,
+            "window_height": window.height,
+            "search_width": search.width,
+            "search_height": search.height,
+            "skip_width": -1 if skip is None else skip.width,
+            "skip_height": -1 if skip is None else skip.height,
             "gross_offset_azimuth": gross_az,
             "gross_offset_range": gross_rg,
             "snr_threshold": float(snr_threshold),
@@ -463,27 +464,21 @@ def _gross_attr(value: Any) -> float | str:
 
 def _grid(
     ref_shape: tuple[int, int],
-    win: tuple[int, int],
-    srch: tuple[int, int],
-    stp: tuple[int, int],
-    skip: tuple[int, int] | None,
+    win: Size,
+    srch: Size,
+    skip: Size | None,
     lines: Sequence[float] | np.ndarray | None,
     samples: Sequence[float] | np.ndarray | None,
 ) -> _Grid:
     """Window tops/lefts and centres, from explicit centres (snapped) or the default grid."""
     if skip is None and (lines is None or samples is None):
         raise TrackingError("skip is needed unless both lines and samples (window centres) are given")
-    default_lines, default_samples = window_centres(ref_shape, _wh(win), _wh(srch), _wh(stp))
-    tops = _tops(default_lines if lines is None else lines, win[0], "lines")
-    lefts = _tops(default_samples if samples is None else samples, win[1], "samples")
+    default_lines, default_samples = window_centres(ref_shape, win, srch, skip or Size(1, 1))
+    tops = _tops(default_lines if lines is None else lines, win.lines, "lines")
+    lefts = _tops(default_samples if samples is None else samples, win.samples, "samples")
     if tops.size == 0 or lefts.size == 0:
         raise TrackingError("no windows to track: lines and samples must each hold at least one centre")
-    return _Grid(tops, lefts, tops + (win[0] - 1) / 2, lefts + (win[1] - 1) / 2)
-
-
-def _wh(size: tuple[int, int]) -> tuple[int, int]:
-    """(lines, samples) back to the API's (width, height)."""
-    return (size[1], size[0])
+    return _Grid(tops, lefts, tops + (win.lines - 1) / 2, lefts + (win.samples - 1) / 2)
 
 
 def _tops(centres: Sequence[float] | np.ndarray, size: int, name: str) -> np.ndarray:
@@ -514,38 +509,36 @@ def _gross_fields(gross: tuple[Any, Any], shape: tuple[int, int]) -> tuple[np.nd
     return fields[0], fields[1]
 
 
-def _checked_sizes(
-    window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int]
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """(width, height) sizes validated and returned as (lines, samples)."""
-    win = _pair(window, "window")
-    srch = _pair(search, "search")
-    stp = _pair(skip, "skip")
-    for value, what in ((win[0], "width"), (win[1], "height")):
+def _checked_sizes(window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int]) -> tuple[Size, Size, Size]:
+    """(width, height) sizes validated and returned as :class:`Size`."""
+    win = _size(window, "window")
+    srch = _size(search, "search")
+    stp = _size(skip, "skip")
+    for value, what in ((win.width, "width"), (win.height, "height")):
         if value % 2 or not MIN_WINDOW <= value <= MAX_SIZE:
             raise TrackingError(
                 f"window {what} {value} is not allowed: window sizes must be even (as ampcor's) and between "
-                f"{MIN_WINDOW} and {MAX_SIZE}; got window {win[0]}x{win[1]}"
+                f"{MIN_WINDOW} and {MAX_SIZE}; got window {win}"
             )
     if min(srch) < MIN_SEARCH or max(srch) > MAX_SIZE:
         raise TrackingError(
-            f"search {srch[0]}x{srch[1]} is not allowed: half search ranges must be between {MIN_SEARCH} and "
+            f"search {srch} is not allowed: half search ranges must be between {MIN_SEARCH} and "
             f"{MAX_SIZE} pixels (a peak on the border of the search is rejected)"
         )
     if min(stp) < 1:
-        raise TrackingError(f"skip {stp[0]}x{stp[1]} is not allowed: skips must be at least 1 pixel")
-    return (win[1], win[0]), (srch[1], srch[0]), (stp[1], stp[0])
+        raise TrackingError(f"skip {stp} is not allowed: skips must be at least 1 pixel")
+    return win, srch, stp
 
 
-def _pair(value: Any, name: str) -> tuple[int, int]:
+def _size(value: Any, name: str) -> Size:
     try:
         width, height = value
-        pair = (int(width), int(height))
+        size = Size(int(width), int(height))
     except (TypeError, ValueError) as err:
         raise TrackingError(f"{name} must be (width, height) in pixels; got {value!r}") from err
-    if pair != (width, height):
+    if size.width != width or size.height != height:
         raise TrackingError(f"{name} must be whole pixels; got {value!r}")
-    return pair
+    return size
 
 
 def _checked_shape(shape: Any, name: str) -> tuple[int, int]:
@@ -555,12 +548,13 @@ def _checked_shape(shape: Any, name: str) -> tuple[int, int]:
     return dims[0], dims[1]
 
 
-def _check_fits(shape: tuple[int, int], win: tuple[int, int], srch: tuple[int, int], name: str = "image") -> None:
-    need = (win[0] + 2 * srch[0], win[1] + 2 * srch[1])
-    if need[0] > shape[0] or need[1] > shape[1]:
+def _check_fits(shape: tuple[int, int], win: Size, srch: Size, name: str = "image") -> None:
+    lines, samples = shape
+    need = Size(win.width + 2 * srch.width, win.height + 2 * srch.height)
+    if need.lines > lines or need.samples > samples:
         raise TrackingError(
-            f"window {win[1]}x{win[0]} with search {srch[1]}x{srch[0]} needs {need[1]} samples x {need[0]} lines, "
-            f"but the {name} is only {shape[1]} x {shape[0]}; use a smaller search or window"
+            f"window {win} with search {srch} needs {need.samples} samples x {need.lines} lines, "
+            f"but the {name} is only {samples} x {lines}; use a smaller search or window"
         )
 
 
