@@ -12,7 +12,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: install demo test lint format pytest bench clean
+.PHONY: install demo test lint format pytest bench clean example
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "offset-cube needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
@@ -39,6 +39,10 @@ test: lint pytest
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# The commented job template, generated from the job model (tests check the committed file matches).
+example: install
+	$(BIN)/offset-cube config --example > examples/job.yaml
 
 bench: install
 	$(BIN)/python bench/track_bench.py

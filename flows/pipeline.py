@@ -21,16 +21,17 @@ from pydantic import BaseModel, ConfigDict
 from offset_cube.atomic import private_folder
 from offset_cube.config import Engine, JobConfig
 from offset_cube.download import releasable_scenes
+from offset_cube.errors import PairDeferred, PairSkipped
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
+from tasks._common.limits import engine_limits, prepare_limits
 from tasks.cube import insert_into_cube, report_cube
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
-from tasks.inputs import PairDeferred, gather_inputs
-from tasks.limits import engine_limits, prepare_limits
+from tasks.inputs import gather_inputs
 from tasks.orbits import fetch_orbit
 from tasks.plan import existing_pairs_task, plan_task, publish_plan_table
-from tasks.product import PairSkipped, make_product
+from tasks.product import make_product
 from tasks.render import render_pair
 from tasks.search import search_task
 
@@ -61,7 +62,7 @@ def flow_run_name() -> str:
 
 
 @flow(
-    name="offset-cube",
+    name="offset-cube",  # the Prefect flow name that deployments and the UI use: keep it
     flow_run_name=flow_run_name,
     task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=4)),
     validate_parameters=True,
@@ -69,7 +70,7 @@ def flow_run_name() -> str:
     on_cancellation=[kill_engine_processes],
     on_crashed=[kill_engine_processes],
 )
-def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
+def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
     """Process every new pair of the job's tracks into the job's velocity cube."""
     logger = get_run_logger()
     job.storage.check_writable()  # a deployment's bad storage ends the run before any work
@@ -83,7 +84,7 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
         for s in plan.skipped
     ]
     if not plan.pairs:
-        message = _nothing_to_do(plan, len(scenes))
+        message = plan.no_pairs_reason()
         logger.info(message)
         return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
 
@@ -115,7 +116,7 @@ def offset_cube(job: JobConfig) -> RunSummary | State[Any]:
 def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
     """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
     results = private_folder(job.storage.out / ".prefect-results")
-    download = download_scene.with_options(result_storage=results, **retry_options(job))
+    download = download_scene.with_options(result_storage=results, **retry_options(job.download))
     orbit = fetch_orbit.with_options(result_storage=results)
     engine = run_engine.with_options(result_storage=results)
     # Futures stand in for task inputs (Prefect resolves them), which the task signatures cannot express.
@@ -189,16 +190,6 @@ def _outcome(pair: Pair, chain: list[PrefectFuture[Any]]) -> PairOutcome:
     return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="completed", product=chain[-1].result())
 
 
-def _nothing_to_do(plan: Plan, n_scenes: int) -> str:
-    if n_scenes == 0:
-        return "no scenes found for this area and date range; nothing to do"
-    if plan.already_done and not plan.skipped:
-        return f"no new pairs: all {len(plan.already_done)} pair(s) are already in the cube"
-    if len(plan.acquisitions) < 2 and not plan.skipped:
-        return f"only {len(plan.acquisitions)} acquisition(s) found; a pair needs two dates of one track"
-    return f"no pairs to process ({len(plan.skipped)} skipped, {len(plan.already_done)} already in the cube)"
-
-
 def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSummary:
     counts = {s: sum(o.status == s for o in outcomes) for s in ("completed", "failed", "deferred", "skipped")}
     message = (
@@ -247,6 +238,6 @@ def flow_for(job: JobConfig) -> Any:
                     "dashboard_address": None,
                 },
             )
-        return offset_cube.with_options(task_runner=runner)
+        return velocity_cube_flow.with_options(task_runner=runner)
     workers = job.concurrency.pairs + job.concurrency.downloads
-    return offset_cube.with_options(task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=workers)))
+    return velocity_cube_flow.with_options(task_runner=cast(Any, ThreadPoolTaskRunner(max_workers=workers)))

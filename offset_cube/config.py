@@ -458,8 +458,13 @@ class JobConfig(StrictModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="Job name (letters, digits, '-', '_', '.'); used in flow-run names.",
     )
-    area: str = Field(description="Area of interest: WKT (lon lat, WGS84) or a GeoJSON file path.")
-    start: dt.date = Field(description="First acquisition date (UTC), on or after 2014-10-03.")
+    area: str = Field(
+        description="Area of interest: WKT (lon lat, WGS84) or a GeoJSON file path.",
+        examples=["POLYGON((75.0 38.2, 75.3 38.2, 75.3 38.4, 75.0 38.4, 75.0 38.2))"],
+    )
+    start: dt.date = Field(
+        description="First acquisition date (UTC), on or after 2014-10-03.", examples=[dt.date(2022, 1, 1)]
+    )
     end: dt.date | None = Field(None, description="Last acquisition date (UTC); default today.")
     track: list[Annotated[int, Field(ge=1, le=175)]] | None = Field(
         None, description="Relative orbit(s) to keep; default all tracks over the area."

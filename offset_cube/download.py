@@ -1,7 +1,7 @@
 """Scene files: verify local SAFE products; download ASF products with asf_search and verify them.
 
 asf_search's ``download_url`` streams straight to the final name with no timeout, checks neither size nor md5,
-and skips an existing file forever (``../shared/reference/asf-and-orbits.md`` §2.5). Here each scene is fetched
+and skips an existing file forever (asf_search 14.1 ``asf_search/download/download.py``). Here each scene is fetched
 under a per-scene file lock to ``<zip>.part`` through that same function (with a session that has a socket
 timeout and sends Earthdata credentials only to the login host), checked against the search metadata (byte
 count, md5, SAFE structure), and renamed into place. The md5 is remembered in a ``<zip>.md5`` sidecar with the

@@ -4,7 +4,7 @@ File name: ``S1X_OPER_AUX_{POEORB|RESORB}_OPOD_<created>_V<valid start>_<valid s
 ``YYYYMMDDTHHMMSS``). Content: a fixed header (mission, type, validity, creation) and ``List_of_OSVs`` with
 Earth-fixed (ITRF) positions in m and velocities in m/s, UTC times prefixed ``UTC=``, nominally every 10 s.
 Some real files are trimmed: the ``count`` attribute claims more vectors than the file holds; we count what
-is there. See ``../shared/reference/asf-and-orbits.md`` §4.4.
+is there. Format: ESA, *Copernicus POD Service File Format Specification* (GMES-GSEG-EOPG-FS-10-0075).
 """
 
 from __future__ import annotations

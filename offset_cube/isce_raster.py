@@ -4,7 +4,7 @@ Header properties are matched case-insensitively with spaces and underscores ign
 (``DictUtils.renormalizeKey``). Layouts: BIL (band rows interleaved per line), BIP (bands interleaved per pixel),
 BSQ (band after band). Geocoded rasters carry their grid in ``coordinate1`` (longitude: first sample centre,
 delta) and ``coordinate2`` (latitude: first line centre, negative delta). See
-``../shared/data/isce/README.md`` and ``../shared/reference/isce2-topsapp.md`` §2.
+ISCE2 ``components/isceobj/Image/`` and the ISCE rasters in the test data.
 """
 
 from __future__ import annotations

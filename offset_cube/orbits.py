@@ -1,11 +1,11 @@
 """Choose, fetch and validate the Sentinel-1 orbit file (``.EOF``) for a scene.
 
-Rule (``../shared/reference/asf-and-orbits.md`` §4.4): same mission; precise (POEORB) first, restituted
-(RESORB) only as a fallback; validity covering the scene's start − 60 s to stop + 60 s; among those the newest
-creation time. Sources, in order: the orbit cache folder(s) (users may pre-fill them), ASF's public anonymous
-bucket ``s1-orbits`` (listed the way S3 lists objects, as sentineleof does, but per mission), then Copernicus
-Data Space (only with credentials). A file enters the cache only after it parses, names the right mission and
-type, holds at least 10 state vectors and has vectors over the whole scene window; it is written atomically.
+Rule (as sentineleof's ``eof/_select_orbit.py`` and ISCE2's ``fetchOrbit.py``): same mission; precise (POEORB)
+first, restituted (RESORB) only as a fallback; validity covering the scene's start − 60 s to stop + 60 s; among
+those the newest creation time. Sources, in order: the orbit cache folder(s) (users may pre-fill them), ASF's public
+anonymous bucket ``s1-orbits`` (listed the way S3 lists objects, as sentineleof does, but per mission), then
+Copernicus Data Space (only with credentials). A file enters the cache only after it parses, names the right mission
+and type, holds at least 10 state vectors and has vectors over the whole scene window; it is written atomically.
 """
 
 from __future__ import annotations

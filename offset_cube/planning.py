@@ -155,6 +155,31 @@ class Plan(BaseModel):
         found = {s.product_id: s for p in self.pairs for s in p.scenes}
         return sorted(found.values(), key=lambda s: (s.start, s.product_id))
 
+    def notices(self) -> list[str]:
+        """What a user should know before the run: the plan's warnings and each skipped pair with its reason
+        (the CLI and the flow show the same lines)."""
+        return [*self.warnings, *(f"skipping {s.pair.label}: {s.reason}" for s in self.skipped)]
+
+    def summary_line(self) -> str:
+        """One line on the plan's size (logs)."""
+        return (
+            f"plan: {len(self.acquisitions)} acquisition(s) on track(s) {self.tracks}, {len(self.pairs)} pair(s) to "
+            f"process, {len(self.already_done)} already in the cube, {len(self.skipped)} skipped"
+        )
+
+    def no_pairs_reason(self) -> str:
+        """Why there is no pair to process, in one sentence (the CLI and the flow say it the same way)."""
+        if not self.acquisitions:
+            return "no acquisitions found for this area and date range: no pairs"
+        if self.already_done and not self.skipped:
+            return f"no new pairs: all {len(self.already_done)} pair(s) are already in the cube"
+        if len(self.acquisitions) < 2:
+            return "only one acquisition found: a pair needs two dates of one track, so there are no pairs"
+        return (
+            f"no pairs to process: {len(self.skipped)} skipped, {len(self.already_done)} already in the cube; "
+            "each track has a single acquisition or every pair was skipped"
+        )
+
 
 def choose_polarization(job: JobConfig, scenes: Sequence[Scene]) -> Polarization | None:
     """The co-polarisation to process: the job's, else the one most scenes hold (ties: HH if polar, else VV)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 #: ``callback(bytes_done, bytes_total_or_None)``; called often (every network chunk).
@@ -95,3 +96,26 @@ class TerminalBars:
                 self._progress.update(task_id, completed=done, total=total)
 
         return update
+
+
+_TERMINAL_BARS: ContextVar[TerminalBars | None] = ContextVar("offset_cube_terminal_bars", default=None)
+
+
+@contextmanager
+def terminal_progress(enabled: bool = True) -> Iterator[None]:
+    """Show a rich progress bar per download for flows run inside this block (the CLI in a terminal)."""
+    if not enabled:
+        yield
+        return
+    bars = TerminalBars()
+    token = _TERMINAL_BARS.set(bars)
+    try:
+        with bars.shown():
+            yield
+    finally:
+        _TERMINAL_BARS.reset(token)
+
+
+def terminal_bars() -> TerminalBars | None:
+    """The bars of the enclosing :func:`terminal_progress` block (None outside one)."""
+    return _TERMINAL_BARS.get()

@@ -88,7 +88,7 @@ def start_ticks(pid: int) -> int | None:
 
 def reap(group: bool, target: int, ticks: int, parent: int, grace_s: float) -> int:
     """Wait for the parent's death, then end the target; 0 when the target ended by itself."""
-    from offset_cube.isce2.runner import group_members, terminate_group
+    from offset_cube.isce2.supervise import group_members, terminate_group
 
     def gone() -> bool:
         return not group_members(target) if group else start_ticks(target) != ticks

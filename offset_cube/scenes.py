@@ -1,8 +1,8 @@
 """Sentinel-1 product ids and the scene record every stage passes around.
 
 A product id (the SAFE name without extension) encodes the mission, mode, product type, polarisation, sensing
-start/stop, absolute orbit, data-take and a CRC. Layout (Sentinel-1 Product Specification S1-RS-MDA-52-7441 §4;
-``../shared/reference/asf-and-orbits.md`` §5)::
+start/stop, absolute orbit, data-take and a CRC. Layout (Sentinel-1 Product Specification S1-RS-MDA-52-7441,
+SAFE naming)::
 
     S1A_IW_SLC__1SSH_20180807T175609_20180807T175636_023143_028391_AE45
     MMM BB TTTR LFPP start           stop            orbit  dtake  CRC

@@ -3,7 +3,8 @@
 Inputs are opened without reading their pixels: ISCE rasters (the raw file, its ``.xml`` or its ``.vrt``) and
 ``.npy`` files as memory maps, GeoTIFF (or anything else GDAL reads) through rasterio window reads. Outputs are
 the tracker's Dataset as Zarr and, optionally, ISCE2's three dense-offset rasters in DenseAmpcor's layout, so
-that the result can stand in for topsApp's dense-offset step (``../shared/data/isce/README.md``).
+that the result can stand in for topsApp's dense-offset step (ISCE2 ``components/isceobj/TopsProc/
+runDenseOffsets.py``, ``contrib/PyCuAmpcor``).
 """
 
 from __future__ import annotations

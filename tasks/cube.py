@@ -10,9 +10,8 @@ from prefect.artifacts import create_markdown_artifact
 from offset_cube.config import JobConfig
 from offset_cube.cube.export import describe_cube
 from offset_cube.cube.quicklook import cube_summary
-from offset_cube.cube.store import insert_products
+from offset_cube.cube.store import insert_products, job_grid
 from tasks._common import run_logger
-from tasks.product import job_grid
 
 #: File name of the cube summary picture, in ``storage.out``.
 SUMMARY_PNG = "cube_summary.png"

@@ -1,20 +1,18 @@
 """Download stage: one task run per scene (a scene shared by two pairs is fetched once).
 
 Credentials are resolved inside the tasks (never passed as parameters, which the Prefect UI shows). Downloads of
-a job share a Prefect global concurrency limit (``offset-cube-downloads-<job name>``, ``concurrency.downloads``
-slots), upserted at flow start: it is enforced by the Prefect server, so it holds across threads, processes
-and Dask workers alike, and a killed run's slot is freed when its lease expires.
+a job share one limit of ``concurrency.downloads`` slots named ``offset-cube-downloads-<job name>``
+(:mod:`tasks._common.limits`): a process-local semaphore with the thread task runner; with Dask a Prefect global
+concurrency limit, upserted at flow start and enforced by the server across processes and workers, whose slot
+held by a killed run comes back when its lease expires.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
-from collections.abc import Iterator
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 from prefect import task
@@ -22,7 +20,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import TaskRunContext
 from prefect.exceptions import PrefectException
 
-from offset_cube.config import JobConfig
+from offset_cube.config import DownloadConfig, JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
 from offset_cube.download import (
     TransferLimits,
@@ -35,43 +33,16 @@ from offset_cube.download import (
     scene_path,
     verify_local_scene,
 )
-from offset_cube.progress import ProgressCallback, StepReporter, TerminalBars, fan_out
+from offset_cube.progress import ProgressCallback, StepReporter, fan_out, terminal_bars
 from offset_cube.scenes import Scene
 from tasks._common import retry_if_transient, run_logger, stage_cache_key
-from tasks.limits import prepare_limits, slot
-
-_TERMINAL_BARS: ContextVar[TerminalBars | None] = ContextVar("offset_cube_terminal_bars", default=None)
-
-
-@contextlib.contextmanager
-def terminal_progress(enabled: bool = True) -> Iterator[None]:
-    """Show a rich progress bar per download for flows run inside this block (the CLI in a terminal)."""
-    if not enabled:
-        yield
-        return
-    bars = TerminalBars()
-    token = _TERMINAL_BARS.set(bars)
-    try:
-        with bars.shown():
-            yield
-    finally:
-        _TERMINAL_BARS.reset(token)
+from tasks._common.limits import prepare_limits, slot
+from tasks._common.secrets import secret_value
 
 
 def download_limit_name(job: JobConfig) -> str:
     """The Prefect global concurrency limit shared by the job's downloads."""
     return f"offset-cube-downloads-{job.name}"
-
-
-def secret_value(name: str) -> Any:
-    """The value of the Prefect Secret block ``name`` (None when there is no such block)."""
-    from prefect.blocks.system import Secret
-
-    try:
-        block = cast(Any, Secret.load(name))  # a block in sync code (Prefect dispatches on the caller)
-    except ValueError:
-        return None
-    return block.get()
 
 
 def load_earthdata_credentials(job: JobConfig) -> Credentials:
@@ -121,11 +92,16 @@ def _download_cache_key(ctx: TaskRunContext, inputs: dict[str, Any]) -> str:
     return stage_cache_key("download", lambda _: [scene.product_id, str(path), *fingerprint])(ctx, inputs)
 
 
+def retry_options(download: DownloadConfig) -> dict[str, Any]:
+    """Task retry arguments from the job's ``download`` settings: its retry count and doubling delays."""
+    delays = [download.retry_delay_s * 2**i for i in range(download.retries)]
+    return {"retries": download.retries, "retry_delay_seconds": delays or 0}
+
+
 @task(
     name="download",
     task_run_name="download {scene.product_id}",
-    retries=4,
-    retry_delay_seconds=[30, 60, 120, 240],
+    **retry_options(DownloadConfig()),  # the defaults; each flow run applies its job's (flows/pipeline.py)
     retry_jitter_factor=0.2,
     retry_condition_fn=retry_if_transient,
     cache_key_fn=_download_cache_key,
@@ -157,13 +133,6 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
     return path
 
 
-def retry_options(job: JobConfig) -> dict[str, Any]:
-    """``with_options`` arguments giving the download task the job's retry count and doubling delays."""
-    retries = job.download.retries
-    delays = [job.download.retry_delay_s * 2**i for i in range(retries)]
-    return {"retries": retries, "retry_delay_seconds": delays or 0}
-
-
 def _progress(scene: Scene) -> ProgressCallback:
     """Log lines and a Prefect progress artifact every 10 %, plus a terminal bar when the CLI shows them."""
     logger = run_logger(__name__)
@@ -187,7 +156,7 @@ def _progress(scene: Scene) -> ProgressCallback:
             logger.warning("%s: progress artifact not updated (%s); continuing", scene.product_id, err)
             artifact[:] = [None]
 
-    bars = _TERMINAL_BARS.get()
+    bars = terminal_bars()
     label = f"{scene.mission} {scene.name.start:%Y%m%dT%H%M%S} {scene.name.crc}"  # fits an 80-column terminal
     return fan_out(StepReporter(report), bars.bar(label) if bars is not None else None)
 

@@ -21,12 +21,13 @@ from prefect.context import FlowRunContext, TaskRunContext
 from offset_cube.atomic import file_lock
 from offset_cube.config import Engine, JobConfig, StorageConfig
 from offset_cube.isce2.engine import run_isce2
-from offset_cube.isce2.runner import TOPSAPP_STEPS, TopsAppStopped, is_notable, kill_recorded_runs, step_of
+from offset_cube.isce2.supervise import kill_recorded_runs
+from offset_cube.isce2.topsapp import TOPSAPP_STEPS, TopsAppStopped, is_notable, step_of
 from offset_cube.planning import Pair
 from offset_cube.result import RESULT_NAME
 from offset_cube.stages import PairInputs
 from tasks._common import OutputRecord, run_logger, stage_key
-from tasks.limits import engine_slot
+from tasks._common.limits import engine_slot
 
 #: The pair's claim: one engine run per pair at a time across runs and processes.
 CLAIM_FILE = ".claim"
@@ -152,7 +153,7 @@ def kill_engine_processes(flow: Any, flow_run: Any, state: Any) -> None:
 
     Prefect's cancellation and timeouts do not stop child processes, and the hook may run in another process
     (the runner), so the groups come from the ``topsApp.pid`` files under the job's pairs folder
-    (../shared/reference/prefect3.md §4).
+    (checked with Prefect 3.9: a cancelled or timed-out task leaves the processes it started running).
     """
     log = logging.getLogger(__name__)
     pairs_dir = _pairs_dir(getattr(flow_run, "parameters", {}) or {})

@@ -7,13 +7,9 @@ from pathlib import Path
 from prefect import task
 
 from offset_cube.config import JobConfig
-from offset_cube.errors import OffsetCubeError
+from offset_cube.errors import PairDeferred
 from offset_cube.planning import Pair
 from offset_cube.stages import OrbitFile, PairInputs
-
-
-class PairDeferred(OffsetCubeError):
-    """The pair cannot run yet (e.g. its precise orbit is not published); a later run will pick it up."""
 
 
 @task(name="inputs", task_run_name="inputs {pair.label}")

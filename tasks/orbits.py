@@ -15,7 +15,7 @@ from offset_cube.orbits import AsfOrbitBucket, CdseOrbitCatalogue, OrbitSource, 
 from offset_cube.scenes import Scene
 from offset_cube.stages import OrbitFile
 from tasks._common import retry_if_transient, run_logger
-from tasks.download import secret_value
+from tasks._common.secrets import secret_value
 
 
 @task(

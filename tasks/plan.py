@@ -25,18 +25,9 @@ def plan_task(job: JobConfig, scenes: list[Scene], existing: list[str]) -> Plan:
     """Plan the pairs and publish the plan as a table artifact."""
     logger = run_logger(__name__)
     plan = plan_pairs(job, scenes, existing=set(existing))
-    for warning in plan.warnings:
-        logger.warning(warning)
-    for skipped in plan.skipped:
-        logger.warning("skipping %s: %s", skipped.pair.label, skipped.reason)
-    logger.info(
-        "plan: %d acquisition(s) on track(s) %s, %d pair(s) to process, %d already in the cube, %d skipped",
-        len(plan.acquisitions),
-        plan.tracks,
-        len(plan.pairs),
-        len(plan.already_done),
-        len(plan.skipped),
-    )
+    for notice in plan.notices():
+        logger.warning(notice)
+    logger.info(plan.summary_line())
     return plan
 
 

@@ -10,18 +10,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
 from offset_cube.config import JobConfig
-from offset_cube.cube.grid import CubeGrid, grid_for_job
 from offset_cube.cube.product import QUICKLOOK_NAME, make_pair_product, product_figures, product_path
 from offset_cube.cube.quicklook import pair_quicklook
-from offset_cube.cube.store import grid_for_cube
-from offset_cube.errors import OffsetCubeError
+from offset_cube.cube.store import job_grid
+from offset_cube.errors import PairSkipped
 from offset_cube.planning import Pair
 from tasks._common import OutputRecord, path_fingerprint, run_logger, stage_key
-
-
-def job_grid(job: JobConfig) -> CubeGrid:
-    """The job's cube grid, refused when it disagrees with the existing cube (area, CRS, spacing)."""
-    return grid_for_cube(job.storage.cube_path, grid_for_job(job.area, job.grid), job.area)
 
 
 def product_record(pair: Pair, result: Path, job: JobConfig) -> OutputRecord:
@@ -58,10 +52,6 @@ def make_product(pair: Pair, result: Path, job: JobConfig) -> Path:
             f"area, no overlap, or no correlation; product kept at {out})"
         )
     return out
-
-
-class PairSkipped(OffsetCubeError):
-    """The pair was processed but its product is not worth a layer (reported as skipped, not failed)."""
 
 
 def _make(pair: Pair, result: Path, job: JobConfig) -> Path:

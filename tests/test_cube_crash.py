@@ -20,9 +20,11 @@ import pytest
 import xarray as xr
 
 from offset_cube.cube import integrity, store
+from offset_cube.cube.durability import CRASH_ENV, CRASH_POINTS
 from offset_cube.cube.lookup import existing_pair_ids
 from offset_cube.cube.product import read_product
-from offset_cube.cube.store import CRASH_ENV, CRASH_POINTS, insert_products, open_cube, versions_dir
+from offset_cube.cube.store import insert_products
+from offset_cube.cube.versions import open_cube, versions_dir
 from tests.conftest import ROOT
 from tests.cube_synth import SOUTH_AREA, make_products, south_grid
 

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from offset_cube.cube import store
+from offset_cube.cube import durability, store
 from offset_cube.cube.grid import grid_for_area
 from offset_cube.cube.lock import CubeLock, CubeLockedError
 from offset_cube.cube.lookup import existing_pair_ids
 from offset_cube.cube.product import read_product
-from offset_cube.cube.store import InsertReport, grid_for_cube, insert_products, open_cube, versions_dir
+from offset_cube.cube.store import InsertReport, grid_for_cube, insert_products
+from offset_cube.cube.versions import KEEP_PREVIOUS_VERSIONS, open_cube, versions_dir
 from offset_cube.errors import CubeError
 from tests.cube_synth import SOUTH_AREA, make_products, south_grid
 
@@ -165,7 +166,7 @@ def test_new_versions_link_unchanged_chunks_and_old_versions_are_pruned(
     for name in ("E", "F"):
         insert(cube, [products[name]])
     versions = sorted(p.name for p in versions_dir(cube).iterdir() if p.is_dir())
-    assert len(versions) == store.KEEP_PREVIOUS_VERSIONS + 1 and cube.resolve().name == versions[-1]
+    assert len(versions) == KEEP_PREVIOUS_VERSIONS + 1 and cube.resolve().name == versions[-1]
     records = sorted(p.name for p in versions_dir(cube).glob("*.integrity.json"))
     assert records == [f"{v}.integrity.json" for v in versions]  # pruned versions' records went with them
 
@@ -205,9 +206,9 @@ def test_without_syncfs_each_written_file_and_folder_is_fsynced(
     tmp_path: Path, products: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[Path] = []
-    real_fsync = store._fsync
-    monkeypatch.setattr(store, "_syncfs", lambda path: False)
-    monkeypatch.setattr(store, "_fsync", lambda path: synced.append(path) or real_fsync(path))
+    real_fsync = durability.fsync
+    monkeypatch.setattr(durability, "syncfs", lambda path: False)
+    monkeypatch.setattr(durability, "fsync", lambda path: synced.append(path) or real_fsync(path))
     cube = tmp_path / "cube.zarr"
     insert(cube, [products["A"], products["B"], products["C"]])  # time chunks [A B] [C]
     synced.clear()

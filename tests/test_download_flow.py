@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 import pytest
 
 import flows.pipeline as pipeline
-import tasks.download as download_tasks
+from offset_cube import progress
 from offset_cube.config import JobConfig, load_job
+from offset_cube.progress import terminal_progress
 from tests.fake_asf import FakeAsf, serve_fake_asf, small_safe_zip
 from tests.fake_orbits import FakeOrbitServer, serve_orbits
 from tests.test_flow import AREA, cube_double, product_double, use_engine_double
@@ -136,12 +137,12 @@ def test_progress_is_logged_every_ten_percent_and_kept_as_an_artifact(
     fake, orbits = servers
     export, products = publish_stack(fake, tmp_path, dates=2)
     monkeypatch.setenv("EARTHDATA_TOKEN", fake.token)
-    monkeypatch.setattr(download_tasks, "TerminalBars", _RecordingBars)
+    monkeypatch.setattr(progress, "TerminalBars", _RecordingBars)
     records: list[logging.LogRecord] = []
     handler = _ListHandler(records)
     logging.getLogger("prefect").addHandler(handler)
     try:
-        with download_tasks.terminal_progress(enabled=True):  # as `offset-cube run` does in a terminal
+        with terminal_progress(enabled=True):  # as `offset-cube run` does in a terminal
             state = run(make_job(tmp_path, export, orbits.url))
     finally:
         logging.getLogger("prefect").removeHandler(handler)

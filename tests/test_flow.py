@@ -206,5 +206,5 @@ def test_no_pairs_completes_with_a_clear_message(catalog_job: JobConfig) -> None
     state = pipeline.flow_for(single)(single, return_state=True)
     assert state.is_completed()
     summary = state.result()
-    assert "only 1 acquisition(s) found" in summary.message
+    assert "only one acquisition found" in summary.message
     assert Counter() == ENGINE_CALLS

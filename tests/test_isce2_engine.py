@@ -14,7 +14,7 @@ from offset_cube.config import JobConfig
 from offset_cube.errors import EngineError
 from offset_cube.isce2.engine import reference_geometry, run_isce2
 from offset_cube.isce2.render import read_render_record, render_pair_inputs
-from offset_cube.isce2.runner import TOPSAPP_STEPS, TopsAppError
+from offset_cube.isce2.topsapp import TOPSAPP_STEPS, TopsAppError
 from offset_cube.result import read_pair_result
 from offset_cube.stages import PairInputs
 from tests.isce2_support import bc_inputs, fake_topsapp_module, isce2_job

@@ -18,7 +18,7 @@ from uuid import UUID
 import pytest
 
 from offset_cube.isce2.render import render_pair_inputs
-from offset_cube.isce2.runner import PID_FILE
+from offset_cube.isce2.topsapp import PID_FILE
 from tasks.engine import kill_engine_processes
 from tests.conftest import ROOT
 from tests.isce2_flow_doubles import DOUBLES, FLOW_RUN_FILE
@@ -110,7 +110,7 @@ def test_a_pair_that_gets_the_engine_slot_while_the_run_is_cancelling_starts_no_
     import threading
 
     import tasks.engine as engine_tasks
-    from offset_cube.isce2.runner import TopsAppStopped
+    from offset_cube.isce2.topsapp import TopsAppStopped
 
     job = isce2_job(tmp_path)
     inputs = bc_inputs(job)
@@ -172,7 +172,7 @@ def test_cancellation_hook_kills_recorded_groups_from_another_process(
     env = {**os.environ, "FAKE_TOPSAPP_MODE": "hang"}
     script = (
         "import sys; from pathlib import Path; from offset_cube.config import Isce2Config;"
-        "from offset_cube.isce2.discovery import discover_isce; from offset_cube.isce2.runner import run_topsapp;"
+        "from offset_cube.isce2.discovery import discover_isce; from offset_cube.isce2.supervise import run_topsapp;"
         "i = discover_isce(Isce2Config(python=sys.argv[1], isce_home=sys.argv[2]));"
         "run_topsapp(i, Path(sys.argv[3]), deadline_s=300, omp_num_threads=1)"
     )

@@ -19,18 +19,10 @@ from lxml import etree
 from offset_cube.config import JobConfig
 from offset_cube.isce2.discovery import discover_isce
 from offset_cube.isce2.engine import required_outputs
+from offset_cube.isce2.judge import judge_run
 from offset_cube.isce2.render import read_render_record, render_pair_inputs
-from offset_cube.isce2.runner import (
-    PID_FILE,
-    TOPSAPP_STEPS,
-    RunRecord,
-    TopsAppError,
-    TopsAppTimeout,
-    judge_run,
-    kill_recorded_run,
-    kill_recorded_runs,
-    run_topsapp,
-)
+from offset_cube.isce2.supervise import kill_recorded_run, kill_recorded_runs, run_topsapp
+from offset_cube.isce2.topsapp import PID_FILE, TOPSAPP_STEPS, RunRecord, TopsAppError, TopsAppTimeout
 from tests.conftest import DATA
 from tests.isce2_support import alive, bc_inputs, isce2_job, kill_stand_in
 
@@ -147,7 +139,7 @@ def test_sigkill_of_the_supervisor_leaves_no_topsapp_process(tmp_path: Path, mon
     monkeypatch.setenv("FAKE_TOPSAPP_MODE", "hang")
     script = (
         "import sys; from pathlib import Path; from offset_cube.config import Isce2Config;"
-        "from offset_cube.isce2.discovery import discover_isce; from offset_cube.isce2.runner import run_topsapp;"
+        "from offset_cube.isce2.discovery import discover_isce; from offset_cube.isce2.supervise import run_topsapp;"
         "i = discover_isce(Isce2Config(python=sys.argv[1], isce_home=sys.argv[2]));"
         "run_topsapp(i, Path(sys.argv[3]), deadline_s=300, omp_num_threads=1)"
     )

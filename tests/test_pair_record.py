@@ -16,7 +16,8 @@ from offset_cube.config import ProductConfig
 from offset_cube.conventions import Convention, PairRecord
 from offset_cube.cube.export import describe_cube, export_geotiff, export_netcdf
 from offset_cube.cube.product import make_pair_product, read_product
-from offset_cube.cube.store import insert_products, open_cube
+from offset_cube.cube.store import insert_products
+from offset_cube.cube.versions import open_cube
 from tests.cube_synth import SOUTH_AREA, acquisition, south_grid, synthetic_result
 
 

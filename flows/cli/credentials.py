@@ -24,7 +24,7 @@ SecretOpt = Annotated[
 def check(secret: SecretOpt = None) -> None:
     """Say which Earthdata credentials a run would use (Secret block, environment or .netrc), without showing them."""
     from offset_cube.credentials import resolve_earthdata_credentials
-    from tasks.download import secret_value
+    from tasks._common.secrets import secret_value
 
     value = secret_value(secret) if secret else None
     note = f"the Prefect Secret block {secret!r} was not found" if secret and value is None else ""

@@ -77,7 +77,8 @@ def _check_integrity(cube: Path, pair_ids: list[str], full: bool) -> None:
     """``--verify``: the full check, its verdict, exit 1 when damaged. Otherwise the cheap check (missing or
     resized files), so a damaged cube never looks healthy: a warning before the description or export."""
     from offset_cube.cube.integrity import damage, verify
-    from offset_cube.cube.store import cube_chunks, current_version, open_cube
+    from offset_cube.cube.schema import cube_chunks
+    from offset_cube.cube.versions import current_version, open_cube
 
     version = current_version(cube)
     if version is None:

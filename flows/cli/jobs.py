@@ -82,26 +82,14 @@ def plan(
     """Show the pairs a run would process (nothing is downloaded or written)."""
     job = build_job(config, area, start, end, search, engine, out)
     the_plan = make_plan(job)
-    for message in the_plan.warnings:
+    for message in the_plan.notices():
         warn(message)
-    for skipped in the_plan.skipped:
-        warn(f"skipping {skipped.pair.label}: {skipped.reason}")
     if as_json:
         typer.echo(json.dumps([p.summary() for p in the_plan.pairs], indent=2))
     else:
         _print_plan_table(the_plan)
     if not the_plan.pairs:
-        typer.echo(_no_pairs_message(the_plan), err=True)
-
-
-def _no_pairs_message(the_plan: Plan) -> str:
-    if not the_plan.acquisitions:
-        return "no acquisitions found for this area and date range: no pairs"
-    if len(the_plan.acquisitions) == 1:
-        return "only one acquisition found: a pair needs two dates of one track, so there are no pairs"
-    if the_plan.already_done:
-        return f"all {len(the_plan.already_done)} pair(s) are already in the cube"
-    return "no pairs: each track has a single acquisition or every pair was skipped"
+        typer.echo(the_plan.no_pairs_reason(), err=True)
 
 
 def _print_plan_table(the_plan: Plan) -> None:
@@ -160,7 +148,7 @@ def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
     from flows.runtime import start_local_server
-    from tasks.download import terminal_progress
+    from offset_cube.progress import terminal_progress
 
     start_local_server()  # under a lock, with a reaper: a SIGKILLed run leaves no server behind
 

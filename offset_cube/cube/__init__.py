@@ -7,7 +7,11 @@ Modules and the functions other stages call:
   m/yr on a CRS's axes), ``velocity_from_result(result_ds, crs)``, ``ground_displacement(...)`` (E, N metres).
 - :mod:`.product` — ``make_pair_product(result_path, grid, ProductConfig, out) -> Path``, ``product_path(...)``.
 - :mod:`.store` — ``insert_products(cube_path, products, grid=, area_wkt=, job_config=, replace=,
-  lock_timeout_s=) -> InsertReport``, ``grid_for_cube(cube_path, grid, area_wkt) -> CubeGrid``, ``open_cube``.
+  lock_timeout_s=) -> InsertReport`` (merge products into the next version), ``grid_for_cube(cube_path, grid,
+  area_wkt) -> CubeGrid``, ``job_grid(job)``.
+- :mod:`.schema` — what a version holds: ``Layer``, sorted unique ``mid_date``, variables, attributes, chunks.
+- :mod:`.versions` — ``open_cube``, ``current_version``: immutable versions behind one link, swapped atomically.
+- :mod:`.durability` — versions flushed to disk before they are published; crash-test fault injection.
 - :mod:`.layers` — the cube's 1-D layer variables generated from :class:`offset_cube.conventions.PairRecord`.
 - :mod:`.quicklook` — ``pair_quicklook(product, png)``, ``cube_summary(cube, png)``.
 - :mod:`.export` — ``describe_cube(cube) -> CubeInfo`` (with ``.table()`` for ``inspect``),

@@ -18,7 +18,8 @@ from offset_cube.cube.grid import CubeGrid
 from offset_cube.cube.layers import layer_records
 from offset_cube.cube.lookup import PAIR_ID_VARIABLE
 from offset_cube.cube.product import VARIABLES
-from offset_cube.cube.store import cube_chunks, current_version, open_cube
+from offset_cube.cube.schema import cube_chunks
+from offset_cube.cube.versions import current_version, open_cube
 from offset_cube.cube.zarrio import TIME_ENCODING
 from offset_cube.errors import CubeError
 

@@ -19,8 +19,9 @@ from matplotlib.patches import Patch
 
 from offset_cube.atomic import atomic_path
 from offset_cube.cube.product import Reason, read_product
+from offset_cube.cube.schema import cube_chunks
 from offset_cube.cube.stats import nan_median
-from offset_cube.cube.store import cube_chunks, open_cube
+from offset_cube.cube.versions import open_cube
 
 #: Arrows per image side in the quicklooks (sub-sampled so they stay readable).
 ARROWS_PER_SIDE = 16

@@ -14,6 +14,7 @@ from offset_cube.errors import EngineError, OrbitError, SafeError
 from offset_cube.geometry.acquisition import LookGeometry, date_look_geometry, open_date
 from offset_cube.isce2.dem import dem_heights
 from offset_cube.isce2.discovery import IsceInstallation, discover_isce
+from offset_cube.isce2.judge import judge_run
 from offset_cube.isce2.reader import (
     FILTERED,
     GEO,
@@ -25,20 +26,15 @@ from offset_cube.isce2.reader import (
     offset_files,
 )
 from offset_cube.isce2.render import RenderedPair, job_dems, read_render_record
-from offset_cube.isce2.runner import (
-    LOG_FILE,
-    MERGED_DIR,
-    LineCallback,
-    StepCallback,
-    TopsAppError,
+from offset_cube.isce2.supervise import run_topsapp
+from offset_cube.isce2.topsapp import LOG_FILE, MERGED_DIR, LineCallback, StepCallback, TopsAppError
+from offset_cube.isce2.workdir import (
     clean_workdir,
     forget_progress,
     inputs_fingerprint,
-    judge_run,
     plan_resume,
     read_state,
     remember_notable,
-    run_topsapp,
 )
 from offset_cube.result import RESULT_NAME, pair_result_attrs, worse_orbit_type, write_pair_result
 from offset_cube.stages import PairInputs
@@ -59,9 +55,9 @@ def run_isce2(
     """Dense offsets for one pair with topsApp.py; return the path of the pair's ``offsets.zarr``.
 
     ``on_line`` receives every output line, ``on_step(index, name)`` every step start (index into
-    :data:`~offset_cube.isce2.runner.TOPSAPP_STEPS`); ``should_stop()`` returning True stops topsApp (the run is
+    :data:`~offset_cube.isce2.topsapp.TOPSAPP_STEPS`); ``should_stop()`` returning True stops topsApp (the run is
     being cancelled). Raises :class:`~offset_cube.errors.EngineError` (or its
-    :class:`~offset_cube.isce2.runner.TopsAppTimeout`) with the log lines that explain a failure.
+    :class:`~offset_cube.isce2.topsapp.TopsAppTimeout`) with the log lines that explain a failure.
     """
     pair_dir = inputs.pair_dir
     rendered = read_render_record(pair_dir)

@@ -1,6 +1,6 @@
 """Read topsApp's dense offsets (``merged/*.bil[.geo]``) and build the common per-pair result.
 
-Formats (reference §2.1, verified on ISCE's own rasters in ../shared/data/isce/): float32 little-endian;
+Formats (ISCE2 ``runDenseOffsets.py``, verified on ISCE's own rasters in the test data): float32 little-endian;
 ``dense_offsets.bil`` is 2-band BIL with **band 1 = azimuth (down), band 2 = range (across)**, in pixels,
 secondary − reference; the GPU path writes ``dense_offsets.bip`` (BIP, same band order). SNR is one band;
 covariance is 3 bands, CPU order (range variance, azimuth variance, cross) and GPU order (azimuth variance,

@@ -27,7 +27,7 @@ from offset_cube.config import JobConfig
 from offset_cube.errors import EngineError, SafeError
 from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, prepare_dem
 from offset_cube.isce2.reader import COVARIANCE, FILTERED, OFFSETS, OFFSETS_GPU, SNR
-from offset_cube.isce2.runner import MERGED_DIR
+from offset_cube.isce2.topsapp import MERGED_DIR
 from offset_cube.isce2.xml import (
     CATALOG_OUTPUT,
     REFERENCE_XML,

@@ -1,7 +1,7 @@
 """Sentinel-1 IW SLC annotation XML (one swath × polarisation) → typed records.
 
-Element paths and meanings follow the Product Specification's XSD (S1-RS-MDA-52-7441) as summarised in
-``../shared/reference/s1-tops-geometry.md`` §1.2. Times are kept as timezone-aware UTC datetimes (µs, as written)
+Element paths and meanings follow the Sentinel-1 Product Specification's XSD (S1-RS-MDA-52-7441; the schemas
+bundled with bopen/xarray-sentinel). Times are kept as timezone-aware UTC datetimes (µs, as written)
 for single instants and as float64 seconds since an explicit epoch for arrays, never float32 (§6, "Time
 precision"). Older IPF (2.x) products write the azimuth FM rate as separate ``c0``/``c1``/``c2`` elements; newer
 ones as ``azimuthFmRatePolynomial``; both are read.

@@ -4,7 +4,8 @@ Shapes: ``B`` windows per batch, chips ``(B, lines, samples)``, correlation surf
 ``(0, 0)`` puts the reference chip at the top-left corner of its search chip. Every function takes the
 :class:`~offset_cube.tracking.backend.Backend` first and uses only what numpy and CuPy share.
 
-Algorithms and constants follow ``../shared/reference/offset-tracking.md`` (ampcor and PyCuAmpcor, §1.1-1.2, §5).
+Algorithms and constants follow ISCE2's ampcor (``components/mroipac/ampcor/src/ampcor.F``) and PyCuAmpcor
+(``contrib/PyCuAmpcor/src``).
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def constant_shift_pair(
 def glacier_field(shape: tuple[int, int]) -> Field:
     """A smooth offset field d(q) (azimuth, range) in px over an image of ``shape``, scaled with its size.
 
-    The ISCE fixture's field (``../shared/data/isce/README.md``): range 1.5 + 2 sin(...) in -0.5..3.5 px,
+    The field of the ISCE test rasters (the test data's ``isce/README.md``): range 1.5 + 2 sin(...) in -0.5..3.5 px,
     azimuth -0.7 + 1.5 cos(...) in -2.2..0.8 px.
     """
     height, width = shape
@@ -79,7 +79,7 @@ def warp(image: np.ndarray, field: Field, rows_per_chunk: int = 256) -> np.ndarr
     """``image(q - d(q))`` for a periodic band-limited image and a smooth field d in secondary coordinates.
 
     Interpolation: x2 FFT zero-padding (exact for band-limited data), then a quintic spline on that grid; the
-    error is about -78 dB for a band of 0.8 of Nyquist (``../shared/data/isce/README.md``).
+    error is about -78 dB for a band of 0.8 of Nyquist (measured on the test data's ISCE rasters).
     """
     lines, samples = image.shape
     up = _upsample2(image)

@@ -7,7 +7,7 @@ Conventions
 * A window of height ``h`` whose first line is ``top`` has its centre at ``top + (h - 1) / 2`` (0-based pixel
   centres), so even windows have half-integer centres: a 64x16 window over lines 118-133 and samples 192-255 is
   centred at (125.5, 223.5). That is the chip ISCE2's ampcor correlates for the window it *reports* at
-  (127, 224) (``../shared/data/isce/README.md``).
+  (127, 224) (ISCE2 ``contrib/PyCuAmpcor``; checked on ISCE's own dense-offset rasters in the test data).
 * Offsets are **secondary - reference** in pixels (ISCE's sign): a feature at reference pixel p lies at
   p + (azimuth_offset, range_offset) in the secondary. They are total offsets: the gross offset is included.
 
@@ -22,7 +22,7 @@ Input contract
   burst) and wraps at the line rate, so **the caller deramps each burst** (multiplies by the conjugate of its
   TOPS azimuth phase ramp) **before calling**, and tracks burst by burst (``lines``/``samples``/gross offsets
   per burst). Amplitude mode oversamples the complex chips in both directions and would otherwise alias in
-  azimuth (``../shared/reference/offset-tracking.md`` §0, §5.1); complex mode needs the deramp for coherence.
+  azimuth (ESA COPE-GSEG-EOPG-TN-14-0025, the TOPS SLC deramping note); complex mode needs the deramp for coherence.
   Range spectra of SLCs are at baseband already.
 
 Outputs

@@ -5,7 +5,7 @@
   killed at once, with ``PR_SET_PDEATHSIG`` so it dies with the thread that started it, a reaper process
   (:mod:`offset_cube.reaper`) that kills the rest of the group if the supervisor is killed, its pid in
   ``topsApp.pid`` so that a Prefect cancellation/crash hook in another process can kill the group: Prefect's own
-  timeout and cancel do not stop child processes (../shared/reference/prefect3.md §4).
+  timeout and cancel do not stop child processes (checked with Prefect 3.9).
 * A deadline kills the whole group (TERM, then KILL after a grace period).
 * Output streams line by line to ``topsApp.log`` and to callbacks (step changes come from ISCE's own
   ``Running step <name>`` lines, ``iscesys/Component/Application.py``).
@@ -18,144 +18,49 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import hashlib
 import json
 import logging
 import os
 import queue
-import re
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from offset_cube.atomic import write_text_atomic
-from offset_cube.errors import EngineError
 from offset_cube.isce2.discovery import IsceInstallation
-from offset_cube.isce2.xml import REFERENCE_XML, SECONDARY_XML, TOPSAPP_XML
+from offset_cube.isce2.judge import failure_message
+from offset_cube.isce2.topsapp import (
+    FINAL_STEP,
+    LOG_FILE,
+    MAX_NOTABLE,
+    PID_FILE,
+    TOPSAPP_STEPS,
+    LineCallback,
+    RunEnding,
+    RunRecord,
+    StepCallback,
+    TopsAppError,
+    TopsAppStopped,
+    TopsAppTimeout,
+    is_notable,
+    now_utc,
+    step_of,
+)
+from offset_cube.isce2.xml import TOPSAPP_XML
 from offset_cube.reaper import parent_death_signal, start_reaper, stop_reaper
 
 log = logging.getLogger(__name__)
 
-#: topsApp's steps in order (``applications/topsApp.py::_steps``, reference §1).
-TOPSAPP_STEPS = (
-    "startup",
-    "preprocess",
-    "computeBaselines",
-    "verifyDEM",
-    "topo",
-    "subsetoverlaps",
-    "coarseoffsets",
-    "coarseresamp",
-    "overlapifg",
-    "prepesd",
-    "esd",
-    "rangecoreg",
-    "fineoffsets",
-    "fineresamp",
-    "ion",
-    "burstifg",
-    "mergebursts",
-    "filter",
-    "unwrap",
-    "unwrap2stage",
-    "geocode",
-    "denseoffsets",
-    "filteroffsets",
-    "geocodeoffsets",
-)
-FINAL_STEP = "geocodeoffsets"
-PID_FILE = "topsApp.pid"
-LOG_FILE = "topsApp.log"
-STATE_FILE = "topsApp.state.json"
-PICKLE_DIR = "PICKLE"
-MERGED_DIR = "merged"
-#: What topsApp creates in its working folder (reference §1 table, §4 logs); removed for a clean start.
-WORK_ENTRIES = (
-    "PICKLE",
-    "merged",
-    "reference",
-    "secondary",
-    "geom_reference",
-    "coarse_offsets",
-    "coarse_coreg",
-    "coarse_interferogram",
-    "fine_offsets",
-    "fine_coreg",
-    "fine_interferogram",
-    "ESD",
-    "ion",
-    "isce.log",
-    "topsinsar.log",
-    "denseampcor.log",
-    "topsProc.xml",
-)
-_STEP_RE = re.compile(r"^Running step (\w+)")
-_SWATH_RE = re.compile(r"Could not extract swath (\d)")
-#: Messages of failures topsApp prints and then carries on from, or exits 0 after (reference §4, §5).
-SILENT_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
-    (_SWATH_RE, "a swath could not be extracted (wrong polarisation, missing orbit, bad SAFE path or ROI)"),
-    (re.compile(r"No suitable orbit file found"), "no orbit file matched the acquisition"),
-    (re.compile(r"Something went wrong in determining bboxes"), "no burst geometry (usually a swath not extracted)"),
-    (re.compile(r"There is no imagery to extract"), "no burst overlaps the region of interest"),
-    (re.compile(r"is not one of the named steps"), "an unknown step name was passed"),
-    (re.compile(r"^Cannot open .*PICKLE"), "a saved step (PICKLE) could not be loaded"),
-    (re.compile(r"The attribute corresponding to the key .* is not present"), "an unknown property in the XML"),
-)
-_NOTABLE_RE = re.compile(r"error|warning|exception|traceback|could not|cannot|failed", re.IGNORECASE)
 _POLL_S = 0.2
 _TAIL_LINES = 40
-_MAX_NOTABLE = 200
-
-LineCallback = Callable[[str], None]
-StepCallback = Callable[[int, str], None]
-
-
-class TopsAppError(EngineError):
-    """topsApp.py did not produce usable dense offsets."""
-
-
-class TopsAppTimeout(TopsAppError, TimeoutError):
-    """topsApp.py ran past its deadline; its process group was killed."""
-
-
-class TopsAppStopped(TopsAppError):
-    """topsApp.py was stopped on request (the run is being cancelled); its process group was killed."""
-
-
-@dataclass
-class RunRecord:
-    """What one topsApp invocation did."""
-
-    returncode: int
-    start_step: str
-    log_path: Path
-    steps: list[str] = field(default_factory=list)
-    tail: list[str] = field(default_factory=list)
-    notable: list[str] = field(default_factory=list)
-
-
-def is_notable(line: str) -> bool:
-    """Lines worth showing at INFO level: step changes, warnings, errors, known failure messages."""
-    return bool(_STEP_RE.match(line) or _NOTABLE_RE.search(line) or any(p.search(line) for p, _ in SILENT_FAILURES))
-
-
-def step_of(line: str) -> str | None:
-    """The step a ``Running step <name>`` line announces."""
-    match = _STEP_RE.match(line)
-    return match.group(1) if match and match.group(1) in TOPSAPP_STEPS else None
-
-
-# --------------------------------------------------------------------------------------------- running
 
 
 def run_topsapp(
@@ -185,7 +90,7 @@ def run_topsapp(
     command = install.command(str(pair_dir / TOPSAPP_XML), start_step, end_step)
     record = RunRecord(returncode=-1, start_step=start_step, log_path=pair_dir / LOG_FILE)
     with record.log_path.open("a", encoding="utf-8") as log_file:
-        log_file.write(f"==== {_now()} offset-cube runs: {shlex.join(command)}  (cwd {pair_dir})\n")
+        log_file.write(f"==== {now_utc()} offset-cube runs: {shlex.join(command)}  (cwd {pair_dir})\n")
         log_file.flush()
         proc = subprocess.Popen(
             command,
@@ -197,19 +102,19 @@ def run_topsapp(
             start_new_session=True,  # own session and process group: pgid == pid
             preexec_fn=parent_death_signal(),  # prctl only, resolved before the fork: takes no lock
         )
-        ending = "error"
+        ending = RunEnding.ERROR
         reaper = start_reaper(proc.pid, group=True, grace_s=grace_s)
         try:
             write_pid_file(pair_dir, proc.pid, command)
             ending = _supervise(proc, record, log_file, deadline_s, grace_s, on_line, on_step, should_stop)
         finally:
             # Whatever happened (deadline, stop, callback error, KeyboardInterrupt), nothing of this run survives.
-            terminate_group(proc.pid, 0.0 if ending == "exited" else grace_s, leader=proc)
+            terminate_group(proc.pid, 0.0 if ending is RunEnding.EXITED else grace_s, leader=proc)
             stop_reaper(reaper)
             (pair_dir / PID_FILE).unlink(missing_ok=True)
-            log_file.write(f"==== {_now()} topsApp.py {ending}, exit status {proc.returncode}\n")
+            log_file.write(f"==== {now_utc()} topsApp.py {ending}, exit status {proc.returncode}\n")
     record.returncode = proc.returncode if proc.returncode is not None else -1
-    if ending == "deadline":
+    if ending is RunEnding.DEADLINE:
         raise TopsAppTimeout(
             failure_message(
                 f"topsApp.py ran past its deadline of {deadline_s / 3600:.3g} h and its process group was killed",
@@ -217,7 +122,7 @@ def run_topsapp(
                 record.tail[-8:],
             )
         )
-    if ending == "stopped":
+    if ending is RunEnding.STOPPED:
         raise TopsAppStopped(failure_message("topsApp.py was stopped because the run is being cancelled", record, []))
     return record
 
@@ -231,9 +136,9 @@ def _supervise(
     on_line: LineCallback | None,
     on_step: StepCallback | None,
     should_stop: Callable[[], bool] | None,
-) -> str:
-    """Stream lines until the leader exits ('exited'), the deadline passes ('deadline') or ``should_stop()``
-    ('stopped'). Callbacks run in this thread."""
+) -> RunEnding:
+    """Stream lines until the leader exits, the deadline passes or ``should_stop()``; say which. Callbacks run
+    in this thread."""
     lines: queue.Queue[bytes | None] = queue.Queue()
     stdout = proc.stdout
     if stdout is None:
@@ -252,17 +157,17 @@ def _supervise(
             record.steps.append(step)
             if on_step is not None:
                 on_step(TOPSAPP_STEPS.index(step), step)
-        if is_notable(line) and len(record.notable) < _MAX_NOTABLE:
+        if is_notable(line) and len(record.notable) < MAX_NOTABLE:
             record.notable.append(line)
         if on_line is not None:
             on_line(line)
 
     deadline = time.monotonic() + deadline_s
-    ending, eof = "exited", False
+    ending, eof = RunEnding.EXITED, False
     while not _leader_exited(proc.pid):
         remaining = deadline - time.monotonic()
         if remaining <= 0 or (should_stop is not None and should_stop()):
-            ending = "deadline" if remaining <= 0 else "stopped"
+            ending = RunEnding.DEADLINE if remaining <= 0 else RunEnding.STOPPED
             break
         if eof:
             time.sleep(min(_POLL_S, remaining))
@@ -275,7 +180,7 @@ def _supervise(
             eof = True
         else:
             handle(item)
-    if ending == "exited":
+    if ending is RunEnding.EXITED:
         # The leader is a zombie, so its group id is still reserved: kill stragglers, then reap.
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -332,7 +237,7 @@ def write_pid_file(pair_dir: Path, pid: int, command: Sequence[str]) -> Path:
         "pgid": pid,
         "start_ticks": stat[1] if stat else None,
         "host": socket.gethostname(),
-        "started": _now(),
+        "started": now_utc(),
         "command": shlex.join(command),
     }
     return write_text_atomic(pair_dir / PID_FILE, json.dumps(data, indent=2) + "\n")
@@ -439,162 +344,3 @@ def _proc_stat(pid: int) -> tuple[int, int, str, int] | None:
         return pid, int(rest[19]), rest[0], int(rest[2])
     except (IndexError, ValueError):
         return None
-
-
-# ------------------------------------------------------------------------------------- resume and state
-
-
-@dataclass(frozen=True)
-class ResumePlan:
-    """Where the next attempt starts: a step name, or None when every step already completed."""
-
-    start_step: str | None
-    reason: str
-
-
-def inputs_fingerprint(pair_dir: Path, install: IsceInstallation) -> str:
-    """Hash of what decides topsApp's results: the three XML files, the topsApp script and ISCE's version."""
-    digest = hashlib.sha256()
-    for name in (TOPSAPP_XML, REFERENCE_XML, SECONDARY_XML):
-        path = pair_dir / name
-        try:
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-        except OSError as err:
-            raise TopsAppError(f"{path} cannot be read ({err.strerror or err}); render the pair first") from err
-    digest.update(f"{install.topsapp}\0{install.version}".encode())
-    return digest.hexdigest()[:32]
-
-
-def plan_resume(pair_dir: Path, fingerprint: str) -> ResumePlan:
-    """Resume after the last completed step when the inputs are unchanged; otherwise clean the folder."""
-    state = read_state(pair_dir)
-    if state.get("fingerprint") == fingerprint:
-        last = last_completed_step(pair_dir)
-        if last == FINAL_STEP:
-            return ResumePlan(None, "every step completed in an earlier attempt with the same inputs")
-        if last is not None:
-            following = TOPSAPP_STEPS[TOPSAPP_STEPS.index(last) + 1]
-            return ResumePlan(following, f"inputs unchanged; resuming after step {last} (saved in {PICKLE_DIR}/)")
-    reason = "inputs changed since the last attempt" if state.get("fingerprint") else "first attempt"
-    clean_workdir(pair_dir)
-    write_state(pair_dir, {"fingerprint": fingerprint, "notable": []})
-    return ResumePlan(TOPSAPP_STEPS[0], f"{reason}; starting from a clean folder")
-
-
-def last_completed_step(pair_dir: Path) -> str | None:
-    """The last step of the contiguous chain whose ``PICKLE/<step>`` and ``PICKLE/<step>.xml`` are non-empty."""
-    pickle = pair_dir / PICKLE_DIR
-    done = None
-    for step in TOPSAPP_STEPS:
-        files = (pickle / step, pickle / f"{step}.xml")
-        if not all(f.is_file() and f.stat().st_size > 0 for f in files):
-            break
-        done = step
-    return done
-
-
-def clean_workdir(pair_dir: Path, keep_result: bool = False) -> None:
-    """Remove topsApp's working files (and our state and result) but keep the XML inputs and the log."""
-    names = [*WORK_ENTRIES, STATE_FILE] + ([] if keep_result else ["offsets.zarr"])
-    for name in names:
-        path = pair_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-
-
-def read_state(pair_dir: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((pair_dir / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def write_state(pair_dir: Path, state: dict[str, Any]) -> None:
-    write_text_atomic(pair_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
-
-
-def remember_notable(pair_dir: Path, record: RunRecord) -> list[str]:
-    """Add this attempt's notable lines to the state (a resumed attempt does not repeat earlier steps' messages)."""
-    state = read_state(pair_dir)
-    notable = [*state.get("notable", []), *record.notable][-_MAX_NOTABLE:]
-    state["notable"] = notable
-    write_state(pair_dir, state)
-    return notable
-
-
-def forget_progress(pair_dir: Path) -> None:
-    """Make the next attempt start from a clean folder (after a failure a resume would only repeat)."""
-    (pair_dir / STATE_FILE).unlink(missing_ok=True)
-
-
-# ---------------------------------------------------------------------------------------------- judging
-
-
-def judge_run(
-    pair_dir: Path,
-    record: RunRecord | None,
-    notable: Sequence[str],
-    *,
-    expected_swaths: Iterable[int],
-    listed_swaths: Iterable[int],
-    required: Sequence[Sequence[str]],
-) -> None:
-    """Raise :class:`TopsAppError` unless the outputs exist and no silent-failure message was printed.
-
-    ``required`` lists alternatives per output, e.g. ``[("merged/dense_offsets.bil", "merged/dense_offsets.bip")]``;
-    each needs one alternative present and non-empty together with its ``.xml``. A "Could not extract swath N"
-    is fatal when swath N was expected to cover the area; when the swaths were not known in advance (all three
-    listed), only when every listed swath failed.
-    """
-    problems: list[str] = []
-    quoted: list[str] = []
-    failed_swaths = {s for line in notable if (s := _swath_of(line)) is not None}
-    expected, listed = set(expected_swaths), set(listed_swaths)
-    fatal_swaths = (failed_swaths & expected) if expected else (failed_swaths if failed_swaths >= listed else set())
-    for pattern, meaning in SILENT_FAILURES:
-        hits = [line for line in notable if pattern.search(line)]
-        if pattern is _SWATH_RE:
-            hits = [line for line in hits if _swath_of(line) in fatal_swaths]
-        if hits:
-            problems.append(meaning)
-            quoted += hits[:3] + _following(notable, hits[0], "Generated error")
-    missing = [" or ".join(options) for options in required if not any(_output_ok(pair_dir / o) for o in options)]
-    if missing:
-        problems.append(f"expected output missing or empty: {', '.join(missing)}")
-    if record is not None and record.returncode != 0:
-        problems.insert(0, f"topsApp.py exited with status {record.returncode}")
-        quoted += record.tail[-8:]
-    if problems:
-        if not quoted and record is not None:
-            quoted = record.tail[-8:]
-        raise TopsAppError(failure_message("; ".join(problems), record, quoted, pair_dir / LOG_FILE))
-
-
-def _swath_of(line: str) -> int | None:
-    match = _SWATH_RE.search(line)
-    return int(match.group(1)) if match else None
-
-
-def _output_ok(path: Path) -> bool:
-    header = path.with_name(path.name + ".xml")
-    return path.is_file() and path.stat().st_size > 0 and header.is_file() and header.stat().st_size > 0
-
-
-def _following(lines: Sequence[str], anchor: str, prefix: str) -> list[str]:
-    index = list(lines).index(anchor)
-    return [line for line in lines[index + 1 : index + 3] if line.startswith(prefix)]
-
-
-def failure_message(reason: str, record: RunRecord | None, quoted: Sequence[str], log_path: Path | None = None) -> str:
-    """One message: what went wrong, where the full log is, and the log lines that show it."""
-    where = log_path or (record.log_path if record is not None else None)
-    unique = list(dict.fromkeys(line for line in quoted if line.strip()))
-    lines = "".join(f"\n    | {line[:300]}" for line in unique[:15])
-    return f"{reason}. Log: {where}" + (f"; relevant lines:{lines}" if lines else "")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
