@@ -1,4 +1,4 @@
-"""The offset-cube flow: search → plan → per pair (download, orbits, render, engine, product) → cube → report.
+"""The offset-cube flow: search → plan → DEM → per pair (download, orbits, render, engine, product) → cube → report.
 
 Wiring only: every stage is a task in :mod:`tasks`, and every task wraps a plain function of
 :mod:`offset_cube`. Pairs run concurrently; one failed pair never stops the others, and the run ends Failed
@@ -26,6 +26,7 @@ from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
 from tasks._common.limits import engine_limits, prepare_limits
 from tasks.cube import insert_into_cube, report_cube
+from tasks.dem import dem_task
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
 from tasks.inputs import gather_inputs
@@ -89,6 +90,7 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
         return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
 
     check_downloads(plan.scenes(), job)  # no credentials: one clear error before any download starts
+    dem_task(job)  # the terrain once, before any pair (later calls find it in the DEM cache)
     prepare_limits(job, engine_limits(job))
     chains = _submit_pairs(plan, job)
     releases = _submit_releases(plan, job, chains) if job.cleanup.delete_scenes else []

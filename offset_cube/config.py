@@ -268,7 +268,6 @@ class Isce2Config(StrictModel):
     python: AbsolutePath | None = Field(None, description="Python executable of the ISCE2 environment.")
     conda_prefix: AbsolutePath | None = Field(None, description="Conda environment prefix holding ISCE2.")
     isce_home: AbsolutePath | None = Field(None, description="ISCE_HOME (the installed `isce` package folder).")
-    dem: AbsolutePath | None = Field(None, description="DEM for topsApp (ISCE raster with .xml, or a GeoTIFF).")
     geocode_dem: AbsolutePath | None = Field(None, description="Coarser DEM defining the geocoded grid (optional).")
     omp_num_threads: int = Field(2, ge=1, le=256, description="OMP_NUM_THREADS for topsApp.")
     deadline_hours: float = Field(8.0, gt=0, le=168, description="Kill topsApp's process group after this.")
@@ -292,10 +291,76 @@ class BuiltinConfig(StrictModel):
     stable_quantile: float = Field(
         0.2, gt=0, le=1, description="Fraction of slowest windows treated as stable when no mask is given."
     )
-    height_m: float = Field(
-        0.0, ge=-500, le=9000, description="Constant ellipsoidal height for geometry when no DEM is given."
+
+
+#: Copernicus DEM GLO-30 on AWS's Registry of Open Data (https://registry.opendata.aws/copernicus-dem/).
+GLO30_URL = "https://copernicus-dem-30m.s3.amazonaws.com"
+#: EGM2008 geoid heights on a 1' grid, the grid dem-stitcher uses for GLO-30 (ARIA's public bucket).
+EGM2008_URL = "https://aria-geoid.s3.us-west-2.amazonaws.com/us_nga_egm2008_1_4326__agisoft.tif"
+_URL_OR_FOLDER = r"^(https?://[^\s/]+(/[^\s]*)?|file://\S+)$"
+
+
+def _dem_source(value: Any) -> Any:
+    """``dem: auto`` / ``dem: none`` / ``dem: PATH`` are shorthands of ``dem: {source: ...}``."""
+    if isinstance(value, str | Path):
+        return {"source": str(value)}
+    return value
+
+
+class DemConfig(StrictModel):
+    """Terrain heights for both engines' geometry (``dem: auto | none | PATH``, or this mapping)."""
+
+    source: str = Field(
+        "auto",
+        description=(
+            "'auto': Copernicus GLO-30 tiles for the area plus `margin_m`, mosaicked, converted from EGM2008 to "
+            "WGS84 ellipsoid heights and cached; 'none': the constant `height_m`; or a DEM file (GeoTIFF of "
+            "ellipsoidal heights in any CRS, or an ISCE raster with its .xml)."
+        ),
     )
-    dem: AbsolutePath | None = Field(None, description="Optional DEM (GeoTIFF, ellipsoidal heights) for geometry.")
+    height_m: float = Field(
+        0.0, ge=-500, le=9000, description="Constant ellipsoidal height (m) used everywhere with `source: none`."
+    )
+    margin_m: float = Field(
+        10_000.0,
+        ge=0,
+        le=200_000,
+        description="Margin (m) around the area's bounding box that the automatic DEM covers (radar footprint).",
+    )
+    tiles_url: str = Field(
+        GLO30_URL,
+        pattern=_URL_OR_FOLDER,
+        description="Where GLO-30 tiles are fetched from (http(s):// or file:// laid out as the public bucket).",
+    )
+    geoid_url: str = Field(
+        EGM2008_URL,
+        pattern=_URL_OR_FOLDER,
+        description="The EGM2008 geoid grid (GeoTIFF, http(s):// or file://) that converts GLO-30 to ellipsoid.",
+    )
+    cache: AbsolutePath | None = Field(None, description="Tiles and per-area mosaics (default: <storage.out>/dem).")
+    retries: int = Field(3, ge=0, le=20, description="Retries of a tile or geoid fetch that failed transiently.")
+    retry_delay_s: float = Field(5.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="Socket timeout of one HTTP connect or read.")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        text = value.strip()
+        if text.lower() in ("auto", "none"):
+            return text.lower()
+        path = Path(text).expanduser().absolute()
+        if path.suffix == ".xml":
+            path = path.with_suffix("")
+        if not (path.is_file() or path.with_name(path.name + ".xml").is_file()):
+            raise ValueError(
+                f"DEM {text!r} does not exist; give 'auto', 'none', a GeoTIFF or an ISCE raster (with its .xml)"
+            )
+        return str(path)
+
+    @property
+    def path(self) -> Path | None:
+        """The user's DEM file (None for 'auto' and 'none')."""
+        return None if self.source in ("auto", "none") else Path(self.source)
 
 
 class ProductConfig(StrictModel):
@@ -489,6 +554,7 @@ class JobConfig(StrictModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     isce2: Isce2Config = Field(default_factory=Isce2Config)
     builtin: BuiltinConfig = Field(default_factory=BuiltinConfig)
+    dem: Annotated[DemConfig, BeforeValidator(_dem_source)] = Field(default_factory=DemConfig)
     product: ProductConfig = Field(default_factory=ProductConfig)
     download: DownloadConfig = Field(default_factory=DownloadConfig)
     orbits: OrbitConfig = Field(default_factory=OrbitConfig)
@@ -545,6 +611,11 @@ class JobConfig(StrictModel):
     def end_date(self) -> dt.date:
         """The end date, `today` (UTC) when not given."""
         return self.end or utc_today()
+
+    @property
+    def dem_cache_dir(self) -> Path:
+        """Where automatic DEM tiles, geoid windows and per-area mosaics are kept."""
+        return self.dem.cache or self.storage.out / "dem"
 
 
 def engine_parameter_problems(engine: Engine, window: Size, search: Size | None) -> list[str]:

@@ -258,7 +258,13 @@ RESULT_VARIABLES: dict[str, str] = {
     "range_spacing": "m",
 }
 #: Optional 2-D variables of a pair result.
-OPTIONAL_RESULT_VARIABLES: dict[str, str] = {"cov_az": "pixel2", "cov_rg": "pixel2", "cov_azrg": "pixel2"}
+OPTIONAL_RESULT_VARIABLES: dict[str, str] = {
+    "cov_az": "pixel2",
+    "cov_rg": "pixel2",
+    "cov_azrg": "pixel2",
+    "slope_east": "1",  # terrain gradient from the DEM: the velocity conversion is then surface-parallel
+    "slope_north": "1",
+}
 
 #: Float map variables of a product and the cube (CF-1.8; ITS_LIVE names for the velocities).
 MAP_VARIABLES: dict[str, Convention] = {

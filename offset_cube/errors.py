@@ -69,6 +69,10 @@ class TransientOrbitError(OrbitError):
     transient = True
 
 
+class DemError(OffsetCubeError, RuntimeError):
+    """A DEM could not be fetched, built or read."""
+
+
 class EngineError(OffsetCubeError, RuntimeError):
     """An offset engine (built-in or ISCE2) failed for a pair."""
 

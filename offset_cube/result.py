@@ -22,6 +22,8 @@ azimuth_spacing       m      ground distance of one azimuth line at the target
 range_spacing         m      slant-range pixel spacing
 cov_az, cov_rg,       pixel² offset (co)variances (optional)
 cov_azrg
+slope_east,           1      terrain gradient ∂h/∂E, ∂h/∂N from the DEM (optional); when present the velocity
+slope_north                  conversion takes the motion as surface-parallel (:mod:`offset_cube.cube.velocity`)
 ===================== ====== ==============================================================================
 
 Attributes: the fields of :class:`offset_cube.conventions.PairRecord` (``pair_id``, ``track``, ``direction``,

@@ -67,8 +67,8 @@ def isce2_job(tmp_path: Path, dem: Path | None = None, **sections: Any) -> JobCo
         "isce2": {
             "python": sys.executable,
             "isce_home": str(FAKE_ISCE_HOME),
-            "dem": str(dem or write_isce_dem(tmp_path / "dem" / "bc.dem")),
         },
+        "dem": str(dem or write_isce_dem(tmp_path / "dem" / "bc.dem")),
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -33,8 +33,11 @@ TRACKING = {"window": [64, 32], "skip": [64, 32], "mode": "complex"}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> SimulatedStack:
-    """Three dates (12 and 24 days apart) over a 4 km area of the Pamir template, glacier flowing inside."""
-    config = SimulationConfig(template=DEMO_TEMPLATE, dates=3, area_m=(4000.0, 4000.0), margin_m=800.0, seed=5)
+    """Three dates (12 and 24 days apart) over a 4 km area of the Pamir template, glacier flowing inside, on flat
+    ground (the relief stack is tested in test_relief.py)."""
+    config = SimulationConfig(
+        template=DEMO_TEMPLATE, dates=3, area_m=(4000.0, 4000.0), margin_m=800.0, seed=5, relief="flat"
+    )
     return simulate_stack(config, tmp_path_factory.mktemp("stack"))
 
 
@@ -45,7 +48,7 @@ def make_job(stack: SimulatedStack, out: Path, **overrides: object) -> JobConfig
         "end": "2022-12-31",
         "search": f"local:{stack.scene_dir}",
         "tracking": TRACKING,
-        "builtin": {"height_m": stack.height_m},
+        "dem": {"source": "none", "height_m": stack.height_m},
         "storage": {"out": str(out)},
     }
     raw.update(overrides)
@@ -103,7 +106,7 @@ def test_annotation_orbit_fallback_predicts_the_same(stack: SimulatedStack, tmp_
 def test_still_ground_tracks_to_zero_and_ice_moves(stack: SimulatedStack, tmp_path: Path) -> None:
     """With no bias removal, stable ground comes out at zero motion (deramp, deburst and prediction all
     consistent with the pixels), and the glacier (flowing south-west) moves towards the sensor and backwards."""
-    job = make_job(stack, tmp_path, builtin={"height_m": stack.height_m, "bias_removal": "none"})
+    job = make_job(stack, tmp_path, builtin={"bias_removal": "none"})
     ds = pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
     az, rg = ds.azimuth_offset.values, ds.range_offset.values
     vx, vy = stack.true_velocity(ds.longitude.values, ds.latitude.values)
@@ -144,7 +147,7 @@ def test_dem_heights_equal_a_constant_height(stack: SimulatedStack, tmp_path: Pa
     profile = {"driver": "GTiff", "dtype": "float32", "width": 60, "height": 60, "count": 1, "crs": "EPSG:4326"}
     with rasterio.open(dem, "w", transform=Affine(0.01, 0.0, 74.7, 0.0, -0.01, 38.6), **profile) as out:
         out.write(np.full((1, 60, 60), stack.height_m, dtype=np.float32))
-    job = make_job(stack, tmp_path, builtin={"height_m": 0.0, "dem": str(dem)})
+    job = make_job(stack, tmp_path, dem=str(dem))
     ds = pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
     lines, samples = np.meshgrid(ds.line.values, ds.sample.values, indexing="ij")
     true_az, true_rg = stack.true_offsets(0, 1, lines, samples)

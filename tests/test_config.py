@@ -36,6 +36,7 @@ def test_template_example_loads_with_documented_defaults() -> None:
     assert template.tracking == defaults.tracking
     assert template.grid == defaults.grid
     assert template.product == defaults.product
+    assert template.dem == defaults.dem
     assert template.storage.cube_path == Path("offset-cube-output/cube.zarr").absolute()
 
 

@@ -74,6 +74,7 @@ def make_job(tmp_path: Path, export: Path, orbit_url: str, **overrides: Any) -> 
         "end": "2020-03-01",
         "search": f"file:{export}",
         "storage": {"out": str(tmp_path / "out")},
+        "dem": "none",
         "download": {"edl_host": "localhost", "retries": 2, "retry_delay_s": 0},
         "orbits": {"allow_annotation": True, "asf_bucket_url": orbit_url},
         "concurrency": {"downloads": 3},

@@ -88,6 +88,7 @@ def catalog_job(tmp_path: Path) -> JobConfig:
             "end": "2020-03-01",
             "search": f"local:{catalog}",
             "storage": {"out": str(tmp_path / "out")},
+            "dem": "none",  # the engine is a double; no terrain to fetch
         },
     )
 

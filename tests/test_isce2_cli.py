@@ -120,10 +120,11 @@ def test_bad_dem_fails_before_any_download(tmp_path: Path, dem: str, message: st
     assert not (tmp_path / "out" / "scenes").exists()
 
 
-def test_polar_job_without_dem_fails_before_searching() -> None:
-    result = runner.invoke(app, ["run", "-c", str(ROOT / "examples" / "shirase.yaml"), "--dry-run"])
+def test_polar_job_with_dem_none_fails_before_searching() -> None:
+    """topsApp's own SRTM download (dem: none) cannot serve 70°S; `dem: auto` is the way (test_dem_jobs.py)."""
+    result = runner.invoke(app, ["run", "-c", str(ROOT / "examples" / "shirase.yaml"), "--dry-run", "--dem", "none"])
     assert result.exit_code == 2
-    assert "no DEM given" in result.output and "SRTM" in result.output
+    assert "dem: none and the area reaches latitude -70.55" in result.output and "SRTM" in result.output
 
 
 def test_dry_run_needs_the_isce2_engine(tmp_path: Path) -> None:

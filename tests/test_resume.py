@@ -60,7 +60,7 @@ pipeline.fetch_orbit = orbit_double
 pipeline.make_product = product_double
 pipeline.insert_into_cube = cube_double
 job = load_job(None, {"name": "resume", "area": sys.argv[4], "start": "2019-12-01", "end": "2020-03-01",
-                      "search": "local:" + catalog, "storage": {"out": str(out)},
+                      "search": "local:" + catalog, "storage": {"out": str(out)}, "dem": "none",
                       "concurrency": {"pairs": 1, "downloads": 1}})
 state = pipeline.flow_for(job)(job, return_state=True)
 print("FINAL", state.type.value, state.message)

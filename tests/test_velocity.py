@@ -178,3 +178,27 @@ def test_bad_inputs_are_refused_with_the_value() -> None:
             dt_days=0,
             crs="EPSG:32631",
         )
+
+
+@pytest.mark.parametrize("heading", [ASCENDING_H, DESCENDING_H])
+def test_surface_parallel_motion_on_a_slope_is_recovered_with_the_slope_and_biased_without(heading: float) -> None:
+    """Ice moving 10 m east and 4 m south on ground rising 20 % eastward and falling 5 % northward also sinks or
+    rises (d_z = s · d); the radar sees d_los = d_gr sin θ − d_z cos θ. With the slope the conversion returns the
+    horizontal motion; taken as horizontal it does not."""
+    east, north, s_e, s_n = 10.0, -4.0, 0.20, -0.05
+    d_z = s_e * east + s_n * north
+    h, inc = math.radians(heading), math.radians(INCIDENCE)
+    d_az = east * math.sin(h) + north * math.cos(h)  # along the flight direction
+    d_gr = east * math.cos(h) - north * math.sin(h)  # along ground range, away from the sensor
+    d_los = d_gr * math.sin(inc) - d_z * math.cos(inc)
+    kwargs = {"azimuth_spacing_m": AZ_SPACING, "range_spacing_m": RG_SPACING, "incidence_deg": INCIDENCE}
+    got = ground_displacement(d_az / AZ_SPACING, d_los / RG_SPACING, heading_deg=heading, **kwargs)
+    assert not np.allclose(got, (east, north), atol=0.5)
+    got = ground_displacement(
+        d_az / AZ_SPACING, d_los / RG_SPACING, heading_deg=heading, slope_east=s_e, slope_north=s_n, **kwargs
+    )
+    assert np.allclose(got, (east, north), atol=1e-9)
+    # Ground rising away from the sensor almost as steeply as the incidence (near layover) gives no velocity.
+    rise = math.tan(math.radians(INCIDENCE - 3))
+    slope = {"slope_east": rise * math.cos(h), "slope_north": -rise * math.sin(h)}
+    assert np.all(np.isnan(ground_displacement(1.0, 1.0, heading_deg=heading, **slope, **kwargs)))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import yaml
 
 from flows.cli.app import EXIT_FAILED, app, fail, user_errors
+from offset_cube.config import JobConfig, job_from_dict
 
 
 @app.command()
@@ -20,13 +21,19 @@ def demo(
     dates: Annotated[int, typer.Option(help="Acquisitions to simulate when the folder holds none.")] = 4,
     coherence: Annotated[float, typer.Option(help="Speckle coherence γ of the simulated stack.")] = 0.7,
     area_km: Annotated[float, typer.Option(help="Side of the simulated square area (km).")] = 8.0,
+    compare: Annotated[
+        bool,
+        typer.Option(
+            "--compare/--no-compare",
+            help="Also run the stack with `dem: none` (into DIR/dem-none) and print its figures beside dem: auto's.",
+        ),
+    ] = True,
 ) -> None:
-    """Simulate a glacier stack (unless DIR holds one), run the real flow on it with the built-in engine, and
-    compare the cube with the truth. Needs no network and no credentials."""
-    from flows.cli.jobs import run_flow
-    from offset_cube.config import job_from_dict
+    """Simulate a glacier stack in a valley (unless DIR holds one), run the real flow on it with the built-in
+    engine and `dem: auto` (the simulator's terrain served as local GLO-30 tiles), and compare the cube and the
+    window positions with the truth. Needs no network and no credentials."""
     from offset_cube.simulate import DEMO_TEMPLATE
-    from offset_cube.simulate.demo import accuracy, demo_job, describe, stack_description
+    from offset_cube.simulate.demo import demo_job, describe, stack_description
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
 
     out = out.absolute()
@@ -42,18 +49,46 @@ def demo(
             doc = describe(stack)
         else:
             typer.echo(f"using the simulated stack in {out}")
-        raw = demo_job(doc, out)
-        (out / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-        job = job_from_dict(raw, origin=str(out / "job.yaml"))
+        job = _write_job(demo_job(doc, out), out)
+    _run(job)
+    typer.echo(f"cube:       {job.storage.cube_path}")
+    typer.echo(f"truth:      {doc['truth']}")
+    for png in sorted(job.storage.out.glob("*.png")) + sorted(job.storage.pairs_dir.rglob("*.png")):
+        typer.echo(f"quicklook:  {png}")
+    _figures(doc, job, "")
+    if compare and doc.get("relief", "flat") != "flat":
+        with user_errors():
+            raw = demo_job(doc, out, dem="none")
+            raw["name"] = "demo-dem-none"
+            raw["storage"] = {"out": str(out / "dem-none"), "orbit_cache": str(out / "orbits")}
+            flat = _write_job(raw, out / "dem-none")
+        typer.echo(f"the same stack with `dem: none` (constant {doc['height_m']:g} m), into {flat.storage.out} ...")
+        _run(flat)
+        _figures(doc, flat, "dem none ")
+    typer.echo(f"done in {time.monotonic() - started:.0f} s")
+
+
+def _write_job(raw: dict[str, Any], folder: Path) -> JobConfig:
+    """Save the job as ``folder/job.yaml`` (to rerun or edit) and validate it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return job_from_dict(raw, origin=str(folder / "job.yaml"))
+
+
+def _run(job: JobConfig) -> None:
+    from flows.cli.jobs import run_flow
+
     state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the demo run failed", code=EXIT_FAILED)
-    cube = job.storage.cube_path
-    typer.echo(f"cube:       {cube}")
-    typer.echo(f"truth:      {doc['truth']}")
-    for png in sorted(out.rglob("*.png")):
-        typer.echo(f"quicklook:  {png}")
+
+
+def _figures(doc: dict[str, Any], job: JobConfig, prefix: str) -> None:
+    """The cube against the truth (velocity errors, coverage) and the window centres against the true ground."""
+    from offset_cube.simulate.demo import accuracy, geolocation_errors
+
     with user_errors():
-        for layer in accuracy(cube, Path(doc["truth"])):
-            typer.echo(f"accuracy:   {layer.line()}")
-    typer.echo(f"done in {time.monotonic() - started:.0f} s")
+        for layer in accuracy(job.storage.cube_path, Path(doc["truth"])):
+            typer.echo(f"{prefix}accuracy:   {layer.line()}")
+        for pair in geolocation_errors(doc, job.storage.pairs_dir):
+            typer.echo(f"{prefix}geolocation: {pair.line()}")

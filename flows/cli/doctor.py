@@ -12,7 +12,7 @@ from flows.cli.app import EXIT_FAILED, app, fail, user_errors, warn
 from offset_cube.config import Engine, Isce2Config, JobConfig, load_job
 from offset_cube.errors import OffsetCubeError
 from offset_cube.isce2.discovery import IsceInstallation, discover_isce, probe_version
-from offset_cube.isce2.preflight import apply_dem, isce2_preflight
+from offset_cube.isce2.preflight import isce2_preflight
 from offset_cube.isce2.render import job_dems, render_dry_run
 from offset_cube.planning import Plan
 
@@ -89,16 +89,17 @@ def _dem_report(job: JobConfig) -> list[str]:
     return []
 
 
-def check_before_download(job: JobConfig, dem: Path | None, dry_run: bool) -> JobConfig:
-    """``run``'s checks before any download: the DEM (``--dem`` applied), and ISCE2 unless it is a dry run."""
+def check_before_download(job: JobConfig, dry_run: bool) -> JobConfig:
+    """``run``'s checks before any download: the DEM (fetched for ``dem: auto``, converted and checked to cover
+    the area for isce2), and ISCE2 unless it is a dry run."""
     if dry_run and job.engine is not Engine.ISCE2:
         raise fail("--dry-run shows the inputs topsApp would get; it needs --engine isce2 (see also `plan`)")
     with user_errors():
-        if dem is not None:
-            job = apply_dem(job, dem)
-            if job.engine is Engine.ISCE2 and job.isce2.dem != dem.expanduser().absolute():
-                warn(f"DEM converted to {job.isce2.dem}: topsApp expects WGS84 ellipsoid heights, taken as given")
         isce2_preflight(job, need_installation=not dry_run)
+        if job.engine is Engine.ISCE2 and job.dem.path is not None:
+            dem, _ = job_dems(job)  # converted by the pre-flight: this finds it
+            if dem != job.dem.path:
+                warn(f"DEM converted to {dem}: topsApp expects WGS84 ellipsoid heights, taken as given")
     return job
 
 

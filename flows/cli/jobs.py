@@ -24,8 +24,10 @@ SearchOpt = Annotated[str | None, typer.Option(help="'asf', 'file:PATH' or 'loca
 EngineOpt = Annotated[str | None, typer.Option(help="'builtin' or 'isce2'.")]
 OutOpt = Annotated[Path | None, typer.Option(help="Output folder (cube, pairs, caches).")]
 DemOpt = Annotated[
-    Path | None,
-    typer.Option(help="DEM: ISCE raster (+ .xml) as is, or GeoTIFF (WGS84 ellipsoid heights).", dir_okay=False),
+    str | None,
+    typer.Option(
+        help="DEM instead of the job's `dem`: 'auto', 'none', a GeoTIFF of ellipsoidal heights or an ISCE raster.",
+    ),
 ]
 DryRunOpt = Annotated[
     bool, typer.Option("--dry-run", help="Engine isce2: plan and write each pair's topsApp XML files; run nothing.")
@@ -128,10 +130,11 @@ def run(
     ] = False,
 ) -> None:
     """Run the job: every new pair into the cube, through the Prefect flow."""
-    job = build_job(config, area, start, end, search, engine, out, extra={"product.replace": True} if replace else None)
+    extra = {"product.replace": True if replace else None, "dem.source": dem}
+    job = build_job(config, area, start, end, search, engine, out, extra=extra)
     with user_errors():
         job.storage.check_writable()  # before anything is written or run: a bad --out is one error line
-    job = check_before_download(job, dem, dry_run)
+    job = check_before_download(job, dry_run)
     if dry_run:
         folders = dry_run_folders(job, make_plan(job))
         for folder in folders:

@@ -25,6 +25,10 @@ def simulate(
         "glacier"
     ),
     area_km: Annotated[float, typer.Option(help="Side of the square area (km), centred on a burst seam.")] = 8.0,
+    relief: Annotated[
+        str | None,
+        typer.Option(help="'valley' (walls >= 1500 m around the glacier; default with --flow glacier) or 'flat'."),
+    ] = None,
 ) -> None:
     """Simulate SAFE zips of one track (with .EOF orbits) and write the true velocity on the cube grid."""
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
@@ -37,9 +41,11 @@ def simulate(
             seed=seed,
             flow=flow,  # type: ignore[arg-type]  # checked by SimulationConfig
             area_m=(area_km * 1000.0, area_km * 1000.0),
+            relief=relief,  # type: ignore[arg-type]  # checked by SimulationConfig
         )
         stack = simulate_stack(config, out)
     for date in stack.dates:
         typer.echo(f"{date.product}")
     typer.echo(f"orbits in {stack.orbit_dir}, truth in {stack.truth}")
     typer.echo(f"area: {stack.area_wkt}")
+    typer.echo(f"terrain (WGS84 ellipsoidal heights): {stack.dem}")

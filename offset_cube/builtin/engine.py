@@ -27,6 +27,7 @@ from offset_cube.builtin.bias import estimate_bias, stable_mask
 from offset_cube.builtin.heights import HeightModel
 from offset_cube.builtin.radargrid import RadarGrid, SwathSource, build_radar_grid
 from offset_cube.config import JobConfig
+from offset_cube.dem import describe_dem, job_dem
 from offset_cube.errors import EngineError, SafeError
 from offset_cube.geometry.acquisition import DateScene, open_date
 from offset_cube.geometry.ellipsoid import geodetic_to_ecef
@@ -73,7 +74,7 @@ def run_builtin(inputs: PairInputs, job: JobConfig) -> Path:
 def pair_offsets(inputs: PairInputs, job: JobConfig) -> xr.Dataset:
     """The pair's per-pair result dataset (not yet written)."""
     polarisation = _polarisation(inputs, job)
-    heights = HeightModel(job.builtin.height_m, job.builtin.dem)
+    heights = HeightModel(job.dem.height_m, job_dem(job))
     area = parse_area(job.area)
     with (
         open_date(inputs.reference_safes, inputs.reference_orbits, polarisation) as ref,
@@ -160,7 +161,7 @@ def predict_offsets(
     points (ECEF) seen there: zero-Doppler rdr2geo on the reference, geo2rdr on the secondary (§4.6)."""
     t_ref = ref.line_time(lines)
     height: float | HeightModel = heights.constant_m if heights.is_constant else heights
-    points = rdr2geo(ref.orbit, t_ref, ref.slant_range(samples), height)
+    points = rdr2geo(ref.orbit, t_ref, ref.slant_range(samples), height, initial_height=heights.typical_m)
     t_sec, r_sec = geo2rdr(sec.orbit, points, sec.line_time(lines))
     sec_lines, sec_samples = sec.radar_coords(t_sec, r_sec)
     return sec_lines - lines, sec_samples - samples, points
@@ -289,6 +290,8 @@ def track_pair(
         "geometric_range_offset": layout.predicted_rg,
         **{name: tracked[name].values for name in ("cov_az", "cov_rg", "cov_azrg") if name in tracked},
     }
+    if not heights.is_constant:  # the terrain's slope: the product converts surface-parallel motion
+        variables["slope_east"], variables["slope_north"] = heights.slopes(geometry["latitude"], geometry["longitude"])
     parameters = {
         "window": list(window),
         "search": list(search),
@@ -296,6 +299,7 @@ def track_pair(
         "mode": job.tracking.mode.value,
         "oversampling": job.tracking.oversampling,
         "swaths": ref_grid.swaths,
+        "dem": describe_dem(job),
         "heights": heights.describe(),
         "bias": bias.summary,
         "reference_crop": layout.ref_crop.as_list(),

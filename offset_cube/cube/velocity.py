@@ -5,6 +5,12 @@ Steps (``reference/s1-tops-geometry.md`` §5.3):
 1. azimuth offset (lines) × ground azimuth spacing → ``d_az``, + along the flight direction;
    range offset (samples) × slant-range spacing → ``d_los``, + away from the sensor;
    ``d_gr = d_los / sin θ`` (ground range, assuming horizontal motion; θ = local incidence from the ellipsoid normal).
+   Where the result carries the terrain's slope (``slope_east``, ``slope_north`` = ∂h/∂E, ∂h/∂N from the DEM), the
+   motion is taken as **surface-parallel** instead, as autoRIFT/ITS_LIVE do: a feature moving along a slope also
+   moves vertically by ``d_z = s_a d_az + s_r d_gr`` (``s_a``, ``s_r`` the slope along the flight direction and
+   along ground range), the line of sight sees ``d_los = d_gr sin θ − d_z cos θ``, so
+   ``d_gr = (d_los + s_a d_az cos θ) / (sin θ − s_r cos θ)``. Slopes facing the radar so steeply that the
+   denominator falls below a quarter of ``sin θ`` (near layover) give no velocity (NaN).
 2. With the local along-track heading ``h`` (clockwise from north) and Sentinel-1 looking right, the ground-range
    unit vector is ``(cos h, −sin h)`` in (east, north):
    ``E = d_az sin h + d_gr cos h``, ``N = d_az cos h − d_gr sin h``.
@@ -31,6 +37,8 @@ from pyproj import CRS, Proj
 from offset_cube.errors import CubeError
 from offset_cube.planning import DAYS_PER_YEAR
 
+#: Surface-parallel conversion is refused (NaN) where sin θ − s_r cos θ < this × sin θ (slopes near layover).
+SURFACE_PARALLEL_MIN = 0.25
 #: Incidence angles outside this range (degrees) are not Sentinel-1 IW geometry (IW spans ~29-46°).
 INCIDENCE_RANGE_DEG = (5.0, 85.0)
 
@@ -60,14 +68,26 @@ def ground_displacement(
     range_spacing_m: Any,
     incidence_deg: Any,
     heading_deg: Any,
+    slope_east: Any = None,
+    slope_north: Any = None,
 ) -> tuple[FloatArray, FloatArray]:
-    """East and north ground displacement (m) of offsets (secondary − reference, pixels) for right-looking S1."""
+    """East and north ground displacement (m) of offsets (secondary − reference, pixels) for right-looking S1:
+    horizontal motion, or surface-parallel motion where the terrain slope (∂h/∂E, ∂h/∂N) is given."""
     incidence = np.asarray(incidence_deg, dtype=np.float64)
     _check_incidence(incidence)
     d_az = np.asarray(azimuth_px, dtype=np.float64) * np.asarray(azimuth_spacing_m, dtype=np.float64)
     d_los = np.asarray(range_px, dtype=np.float64) * np.asarray(range_spacing_m, dtype=np.float64)
-    d_gr = d_los / np.sin(np.radians(incidence))
     h = np.radians(np.asarray(heading_deg, dtype=np.float64))
+    sin_i, cos_i = np.sin(np.radians(incidence)), np.cos(np.radians(incidence))
+    if slope_east is None or slope_north is None:
+        d_gr = d_los / sin_i
+    else:
+        s_e, s_n = np.asarray(slope_east, dtype=np.float64), np.asarray(slope_north, dtype=np.float64)
+        s_az = s_e * np.sin(h) + s_n * np.cos(h)  # slope along the flight direction
+        s_gr = s_e * np.cos(h) - s_n * np.sin(h)  # slope along ground range (away from the sensor)
+        denominator = sin_i - s_gr * cos_i
+        steep = ~(denominator >= SURFACE_PARALLEL_MIN * sin_i)
+        d_gr = (d_los + s_az * d_az * cos_i) / np.where(steep, np.nan, denominator)
     east = d_az * np.sin(h) + d_gr * np.cos(h)
     north = d_az * np.cos(h) - d_gr * np.sin(h)
     return east, north
@@ -104,8 +124,11 @@ def offsets_to_velocity(
     latitude: Any,
     dt_days: float,
     crs: str | CRS,
+    slope_east: Any = None,
+    slope_north: Any = None,
 ) -> Velocity:
-    """Offsets (pixels) and geometry at each point → velocity (m/yr) on the axes of ``crs``."""
+    """Offsets (pixels) and geometry at each point → velocity (m/yr) on the axes of ``crs`` (surface-parallel
+    where the terrain slope is given, else horizontal)."""
     if not (np.isfinite(dt_days) and dt_days > 0):
         raise CubeError(f"time separation must be a positive number of days, got {dt_days!r}")
     east, north = ground_displacement(
@@ -115,6 +138,8 @@ def offsets_to_velocity(
         range_spacing_m=range_spacing_m,
         incidence_deg=incidence_deg,
         heading_deg=heading_deg,
+        slope_east=slope_east,
+        slope_north=slope_north,
     )
     per_year = DAYS_PER_YEAR / float(dt_days)
     gamma = meridian_convergence_deg(crs, longitude, latitude)
@@ -135,6 +160,8 @@ def velocity_from_result(result: xr.Dataset, crs: str | CRS) -> Velocity:
         latitude=result["latitude"].values,
         dt_days=float(result.attrs["dt_days"]),
         crs=crs,
+        slope_east=result["slope_east"].values if "slope_east" in result else None,
+        slope_north=result["slope_north"].values if "slope_north" in result else None,
     )
 
 

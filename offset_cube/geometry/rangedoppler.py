@@ -19,23 +19,37 @@ from offset_cube.geometry.orbit import Orbit
 HeightFunction = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 _MAX_ITERATIONS = 30
+_MAX_DEM_ITERATIONS = 60
+#: rdr2geo on a DEM stops when no point's height changes by more than this (m) between iterations.
+DEM_HEIGHT_TOLERANCE_M = 0.01
 
 
 def rdr2geo(
-    orbit: Orbit, t: np.ndarray, slant_range: np.ndarray, height: np.ndarray | float | HeightFunction
+    orbit: Orbit,
+    t: np.ndarray,
+    slant_range: np.ndarray,
+    height: np.ndarray | float | HeightFunction,
+    initial_height: float = 0.0,
 ) -> np.ndarray:
     """ECEF ground points (..., 3) seen at zero Doppler at time ``t`` and range ``slant_range`` (right-looking).
 
-    ``height`` is a constant, an array, or a function of (lat, lon) (a DEM): then the solution is iterated until
-    the point sits on the DEM surface.
+    ``height`` is a constant, an array, or a function of (lat, lon) (a DEM): then the solution is iterated from
+    ``initial_height`` (a typical height of the DEM keeps the first guesses on it) until the point sits on the
+    DEM surface.
     """
     t, slant_range = np.broadcast_arrays(np.asarray(t, np.float64), np.asarray(slant_range, np.float64))
     if callable(height):
-        heights = np.zeros(t.shape)
-        for _ in range(4):
+        # Fixed point h = DEM(rdr2geo(h)): each step shrinks the height error by about tan(slope towards the
+        # radar) / tan(incidence), < 1 without layover, so steep valley walls take tens of steps, flat ground two.
+        heights = np.full(t.shape, float(initial_height))
+        for _ in range(_MAX_DEM_ITERATIONS):
             points = _rdr2geo_fixed(orbit, t, slant_range, heights)
             lat, lon, _ = ecef_to_geodetic(points)
-            heights = np.asarray(height(lat, lon), dtype=np.float64)
+            updated = np.asarray(height(lat, lon), dtype=np.float64)
+            converged = bool(np.all(np.abs(updated - heights) < DEM_HEIGHT_TOLERANCE_M))
+            heights = updated
+            if converged:
+                break
         return _rdr2geo_fixed(orbit, t, slant_range, heights)
     return _rdr2geo_fixed(orbit, t, slant_range, np.broadcast_to(np.asarray(height, np.float64), t.shape))
 

@@ -2,9 +2,10 @@
 
 topsApp needs an ISCE raster with its ``.xml`` beside it, on a geographic lat/lon grid, heights above the WGS84
 ellipsoid (or EGM96, which it converts), whose ``file_name`` is absolute because ISCE opens the data through
-the path stored in the header (reference §4, "DEM requirements"). A GeoTIFF's heights are taken as given:
-Copernicus GLO-30 (EGM2008) must be converted to ellipsoid heights first, REMA (polar stereographic) must be
-warped to EPSG:4326 first.
+the path stored in the header (as ASFHyP3/hyp3-isce2 stages its DEM: ISCE format, ``reference`` WGS84).
+A GeoTIFF in a projected CRS (REMA's polar stereographic) is warped to EPSG:4326; its heights are taken as
+given, so a user's Copernicus GLO-30 tile (EGM2008) must be converted to ellipsoid heights first, which
+``dem: auto`` does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lxml import etree
@@ -27,9 +29,11 @@ log = logging.getLogger(__name__)
 #: Value written where a GeoTIFF DEM has no data; geozero treats heights below -1500 m as bad (reference §4).
 DEM_FILL = -32768.0
 BAD_HEIGHT_M = -1500.0
+#: tan 60°: steeper height differences between neighbouring DEM samples are edges or no-data, not terrain.
+MAX_SLOPE = 1.732
 ELLIPSOID_NOTE = (
     "topsApp expects heights above the WGS84 ellipsoid; the GeoTIFF's heights were taken as given "
-    "(convert geoid heights such as Copernicus GLO-30's EGM2008 first)"
+    "(convert geoid heights such as Copernicus GLO-30's EGM2008 first, or use `dem: auto`)"
 )
 #: SRTM, which topsApp downloads when no DEM is given, covers 56°S to 60°N only (reference §1, verifyDEM).
 SRTM_SOUTH, SRTM_NORTH = -56.0, 60.0
@@ -57,11 +61,12 @@ class DemExtent:
         return f"S {self.south:.4f} N {self.north:.4f} W {self.west:.4f} E {self.east:.4f}"
 
 
-def prepare_dem(path: Path, cache_dir: Path) -> Path:
+def prepare_dem(path: Path, cache_dir: Path, ellipsoidal: bool = False) -> Path:
     """The ISCE raster to give topsApp for ``path``: itself when it has an ISCE ``.xml``, else a converted copy.
 
     A converted copy lives in ``cache_dir`` and is reused while the source's size and modification time are
-    unchanged. Raises :class:`ConfigError` naming the file and what would be valid.
+    unchanged. ``ellipsoidal``: the heights are known to be ellipsoidal (the automatic DEM), so no warning.
+    Raises :class:`ConfigError` naming the file and what would be valid.
     """
     path = path.expanduser().absolute()
     if path.suffix == ".xml":
@@ -71,7 +76,7 @@ def prepare_dem(path: Path, cache_dir: Path) -> Path:
         return path
     if not path.exists():
         raise ConfigError(f"DEM {path} does not exist (give an ISCE DEM with its .xml, or a GeoTIFF)")
-    return _converted_geotiff(path, cache_dir)
+    return _converted_geotiff(path, cache_dir, ellipsoidal)
 
 
 def dem_extent(path: Path) -> DemExtent:
@@ -125,6 +130,19 @@ def dem_heights(path: Path, latitude: np.ndarray, longitude: np.ndarray) -> np.n
     return heights
 
 
+def dem_slopes(path: Path, latitude: np.ndarray, longitude: np.ndarray, step_m: float = 30.0) -> tuple[np.ndarray, ...]:
+    """The terrain gradient (∂h/∂E, ∂h/∂N, m/m) of an ISCE DEM by central differences ``step_m`` apart; 0 where a
+    difference reaches beyond the DEM or its no-data (a jump steeper than 60° is taken for that)."""
+    lat = np.asarray(latitude, dtype=np.float64)
+    lon = np.asarray(longitude, dtype=np.float64)
+    d_lat = np.degrees(step_m / 6_371_000.0)
+    d_lon = d_lat / np.cos(np.radians(lat))
+    east = (dem_heights(path, lat, lon + d_lon) - dem_heights(path, lat, lon - d_lon)) / (2 * step_m)
+    north = (dem_heights(path, lat + d_lat, lon) - dem_heights(path, lat - d_lat, lon)) / (2 * step_m)
+    broken = (np.abs(east) > MAX_SLOPE) | (np.abs(north) > MAX_SLOPE)
+    return np.where(broken, 0.0, east), np.where(broken, 0.0, north)
+
+
 def check_dem_covers(path: Path, box: Box, what: str) -> None:
     """Raise unless the DEM spans ``box`` (S, N, W, E) to within half a sample."""
     header = read_isce_header(path)
@@ -144,12 +162,12 @@ def check_srtm_reach(box: Box) -> None:
     if south < SRTM_SOUTH or north > SRTM_NORTH:
         reach = south if south < SRTM_SOUTH else north
         raise ConfigError(
-            f"no DEM given (isce2.dem or --dem) and the area reaches latitude {reach:.2f}; "
-            f"topsApp's automatic SRTM download covers {SRTM_SOUTH:g}° to {SRTM_NORTH:g}° only. Give a DEM."
+            f"dem: none and the area reaches latitude {reach:.2f}; topsApp's own SRTM download covers "
+            f"{SRTM_SOUTH:g}° to {SRTM_NORTH:g}° only. Use `dem: auto` (Copernicus GLO-30) or give a DEM file."
         )
 
 
-def _converted_geotiff(source: Path, cache_dir: Path) -> Path:
+def _converted_geotiff(source: Path, cache_dir: Path, ellipsoidal: bool) -> Path:
     """Convert a geographic GeoTIFF (or any GDAL raster) into ``cache_dir/<stem>.dem`` (+ .xml, .vrt)."""
     target = cache_dir.expanduser().absolute() / f"{source.stem}.dem"
     stamp = target.with_name(target.name + ".source.json")
@@ -172,26 +190,32 @@ def _converted_geotiff(source: Path, cache_dir: Path) -> Path:
     )
     _finish_dem_header(target)
     write_text_atomic(stamp, json.dumps(identity, indent=2) + "\n")
-    log.warning("DEM %s converted to ISCE raster %s; %s", source, target, ELLIPSOID_NOTE)
+    if ellipsoidal:
+        log.info("DEM %s converted to ISCE raster %s", source, target)
+    else:
+        log.warning("DEM %s converted to ISCE raster %s; %s", source, target, ELLIPSOID_NOTE)
     return target
 
 
 def _read_geographic(source: Path) -> tuple[np.ndarray, float, float, float, float]:
-    """Heights and the first sample centre/spacing of a north-up geographic raster."""
+    """Heights and the first sample centre/spacing of the raster on a north-up geographic grid (a raster in a
+    projected CRS, e.g. REMA's polar stereographic, is warped to EPSG:4326 at its own resolution first)."""
     import rasterio
     from rasterio.errors import RasterioIOError
 
     try:
         with rasterio.open(source) as dataset:
-            crs, transform, nodata = dataset.crs, dataset.transform, dataset.nodata
-            if crs is None or not crs.is_geographic:
-                raise ConfigError(
-                    f"DEM {source} is in {crs or 'no CRS'}; topsApp needs a geographic lat/lon DEM "
-                    "(warp it first, e.g. gdalwarp -t_srs EPSG:4326)"
-                )
-            if transform.b != 0 or transform.d != 0 or transform.e >= 0:
-                raise ConfigError(f"DEM {source} is rotated or not north-up ({transform}); warp it to EPSG:4326")
-            heights = dataset.read(1, masked=True).astype(np.float32)
+            crs, nodata = dataset.crs, dataset.nodata
+            if crs is None:
+                raise ConfigError(f"DEM {source} has no CRS; give a georeferenced GeoTIFF")
+            if crs.is_geographic and dataset.transform.b == 0 and dataset.transform.d == 0:
+                heights = dataset.read(1, masked=True).astype(np.float32)
+                transform = dataset.transform
+            else:
+                heights, transform = _warped_to_geographic(dataset)
+                nodata = None
+            if transform.e >= 0:
+                raise ConfigError(f"DEM {source} is not north-up ({transform}); warp it to EPSG:4326")
     except RasterioIOError as err:
         raise ConfigError(f"DEM {source} is neither an ISCE raster (no .xml beside it) nor readable by GDAL") from err
     data = heights.filled(DEM_FILL) if np.ma.isMaskedArray(heights) else np.asarray(heights)
@@ -200,6 +224,30 @@ def _read_geographic(source: Path) -> tuple[np.ndarray, float, float, float, flo
         data[data == np.float32(nodata)] = DEM_FILL
     # GDAL's transform gives the outer corner; ISCE's starting value is the first sample's centre.
     return data, transform.c + transform.a / 2, transform.a, transform.f + transform.e / 2, transform.e
+
+
+def _warped_to_geographic(dataset: Any) -> tuple[np.ndarray, Any]:
+    """The dataset's first band warped (bilinear) onto an EPSG:4326 grid; no-data becomes NaN."""
+    from rasterio.crs import CRS
+    from rasterio.warp import Resampling, calculate_default_transform, reproject
+
+    geographic = CRS.from_epsg(4326)
+    transform, width, height = calculate_default_transform(
+        dataset.crs, geographic, dataset.width, dataset.height, *dataset.bounds
+    )
+    out = np.full((height, width), np.nan, dtype=np.float32)
+    reproject(
+        dataset.read(1).astype(np.float32),
+        out,
+        src_transform=dataset.transform,
+        src_crs=dataset.crs,
+        src_nodata=dataset.nodata,
+        dst_transform=transform,
+        dst_crs=geographic,
+        dst_nodata=np.nan,
+        resampling=Resampling.bilinear,
+    )
+    return out, transform
 
 
 def _finish_dem_header(target: Path) -> None:

@@ -10,9 +10,10 @@ import numpy as np
 import xarray as xr
 
 from offset_cube.config import JobConfig
+from offset_cube.dem import describe_dem
 from offset_cube.errors import EngineError, OrbitError, SafeError
 from offset_cube.geometry.acquisition import LookGeometry, date_look_geometry, open_date
-from offset_cube.isce2.dem import dem_heights
+from offset_cube.isce2.dem import dem_heights, dem_slopes
 from offset_cube.isce2.discovery import IsceInstallation, discover_isce
 from offset_cube.isce2.judge import judge_run
 from offset_cube.isce2.reader import (
@@ -121,6 +122,7 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
     pair = inputs.pair
     parameters = {
         "isce_version": install.version,
+        "dem": describe_dem(job),
         "topsapp": str(install.topsapp),
         "offsets_file": f"{MERGED_DIR}/{files.offsets.name}",
         "covariance": files.covariance is not None,
@@ -165,8 +167,11 @@ def geocoded_geometry(looks: LookGeometry, job: JobConfig) -> GeometryAt:
     heights_from = geocode_dem or dem
 
     def at(latitude: np.ndarray, longitude: np.ndarray) -> dict[str, np.ndarray]:
-        heights = 0.0 if heights_from is None else dem_heights(heights_from, latitude, longitude)
-        return looks.at(latitude, longitude, heights)
+        if heights_from is None:
+            return looks.at(latitude, longitude, 0.0)
+        geometry = looks.at(latitude, longitude, dem_heights(heights_from, latitude, longitude))
+        geometry["slope_east"], geometry["slope_north"] = dem_slopes(heights_from, latitude, longitude)
+        return geometry
 
     return at
 

@@ -24,6 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from offset_cube.area import parse_area
 from offset_cube.atomic import write_text_atomic
 from offset_cube.config import JobConfig
+from offset_cube.dem import job_dem
 from offset_cube.errors import EngineError, SafeError
 from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, prepare_dem
 from offset_cube.isce2.reader import COVARIANCE, FILTERED, OFFSETS, OFFSETS_GPU, SNR
@@ -242,15 +243,20 @@ def orbit_directory(orbits: Sequence[OrbitFile], role: str) -> Path | None:
 
 
 def job_dems(job: JobConfig) -> tuple[Path | None, Path | None]:
-    """The job's DEM and geocode DEM as ISCE rasters covering the ROI / geocode box (converted if GeoTIFF)."""
+    """The job's DEM and geocode DEM as ISCE rasters covering the ROI / geocode box (converted if GeoTIFF).
+
+    ``dem: auto`` fetches (first call) or reuses the cached GLO-30 mosaic and converts it once; ``dem: none``
+    leaves topsApp to download SRTM itself, which only reaches 56°S-60°N.
+    """
     area = parse_area(job.area)
-    cache = job.storage.out / "dem"
+    cache = job.dem_cache_dir
     roi = padded_box(area, job.isce2.roi_margin_deg)
-    if job.isce2.dem is None:
+    source = job_dem(job)
+    if source is None:
         check_srtm_reach(roi)
         dem = None
     else:
-        dem = prepare_dem(job.isce2.dem, cache)
+        dem = prepare_dem(source, cache, ellipsoidal=job.dem.source == "auto")
         check_dem_covers(dem, roi, "region of interest (area + isce2.roi_margin_deg)")
     geocode_dem = None
     if job.isce2.geocode_dem is not None:

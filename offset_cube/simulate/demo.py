@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from offset_cube.area import parse_area
 from offset_cube.errors import CubeError
 from offset_cube.simulate.stack import SimulatedStack
 
@@ -23,6 +24,11 @@ from offset_cube.simulate.stack import SimulatedStack
 #: strain fringes), so coherent (complex) tracking reaches its Cramér–Rao bound; 128 × 32 windows every
 #: 64 × 16 pixels give ~235 m × 225 m postings, close to the 120 m cube grid after interpolation.
 DEMO_TRACKING: dict[str, Any] = {"window": [128, 32], "skip": [64, 16], "mode": "complex"}
+#: The demo's automatic DEM covers the area plus this margin (the engine's crops reach ~2 km beyond the area).
+DEMO_DEM_MARGIN_M = 5000.0
+#: Beside the simulator's ``dem.tif``: its terrain laid out as the GLO-30 bucket, and the geoid grid.
+DEM_SOURCE = "dem-source"
+GEOID_FILE = "us_nga_egm2008_1_4326__agisoft.tif"
 #: Truth speeds from which a cube cell counts as moving ice in the accuracy summary (the glacier's slowest part).
 MOVING_ICE_M_PER_YR = 200.0
 
@@ -47,9 +53,24 @@ def describe(stack: SimulatedStack) -> dict[str, Any]:
     return doc
 
 
-def demo_job(doc: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The job (as YAML-ready data) that processes the simulated stack into ``out/cube.zarr``."""
+def demo_job(doc: dict[str, Any], out: Path, dem: str = "auto") -> dict[str, Any]:
+    """The job (as YAML-ready data) that processes the simulated stack into ``out/cube.zarr``.
+
+    ``dem: auto`` (the default) fetches the simulator's terrain through the same GLO-30 code path as a real run,
+    from the local tile source :func:`serve_dem` wrote; ``dem: none`` uses the valley floor's height everywhere.
+    """
     days = [_scene_date(Path(d["scene"]).name) for d in doc["dates"]]
+    if dem == "auto" and doc.get("dem"):
+        source = serve_dem(doc)
+        terrain: dict[str, Any] = {
+            "source": "auto",
+            "tiles_url": (source / "glo30").as_uri(),
+            "geoid_url": (source / GEOID_FILE).as_uri(),
+            "margin_m": DEMO_DEM_MARGIN_M,
+            "cache": str(out / "dem"),
+        }
+    else:
+        terrain = {"source": "none", "height_m": doc["height_m"]}
     return {
         "name": "demo",
         "area": doc["area"],
@@ -60,10 +81,56 @@ def demo_job(doc: dict[str, Any], out: Path) -> dict[str, Any]:
         "polarization": doc["polarisation"],
         "max_speed_m_per_yr": 1000.0,
         "tracking": DEMO_TRACKING,
-        "builtin": {"height_m": doc["height_m"]},
+        "dem": terrain,
         "grid": {"spacing_m": doc["grid_spacing_m"]},
         "storage": {"out": str(out), "orbit_cache": str(out / "orbits")},
     }
+
+
+def serve_dem(doc: dict[str, Any]) -> Path:
+    """Lay the simulator's terrain out as the public GLO-30 bucket does, beside it in ``dem-source/``: the tiles
+    the demo job's area needs (heights above the geoid, full 1″ posting) and an EGM2008-like geoid grid, so
+    that ``dem: auto`` fetches, mosaics and converts them exactly as it would the real ones. Written once."""
+    from offset_cube.dem import dem_box
+    from offset_cube.dem.glo30 import Box, glo30_tiles
+    from offset_cube.dem.mirror import write_geoid, write_tile
+
+    root = Path(doc["dem"]).parent / DEM_SOURCE
+    done = root / "complete"
+    if done.is_file():
+        return root
+    box = dem_box(parse_area(doc["area"]), DEMO_DEM_MARGIN_M)
+    heights = _GeoTiffSampler(Path(doc["dem"]))
+    for tile in glo30_tiles(box):
+        write_tile(root / "glo30", tile, lambda lat, lon: heights(lat, lon) - demo_geoid(lat, lon))
+    around = Box(box.west - 0.5, box.south - 0.5, box.east + 0.5, box.north + 0.5)
+    write_geoid(root / GEOID_FILE, around, demo_geoid)
+    done.write_text("tiles and geoid written\n", encoding="utf-8")
+    return root
+
+
+def demo_geoid(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """A smooth stand-in for EGM2008 undulations (metres; a few tens, varying over degrees)."""
+    return np.asarray(-30.0 + 6.0 * np.sin(np.radians(7.0 * lat)) * np.cos(np.radians(5.0 * lon)))
+
+
+class _GeoTiffSampler:
+    """Bilinear heights of a north-up EPSG:4326 GeoTIFF; beyond its edge, the nearest edge value."""
+
+    def __init__(self, path: Path) -> None:
+        import rasterio
+
+        with rasterio.open(path) as dataset:
+            self.data = dataset.read(1).astype(np.float64)
+            self.transform = dataset.transform
+
+    def __call__(self, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import map_coordinates
+
+        t = self.transform
+        rows = (np.asarray(lat) - t.f) / t.e - 0.5
+        cols = (np.asarray(lon) - t.c) / t.a - 0.5
+        return np.asarray(map_coordinates(self.data, [rows, cols], order=1, mode="nearest"))
 
 
 def _scene_date(name: str) -> dt.date:
@@ -113,6 +180,54 @@ def accuracy(cube_path: Path, truth_path: Path, moving_m_per_yr: float = MOVING_
                 median_vy_error=float(np.median(np.abs(vy - true_vy)[measured])) if measured.any() else float("nan"),
                 coverage=float(measured.sum() / max(int(moving.sum()), 1)),
                 cells=int(moving.sum()),
+            )
+        )
+    return results
+
+
+@dataclass(frozen=True)
+class Geolocation:
+    """How far one pair's window centres (the engine's latitude/longitude) lie from where the simulator's
+    reference date truly looked at those radar positions (on its terrain)."""
+
+    pair_id: str
+    median_m: float
+    p95_m: float
+    max_m: float
+    windows: int
+
+    def line(self) -> str:
+        return (
+            f"{self.pair_id}: window centres {self.median_m:.2f} m from their true ground position (median), "
+            f"95% within {self.p95_m:.2f} m, max {self.max_m:.2f} m ({self.windows} windows)"
+        )
+
+
+def geolocation_errors(doc: dict[str, Any], pairs_dir: Path) -> list[Geolocation]:
+    """Per pair folder under ``pairs_dir``: the geolocation error of its window centres (radar-grid results)."""
+    from pyproj import Geod
+    from scipy.interpolate import RectBivariateSpline
+
+    truth_of = {Path(d["scene"]).stem: Path(d["geolocation"]) for d in doc["dates"] if d.get("geolocation")}
+    geod = Geod(ellps="WGS84")
+    results = []
+    for path in sorted(pairs_dir.glob("*/offsets.zarr")):
+        with xr.open_zarr(path, consolidated=False) as ds:
+            truth = truth_of.get(str(ds.attrs.get("reference_granules", "")).split(" ")[0])
+            if truth is None or ds.attrs.get("grid") != "radar":
+                continue
+            lines, samples = np.meshgrid(ds["line"].values, ds["sample"].values, indexing="ij")
+            lat, lon = ds["latitude"].values, ds["longitude"].values
+        nodes = np.load(truth)
+        at = [
+            RectBivariateSpline(nodes["lines"], nodes["samples"], nodes[k]).ev(lines, samples)
+            for k in ("latitude", "longitude")
+        ]
+        _, _, dist = geod.inv(lon.ravel(), lat.ravel(), at[1].ravel(), at[0].ravel())
+        dist = np.abs(np.asarray(dist))
+        results.append(
+            Geolocation(
+                path.parent.name, float(np.median(dist)), float(np.percentile(dist, 95)), float(dist.max()), dist.size
             )
         )
     return results

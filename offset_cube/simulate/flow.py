@@ -46,7 +46,7 @@ class ValleyGlacier:
     meander_m: float = 300.0
     meander_wavelength_m: float = 14000.0
 
-    def _frame(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def frame(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Along-flow u, across-flow distance to the centreline d, and the centreline's slope."""
         a = np.radians(self.direction_deg)
         dx, dy = np.asarray(x) - self.x0, np.asarray(y) - self.y0
@@ -58,11 +58,11 @@ class ValleyGlacier:
         return u, w - centre, slope, np.full(np.shape(u), a)
 
     def glacier_weight(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        _, d, _, _ = self._frame(x, y)
+        _, d, _, _ = self.frame(x, y)
         return np.asarray(0.5 * (1.0 - np.tanh((np.abs(d) - self.width_m / 2) / self.margin_m)))
 
     def velocity(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        u, d, slope, a = self._frame(x, y)
+        u, d, slope, a = self.frame(x, y)
         ramp = np.tanh(2.5 * u / self.length_m) / np.tanh(1.25)
         along = 0.5 * (self.v_min + self.v_max) + 0.5 * (self.v_max - self.v_min) * np.clip(ramp, -1, 1)
         profile = 1.0 - 0.3 * np.clip(d / (self.width_m / 2), -1, 1) ** 2

@@ -38,9 +38,10 @@ from scipy.ndimage import map_coordinates
 from shapely.geometry import Point
 
 from offset_cube.area import area_to_wkt, parse_area
-from offset_cube.atomic import write_text_atomic
+from offset_cube.atomic import atomic_path, write_text_atomic
 from offset_cube.builtin.radargrid import Lattice
 from offset_cube.cube.grid import auto_crs
+from offset_cube.dem import dem_box
 from offset_cube.errors import ConfigError
 from offset_cube.geometry.ellipsoid import ecef_to_geodetic, geodetic_to_ecef
 from offset_cube.geometry.orbit import Orbit
@@ -62,6 +63,7 @@ from offset_cube.simulate.safe_writer import (
     write_measurement_tiff,
     write_safe_zip,
 )
+from offset_cube.simulate.terrain import FlatRelief, Terrain, ValleyRelief
 from offset_cube.simulate.truth import write_truth
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,9 @@ class SimulationConfig:
     coherence: float = 0.7
     seed: int = 0
     flow: Literal["glacier", "north"] = "glacier"
+    #: 'valley': walls ≥ 1500 m around the glacier (:mod:`offset_cube.simulate.terrain`); None: 'valley' for the
+    #: glacier flow, 'flat' for the northward band.
+    relief: Literal["valley", "flat"] | None = None
     area_m: tuple[float, float] = (8000.0, 8000.0)
     area_wkt: str | None = None
     height_m: float | None = None
@@ -94,6 +99,9 @@ class SimulationConfig:
     max_cross_track_m: float = 120.0
     max_radial_m: float = 30.0
     grid_spacing_m: float = 120.0
+    #: The written DEM (``dem.tif``) covers the area plus this margin, at ``dem_step_deg`` (1″, GLO-30's posting).
+    dem_margin_m: float = 8000.0
+    dem_step_deg: float = 1.0 / 3600.0
 
     def __post_init__(self) -> None:
         if not 2 <= self.dates <= 30:
@@ -102,6 +110,10 @@ class SimulationConfig:
             raise ConfigError(f"coherence must be in (0, 1], got {self.coherence}")
         if self.flow not in ("glacier", "north"):
             raise ConfigError(f"flow must be 'glacier' or 'north', got {self.flow!r}")
+        if self.relief not in ("valley", "flat", None):
+            raise ConfigError(f"relief must be 'valley' or 'flat', got {self.relief!r}")
+        if self.relief == "valley" and self.flow != "glacier":
+            raise ConfigError("relief 'valley' follows the valley glacier (flow 'glacier'); use relief 'flat'")
         if not all(1000.0 <= side <= 50_000.0 for side in self.area_m):
             raise ConfigError(f"the area's sides must be 1..50 km, got {self.area_m[0]:g} x {self.area_m[1]:g} m")
 
@@ -134,13 +146,15 @@ class SimulatedStack:
 
     folder: Path
     area_wkt: str
-    height_m: float
+    height_m: float  # the valley floor at the area's centre (everywhere, for a flat relief)
     crs: str
     polarisation: str
     swath: str
+    terrain: Terrain
     dates: list[SimulatedDate] = field(default_factory=list)
     truth: Path | None = None
     flow: FlowField | None = None
+    dem: Path | None = None
 
     def true_velocity(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The true (vx, vy) in m/yr, map axes of :attr:`crs`, at geographic positions."""
@@ -165,7 +179,7 @@ class SimulatedStack:
         """Geometric offset of date j relative to date i (lines, samples) that the simulation imposed at date-i
         lattice positions, before motion: the same ground point through both dates' true orbits."""
         a, b = self.dates[i], self.dates[j]
-        points = rdr2geo(a.orbit, a.lattice.line_time(lines), a.lattice.slant_range(samples), self.height_m)
+        points = rdr2geo(a.orbit, a.lattice.line_time(lines), a.lattice.slant_range(samples), self.terrain)
         t, slant = geo2rdr(b.orbit, points, b.lattice.line_time(lines))
         lj, sj = b.lattice.radar_coords(t, slant)
         return lj - lines, sj - samples
@@ -203,10 +217,14 @@ def simulate_stack(config: SimulationConfig, out: Path) -> SimulatedStack:
     to_map = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     xc, yc = to_map.transform(area.centroid.x, area.centroid.y)
     flow = _flow(config, float(xc), float(yc))
-    stack = SimulatedStack(out, area_wkt, height, crs, pol, swath, dates, flow=flow)
+    relief = ValleyRelief(flow, floor_m=height) if isinstance(flow, ValleyGlacier) else FlatRelief(height)
+    terrain = Terrain(relief if config.relief != "flat" else FlatRelief(height), crs)
+    stack = SimulatedStack(out, area_wkt, height, crs, pol, swath, terrain, dates, flow=flow)
     scene = _Scene(config, stack, base, flow, rng)
     scene.render(name, manifest_xml)
     stack.truth = write_truth(out / "truth.zarr", area_wkt, config.grid_spacing_m, flow)
+    stack.dem = terrain.write_geotiff(out / "dem.tif", dem_box(area, config.dem_margin_m), config.dem_step_deg)
+    scene.write_geolocation()
     _write_description(stack, config)
     return stack
 
@@ -300,6 +318,8 @@ class _Scene:
         factors = Proj(stack.crs).get_factors(float(centre.x), float(centre.y))
         self.map_scale = float(factors.meridional_scale)
         self.windows = [self._data_window(d) for d in stack.dates]
+        #: Per date: node lines, node samples and the true latitude/longitude seen there (for the demo's check).
+        self.geolocation: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         self.mappings = [self._mapping(d, w) for d, w in zip(stack.dates, self.windows, strict=True)]
         self.origin, self.shape = self._material_extent()
 
@@ -308,7 +328,7 @@ class _Scene:
     def _data_window(self, date: SimulatedDate) -> tuple[tuple[int, int], tuple[int, int]]:
         """Lattice lines and samples that carry data: the area plus the margin, within the bursts."""
         lon, lat = outline_lon_lat(parse_area(self.stack.area_wkt))
-        points = geodetic_to_ecef(lat, lon, self.stack.height_m)
+        points = geodetic_to_ecef(lat, lon, self.stack.terrain(lat, lon))
         t, slant = geo2rdr(date.orbit, points, date.lattice.line_time(self.base.lines_per_burst))
         lines, samples = date.lattice.radar_coords(t, slant)
         inc = math.radians(self.base.incidence_angle_mid_deg or 35.0)
@@ -326,7 +346,7 @@ class _Scene:
     def _ground_map(self, date: SimulatedDate, lines: np.ndarray, samples: np.ndarray) -> tuple[np.ndarray, ...]:
         """Map coordinates (x, y) of lattice positions of ``date`` on the simulated ground surface."""
         points = rdr2geo(
-            date.orbit, date.lattice.line_time(lines), date.lattice.slant_range(samples), self.stack.height_m
+            date.orbit, date.lattice.line_time(lines), date.lattice.slant_range(samples), self.stack.terrain
         )
         lat, lon, _ = ecef_to_geodetic(points)
         x, y = self.to_map.transform(lon, lat)
@@ -341,10 +361,14 @@ class _Scene:
         node_s = np.arange(s0 - NODE_STEP[1], s1 + 2 * NODE_STEP[1], NODE_STEP[1], dtype=np.float64)
         mesh_l, mesh_s = np.meshgrid(node_l, node_s, indexing="ij")
         x, y = self._ground_map(date, mesh_l, mesh_s)
+        lon, lat = self.to_geo.transform(x, y)
+        self.geolocation.append((node_l, node_s, np.asarray(lat), np.asarray(lon)))
+        # Material moves along the (steady) surface: back along the flow in the map, at the terrain's height there.
         x0, y0 = advect(self.flow, x, y, -date.days, self.map_scale) if date.days else (x, y)
         lon0, lat0 = self.to_geo.transform(x0, y0)
         first = self.stack.dates[0]
-        points = geodetic_to_ecef(np.asarray(lat0), np.asarray(lon0), self.stack.height_m)
+        lat0, lon0 = np.asarray(lat0), np.asarray(lon0)
+        points = geodetic_to_ecef(lat0, lon0, self.stack.terrain(lat0, lon0))
         t, slant = geo2rdr(first.orbit, points, first.lattice.line_time(mesh_l))
         m_lines, m_samples = first.lattice.radar_coords(t, slant)
         return RectBivariateSpline(node_l, node_s, m_lines), RectBivariateSpline(node_l, node_s, m_samples)
@@ -362,6 +386,14 @@ class _Scene:
         origin = (math.floor(min(v[0] for v in lows)) - pad, math.floor(min(v[1] for v in lows)) - pad)
         end = (math.ceil(max(v[0] for v in highs)) + pad, math.ceil(max(v[1] for v in highs)) + pad)
         return origin, (end[0] - origin[0], end[1] - origin[1])
+
+    def write_geolocation(self) -> None:
+        """``geolocation/date<i>.npz``: where each date's lattice nodes truly look (lat, lon on the terrain)."""
+        folder = self.stack.folder / "geolocation"
+        folder.mkdir(parents=True, exist_ok=True)
+        for date, (lines, samples, lat, lon) in zip(self.stack.dates, self.geolocation, strict=True):
+            with atomic_path(folder / f"date{date.index}.npz") as tmp, tmp.open("wb") as handle:
+                np.savez(handle, lines=lines, samples=samples, latitude=lat, longitude=lon)
 
     # ------------------------------------------------------------------ reflectivity
 
@@ -545,6 +577,8 @@ def _write_description(stack: SimulatedStack, config: SimulationConfig) -> None:
         "template": str(config.template),
         "area": stack.area_wkt,
         "height_m": stack.height_m,
+        "relief": "flat" if stack.terrain.is_flat else "valley",
+        "dem": str(stack.dem),
         "crs": stack.crs,
         "polarisation": stack.polarisation,
         "swath": stack.swath,
@@ -557,6 +591,7 @@ def _write_description(stack: SimulatedStack, config: SimulationConfig) -> None:
             {
                 "scene": str(d.product),
                 "orbit_file": str(d.orbit_file),
+                "geolocation": str(stack.folder / "geolocation" / f"date{d.index}.npz"),
                 "days_after_first": d.days,
                 "along_track_delay_s": d.retiming.delay_s,
                 "cross_track_baseline_m": round(d.cross_track_m, 3),

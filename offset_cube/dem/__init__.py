@@ -1,0 +1,55 @@
+"""The job's terrain: ``dem: auto`` (Copernicus GLO-30, fetched and cached), a user's DEM file, or ``none``.
+
+Both engines ask :func:`job_dem` for the DEM file; with ``auto`` the first call fetches and builds the mosaic over
+the area plus ``dem.margin_m`` and every later call (other pairs, later runs) finds it in the cache.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from shapely.geometry.base import BaseGeometry
+
+from offset_cube.area import parse_area
+from offset_cube.config import JobConfig
+from offset_cube.dem.glo30 import Box, Source, mosaic
+
+__all__ = ["Box", "dem_box", "describe_dem", "job_dem"]
+
+#: Metres per degree of latitude (mean; the margin only needs to be generous, not exact).
+M_PER_DEG_LAT = 111_320.0
+
+
+def dem_box(area: BaseGeometry, margin_m: float) -> Box:
+    """The area's bounding box grown by ``margin_m`` on every side, in degrees."""
+    west, south, east, north = area.bounds
+    dlat = margin_m / M_PER_DEG_LAT
+    widest = min(max(abs(south - dlat), abs(north + dlat)), 89.0)
+    dlon = min(margin_m / (M_PER_DEG_LAT * math.cos(math.radians(widest))), 180.0)
+    return Box(west - dlon, max(south - dlat, -90.0), east + dlon, min(north + dlat, 90.0))
+
+
+def job_dem(job: JobConfig) -> Path | None:
+    """The DEM file both engines use (ellipsoidal heights), or None for ``dem: none``."""
+    if job.dem.source == "none":
+        return None
+    if job.dem.path is not None:
+        return job.dem.path
+    source = Source(
+        tiles_url=job.dem.tiles_url,
+        geoid_url=job.dem.geoid_url,
+        retries=job.dem.retries,
+        retry_delay_s=job.dem.retry_delay_s,
+        timeout_s=job.dem.timeout_s,
+    )
+    return mosaic(dem_box(parse_area(job.area), job.dem.margin_m), source, job.dem_cache_dir)
+
+
+def describe_dem(job: JobConfig) -> str:
+    """How the job's heights are chosen, for processing parameters and logs."""
+    if job.dem.source == "none":
+        return f"none (constant {job.dem.height_m:g} m above the WGS84 ellipsoid)"
+    if job.dem.source == "auto":
+        return f"auto (Copernicus GLO-30 from {job.dem.tiles_url}, EGM2008 to WGS84 ellipsoid)"
+    return f"file {job.dem.source}"
