@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from offset_cube.atomic import private_folder
 from offset_cube.config import Engine, JobConfig
+from offset_cube.disk import human_bytes, tree_bytes
 from offset_cube.download import releasable_scenes
 from offset_cube.errors import PairDeferred, PairSkipped
 from offset_cube.planning import Pair, Plan
@@ -47,6 +48,7 @@ class RunSummary(BaseModel):
     pairs_planned: int
     outcomes: list[PairOutcome]
     message: str
+    pair_disk_bytes: dict[str, int] = {}
 
     def count(self, status: str) -> int:
         return sum(o.status == status for o in self.outcomes)
@@ -198,6 +200,13 @@ def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSumm
         f"{counts['completed']} pair(s) completed, {counts['failed']} failed, {counts['deferred']} deferred, "
         f"{counts['skipped']} skipped, {len(plan.already_done)} already in the cube"
     )
+    disk = {p.pair_id: tree_bytes(job.storage.pairs_dir / p.pair_id) for p in plan.pairs}
+    disk = {pair_id: size for pair_id, size in disk.items() if size}
+    if disk:
+        message += (
+            f"; this run's pair folders hold {human_bytes(sum(disk.values()))} "
+            f"(at most {human_bytes(max(disk.values()))} per pair; cleanup.pair_files: {job.cleanup.pair_files})"
+        )
     skipped = [o.message for o in outcomes if o.status == "skipped" and o.message]
     if skipped:
         message += ". Skipped: " + "; ".join(skipped)
@@ -207,12 +216,17 @@ def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSumm
         pairs_planned=len(plan.pairs),
         outcomes=outcomes,
         message=message,
+        pair_disk_bytes=disk,
     )
 
 
 def _summary_markdown(summary: RunSummary) -> str:
-    lines = [f"# {summary.job}", "", summary.message, "", "| pair | status | detail |", "|---|---|---|"]
-    lines += [f"| {o.label} | {o.status} | {o.message.replace('|', '/')[:300]} |" for o in summary.outcomes]
+    header = ["| pair | status | disk left | detail |", "|---|---|---|---|"]
+    lines = [f"# {summary.job}", "", summary.message, "", *header]
+    for o in summary.outcomes:
+        size = summary.pair_disk_bytes.get(o.pair_id)
+        disk = human_bytes(size) if size is not None else ""
+        lines.append(f"| {o.label} | {o.status} | {disk} | {o.message.replace('|', '/')[:300]} |")
     return "\n".join(lines)
 
 
@@ -237,7 +251,8 @@ def flow_for(job: JobConfig) -> Any:
                 cluster_kwargs={
                     "n_workers": job.runner.dask_workers,
                     "threads_per_worker": 1,
-                    "dashboard_address": None,
+                    # a free port: None still starts the dashboard on 8787 and warns when another cluster holds it
+                    "dashboard_address": ":0",
                 },
             )
         return velocity_cube_flow.with_options(task_runner=runner)

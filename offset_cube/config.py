@@ -173,7 +173,10 @@ class TrackingConfig(StrictModel):
     )
     mode: TrackingMode = Field(
         TrackingMode.AMPLITUDE,
-        description="'amplitude' (incoherent, robust over fast ice) or 'complex' (coherent, most precise).",
+        description=(
+            "'amplitude' (incoherent, robust over fast ice) or 'complex' (coherent, most precise; built-in engine "
+            "only: topsApp correlates amplitudes)."
+        ),
     )
     search_margin_px: int = Field(
         2,
@@ -268,6 +271,13 @@ class Isce2Config(StrictModel):
     python: AbsolutePath | None = Field(None, description="Python executable of the ISCE2 environment.")
     conda_prefix: AbsolutePath | None = Field(None, description="Conda environment prefix holding ISCE2.")
     isce_home: AbsolutePath | None = Field(None, description="ISCE_HOME (the installed `isce` package folder).")
+    pythonpath: list[AbsolutePath] = Field(
+        default_factory=list,
+        description=(
+            "Folders put first on topsApp's PYTHONPATH. A source (CMake/SCons) build needs the folder holding "
+            "`isce`; it is added by itself for those layouts, so this is for anything else ISCE2 must import."
+        ),
+    )
     geocode_dem: AbsolutePath | None = Field(None, description="Coarser DEM defining the geocoded grid (optional).")
     omp_num_threads: int = Field(2, ge=1, le=256, description="OMP_NUM_THREADS for topsApp.")
     deadline_hours: float = Field(8.0, gt=0, le=168, description="Kill topsApp's process group after this.")
@@ -275,8 +285,22 @@ class Isce2Config(StrictModel):
     snr_threshold_factor: float | None = Field(
         None, ge=0, description="topsApp `SNR Threshold factor` for filteroffsets; None disables masking."
     )
-    roi_margin_deg: float = Field(0.05, ge=0, le=5, description="Margin around the area's bbox for ROI.")
+    roi_margin_deg: float | None = Field(
+        None,
+        ge=0,
+        le=5,
+        description=(
+            "None (default): topsApp's region of interest is chosen so that it keeps only the bursts holding the "
+            "area (ISCE's burst-box rule applied to both dates' annotations). A number: the area's bounding box "
+            "plus this margin (degrees); topsApp then keeps every burst whose padded box meets it."
+        ),
+    )
     geocode_margin_deg: float = Field(0.02, ge=0, le=5, description="Margin around the clip box for geocoding.")
+
+    @field_validator("pythonpath", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        return [p for p in value.split(":") if p] if isinstance(value, str) else value
 
 
 class BuiltinConfig(StrictModel):
@@ -471,7 +495,13 @@ class CleanupConfig(StrictModel):
 
     delete_scenes: bool = Field(False, description="Delete a SAFE zip once every pair that needs it finished.")
     pair_files: Literal["keep", "minimal"] = Field(
-        "keep", description="'minimal': keep only what the cube needs in each pair folder."
+        "minimal",
+        description=(
+            "ISCE2 engine: 'minimal' keeps in each pair folder only what a rerun and a user need (the topsApp XML "
+            "inputs, topsApp.log, ISCE's geocoded offset rasters merged/*.geo, offsets.zarr and the product); "
+            "'keep' leaves all of topsApp's working files (merged SLCs, geom_reference, fine_*), about 2.2 GB "
+            "per burst kept (9.0 GB for a measured pair of 4 bursts), for debugging."
+        ),
     )
 
 
@@ -605,6 +635,12 @@ class JobConfig(StrictModel):
             raise ValueError(f"end {end} is after today ({utc_today()}); leave it empty for 'today'")
         for problem in engine_parameter_problems(self.engine, self.tracking.window, self.tracking.search):
             raise ValueError(problem)
+        if self.engine is Engine.ISCE2 and self.tracking.mode is TrackingMode.COMPLEX:
+            raise ValueError(
+                "tracking.mode 'complex' cannot run with engine isce2: topsApp's dense offsets always correlate "
+                "amplitudes (DenseAmpcor 'mag', components/isceobj/TopsProc/runDenseOffsets.py); use mode "
+                "'amplitude' with isce2, or engine 'builtin' for complex tracking"
+            )
         return self
 
     @property

@@ -1,6 +1,6 @@
 """Shared set-up for the ISCE2 engine tests: the stand-in topsApp, a real S1 pair's annotation, a small DEM.
 
-The pair is the real repeat pair in ../shared/data/safe/hyp3-isce2/slc/ (S1A track 108 ascending, 2025-04-06 and
+The pair is the real repeat pair in tests/data/safe/hyp3-isce2/slc/ (S1A track 108 ascending, 2025-04-06 and
 2025-04-18, British Columbia coast; VV annotation for IW1-3, no measurement pixels). The area lies inside IW2.
 """
 
@@ -10,6 +10,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -23,16 +24,35 @@ from offset_cube.isce_raster import write_isce_raster
 from offset_cube.planning import Pair, plan_pairs
 from offset_cube.scenes import Scene
 from offset_cube.stages import OrbitFile, PairInputs
-from tests.conftest import DATA
+from tests.conftest import data_path
 
 FAKE_ISCE_HOME = Path(__file__).resolve().parent / "fake_isce" / "isce"
 FAKE_TOPSAPP = FAKE_ISCE_HOME / "applications" / "topsApp.py"
-SLC = DATA / "safe" / "hyp3-isce2" / "slc"
+SLC = data_path("safe/hyp3-isce2/slc")
 BC_REFERENCE = SLC / "S1A_IW_SLC__1SDV_20250406T022008_20250406T022035_058630_07421F_93A7.SAFE"
 BC_SECONDARY = SLC / "S1A_IW_SLC__1SDV_20250418T022008_20250418T022035_058805_074946_C7D4.SAFE"
 BC_AREA = "POLYGON((-128.2 51.8, -127.7 51.8, -127.7 52.1, -128.2 52.1, -128.2 51.8))"
 #: DEM span (S, N, W, E) comfortably around the area plus every margin.
 BC_DEM_BOX = (51.5, 52.4, -128.6, -127.3)
+
+
+def cmake_install(root: Path) -> Path:
+    """A stand-in ISCE2 laid out as its CMake install does: ``<root>/packages/isce2`` (the package, with
+    ``components/``) and the link ``packages/isce -> isce2`` (ISCE2's CMakeLists.txt); returns that link."""
+    package = root / "packages" / "isce2"
+    shutil.copytree(FAKE_ISCE_HOME, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "components").mkdir()
+    (root / "packages" / "isce").symlink_to("isce2")
+    return root / "packages" / "isce"
+
+
+def python_on_path(bin_dir: Path) -> Path:
+    """``bin_dir/python3`` running this interpreter (a script, not a link: a linked venv python loses its venv)."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    python = bin_dir / "python3"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    return python
 
 
 def fake_topsapp_module() -> ModuleType:

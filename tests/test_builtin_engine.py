@@ -8,6 +8,7 @@ products; the simulator keeps its true orbits and lattices in memory so the impo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import zipfile
 from pathlib import Path
@@ -26,7 +27,7 @@ from offset_cube.search import local_scene
 from offset_cube.simulate import DEMO_TEMPLATE
 from offset_cube.simulate.stack import SimulatedStack, SimulationConfig, simulate_stack
 from offset_cube.stages import OrbitFile, PairInputs
-from tests.conftest import DATA
+from tests.conftest import data_path
 
 TRACKING = {"window": [64, 32], "skip": [64, 32], "mode": "complex"}
 
@@ -128,6 +129,8 @@ def test_result_is_the_common_schema(stack: SimulatedStack, tmp_path: Path) -> N
     assert ds.attrs["direction"] == "ASCENDING" and ds.attrs["track"] == 27
     assert ds.attrs["dt_days"] == pytest.approx(24.0, abs=0.01)
     assert ds.attrs["orbit_type"] == "POEORB"
+    parameters = json.loads(ds.attrs["processing_parameters"])
+    assert (parameters["mode"], parameters["oversampling"]) == ("complex", job.tracking.oversampling)
     lon, lat = ds.longitude.values, ds.latitude.values
     assert 74.9 < lon.min() < lon.max() < 75.2 and 38.2 < lat.min() < lat.max() < 38.5
     assert np.all((ds.heading.values > -12) & (ds.heading.values < -9))  # ascending, local heading (§5.2)
@@ -180,7 +183,7 @@ def test_pair_from_two_tracks_names_both_files(stack: SimulatedStack, tmp_path: 
     """A real track-64 product as the secondary of a simulated track-27 one: refused before any pixel is read."""
     job = make_job(stack, tmp_path)
     inputs = make_inputs(stack, 0, 1, job, tmp_path)
-    other = next(DATA.glob("safe/s1-reader/*6681.zip"))
+    other = data_path("safe/s1-reader/S1A_IW_SLC__1SDV_20221016T015043_20221016T015111_045461_056FC0_6681.zip")
     mixed = inputs.model_copy(update={"secondary_safes": (other,)})
     mixed = mixed.model_copy(update={"secondary_orbits": (OrbitFile(product_id=other.stem, orbit_type="annotation"),)})
     with pytest.raises(SafeError, match=r"one track and direction.*track 27 ASCENDING.*6681\.zip is track 64"):

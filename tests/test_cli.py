@@ -14,12 +14,12 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.conftest import DATA, ROOT
+from tests.conftest import ROOT, data_path
 from tests.isce2_support import alive
 
-STACK = DATA / "asf" / "geojson" / "S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson"
+STACK = data_path("asf/geojson/S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson")
 STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
-SAFE_ZIPS = DATA / "safe" / "s1-reader"
+SAFE_ZIPS = data_path("safe/s1-reader")
 runner = CliRunner()
 
 
@@ -77,7 +77,7 @@ def test_plan_table_and_yaml_with_flag_overrides(tmp_path: Path) -> None:
 
 
 def test_one_acquisition_is_not_an_error() -> None:
-    one = DATA / "asf" / "geojson" / "Fairbanks_SLC.geojson"
+    one = data_path("asf/geojson/Fairbanks_SLC.geojson")
     result = runner.invoke(
         app,
         [
@@ -168,6 +168,12 @@ def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", "--config", str(config)])
     assert result.exit_code == 2
     assert "must be < 2 x window height (32) for ISCE2's ampcor; got 40" in result.stderr
+    config.write_text(f"area: '{STACK_AREA}'\nstart: 2015-01-01\nsearch: file:{STACK}\ntracking:\n  mode: complex\n")
+    result = runner.invoke(app, ["plan", "--config", str(config), "--engine", "isce2"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "tracking.mode 'complex'" in lines[0]
+    assert "correlate amplitudes" in lines[0]
 
 
 def test_ew_product_in_a_local_catalog_is_rejected(tmp_path: Path) -> None:

@@ -37,6 +37,8 @@ def test_template_example_loads_with_documented_defaults() -> None:
     assert template.grid == defaults.grid
     assert template.product == defaults.product
     assert template.dem == defaults.dem
+    assert template.isce2 == defaults.isce2
+    assert template.cleanup == defaults.cleanup
     assert template.storage.cube_path == Path("offset-cube-output/cube.zarr").absolute()
 
 
@@ -92,6 +94,7 @@ def test_yaml_syntax_error_is_one_clear_error(tmp_path: Path) -> None:
         ({"engine": "isce2", "tracking": {"window": [63, 16]}}, "window width must be even"),
         ({"engine": "isce2", "tracking": {"window": [64, 16], "search": [20, 4]}}, "must be >= 8"),
         ({"engine": "isce2", "tracking": {"window": [64, 16], "search": [20, 32]}}, "must be < 2 x window height"),
+        ({"engine": "isce2", "tracking": {"mode": "complex"}}, "topsApp's dense offsets always correlate amplitudes"),
         ({"tracking": {"oversampling": 24}}, "power of two"),
         ({"tracking": {"window": "64by16"}}, "WIDTHxHEIGHT"),
         ({"search": "ftp:somewhere"}, "not one of 'asf', 'file:PATH', 'local:FOLDER'"),
@@ -144,3 +147,8 @@ def test_geojson_file_area_is_read_and_normalised(tmp_path: Path) -> None:
 def test_isce2_accepts_the_shirase_parameters() -> None:
     accepted = job(engine="isce2", tracking={"window": [256, 64], "search": [30, 10], "skip": [44, 8]})
     assert accepted.engine is Engine.ISCE2
+
+
+def test_complex_mode_is_for_the_builtin_engine_only() -> None:
+    assert job(tracking={"mode": "complex"}).tracking.mode.value == "complex"
+    assert job(engine="isce2", tracking={"mode": "amplitude"}).engine is Engine.ISCE2

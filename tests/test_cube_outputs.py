@@ -98,3 +98,23 @@ def test_inspect_reports_bad_input_in_one_line(tmp_path: Path, cube: tuple[Path,
     assert result.exit_code == 2 and "layer index 7 is out of range; the cube has 3 layer(s)" in result.output
     missing = CliRunner().invoke(app, ["inspect", str(tmp_path / "none.zarr")])
     assert missing.exit_code == 2 and "there is no cube at" in missing.output
+
+
+def test_quicklook_of_an_isce2_product_with_zero_speeds_warns_nothing(tmp_path: Path) -> None:
+    """ISCE2's ampcor reports offsets in steps of 1/oversampling px, so still ice often measures exactly 0 px and
+    its speed is exactly 0: the arrows must not divide by it (pytest turns any RuntimeWarning into an error)."""
+    from offset_cube.config import ProductConfig
+    from offset_cube.cube.product import make_pair_product
+    from tests.cube_synth import acquisition, synthetic_result
+
+    def isce2_half_still(ds: xr.Dataset) -> None:
+        ds.attrs["engine"] = "isce2"
+        for name in ("azimuth_offset", "range_offset"):
+            ds[name].values[:, :45] = 0.0
+
+    result = synthetic_result(tmp_path / "results", acquisition(0), acquisition(12), edit=isce2_half_still)
+    product = make_pair_product(result, south_grid(), ProductConfig(), tmp_path / "product.zarr")
+    speed = read_product(product)["v"].values
+    assert (speed == 0).any() and (speed > 0).any()  # the case that divided 0 by 0
+    width, _ = png_size(pair_quicklook(product, tmp_path / "still.png"))
+    assert width > 600

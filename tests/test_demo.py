@@ -14,11 +14,11 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from offset_cube.simulate import DEMO_TEMPLATE
-from tests.conftest import DATA
+from tests.conftest import data_path
 
 runner = CliRunner()
-DESCENDING = (
-    DATA / "safe/hyp3-isce2/multi_burst/S1A_IW_SLC__1SSV_20200604T022307_20200604T022318_032861_03CE65_C158.SAFE"
+DESCENDING = data_path(
+    "safe/hyp3-isce2/multi_burst/S1A_IW_SLC__1SSV_20200604T022307_20200604T022318_032861_03CE65_C158.SAFE"
 )
 
 

@@ -14,7 +14,15 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.conftest import ROOT
-from tests.isce2_support import BC_AREA, BC_REFERENCE, BC_SECONDARY, FAKE_ISCE_HOME, write_isce_dem
+from tests.isce2_support import (
+    BC_AREA,
+    BC_REFERENCE,
+    BC_SECONDARY,
+    FAKE_ISCE_HOME,
+    cmake_install,
+    python_on_path,
+    write_isce_dem,
+)
 from tests.test_isce2_dem import write_geotiff
 
 runner = CliRunner()
@@ -38,6 +46,23 @@ def test_doctor_reports_what_it_found(ready_env: None) -> None:
     assert f"topsApp.py      {FAKE_ISCE_HOME}/applications/topsApp.py" in result.output
     assert "version         2.6.5 (release_history.py); import isce: 2.6.5" in result.output
     assert "ok: ISCE2 is ready" in result.output
+
+
+def test_doctor_explains_the_layouts_it_tried_for_a_source_build(
+    ready_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = cmake_install(tmp_path / "install")
+    python = python_on_path(tmp_path / "venv" / "bin")
+    monkeypatch.setenv("PATH", f"{python.parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("PYTHONPATH")  # what the source build needs comes from its layout
+    result = runner.invoke(app, ["doctor", "--isce-home", str(home)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert f"  layout tried    conda/pip <prefix>/lib/pythonX.Y/site-packages/isce: {home} is not inside one" in lines
+    assert f"  layout tried    source build {home} (components/ inside): python3 on PATH {python}" in lines
+    assert "  layout          source build" in lines and f"  python          {python}" in lines
+    assert f"  PYTHONPATH      {tmp_path / 'install' / 'packages'}" in lines
+    assert "version         2.6.5 (release_history.py); import isce: 2.6.5" in result.output
 
 
 def test_doctor_without_isce_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +149,7 @@ def test_polar_job_with_dem_none_fails_before_searching() -> None:
     """topsApp's own SRTM download (dem: none) cannot serve 70°S; `dem: auto` is the way (test_dem_jobs.py)."""
     result = runner.invoke(app, ["run", "-c", str(ROOT / "examples" / "shirase.yaml"), "--dry-run", "--dem", "none"])
     assert result.exit_code == 2
-    assert "dem: none and the area reaches latitude -70.55" in result.output and "SRTM" in result.output
+    assert "dem: none and the area reaches latitude -70.50" in result.output and "SRTM" in result.output
 
 
 def test_dry_run_needs_the_isce2_engine(tmp_path: Path) -> None:

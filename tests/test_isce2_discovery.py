@@ -11,7 +11,7 @@ import pytest
 
 from offset_cube.config import Isce2Config
 from offset_cube.isce2.discovery import IsceNotFoundError, discover_isce, probe_version, read_version
-from tests.isce2_support import FAKE_ISCE_HOME
+from tests.isce2_support import FAKE_ISCE_HOME, cmake_install, python_on_path
 
 
 def conda_env(tmp_path: Path) -> Path:
@@ -64,8 +64,9 @@ def test_python_and_isce_home_routes(tmp_path: Path) -> None:
 
 
 def test_nothing_found_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(IsceNotFoundError, match=r"no ISCE2 installation found: set isce2\.python"):
+    with pytest.raises(IsceNotFoundError, match=r"no ISCE2 installation found \(tried: .*\): set isce2\.python") as e:
         discover_isce(Isce2Config(), environ={"CONDA_PREFIX": str(tmp_path)})
+    assert f"CONDA_PREFIX {tmp_path} holds no lib/python*/site-packages/isce" in str(e.value)
     with pytest.raises(IsceNotFoundError, match=r"isce2\.python .*missing.* does not exist"):
         discover_isce(Isce2Config(python=tmp_path / "missing" / "python"), environ={})
     with pytest.raises(IsceNotFoundError, match="holds no isce package"):
@@ -84,3 +85,49 @@ def test_version_probe_imports_isce_with_the_env_python(monkeypatch: pytest.Monk
     monkeypatch.setenv("PYTHONPATH", str(FAKE_ISCE_HOME.parent))
     assert probe_version(install) == "2.6.5"
     assert read_version(FAKE_ISCE_HOME) == "2.6.5"
+
+
+def test_cmake_source_build_is_found_from_isce_home_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISCE_HOME = <install>/packages/isce (the link CMake makes to isce2) and a python3 on PATH: found, with
+    <install>/packages on the child's PYTHONPATH so that `import isce` works there."""
+    home = cmake_install(tmp_path / "install")
+    python = python_on_path(tmp_path / "venv" / "bin")
+    install = discover_isce(Isce2Config(), environ={"ISCE_HOME": str(home), "PATH": str(python.parent)})
+    assert (install.python, install.isce_home, install.layout) == (python, home, "source build")
+    assert install.topsapp == home / "applications" / "topsApp.py" and install.version == "2.6.5"
+    assert install.pythonpath == (tmp_path / "install" / "packages",)
+    assert install.tried == (
+        f"conda/pip <prefix>/lib/pythonX.Y/site-packages/isce: {home} is not inside one",
+        f"source build {home} (components/ inside): python3 on PATH {python}",
+    )
+    env = install.environment(2, base={"PATH": "/usr/bin", "PYTHONPATH": "/theirs"})
+    assert env["PYTHONPATH"] == os.pathsep.join([str(tmp_path / "install" / "packages"), "/theirs"])
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert probe_version(install) == "2.6.5"  # imports isce through the packages/isce link
+    job_paths = Isce2Config(isce_home=home, pythonpath=[tmp_path / "extra"])
+    with_extra = discover_isce(job_paths, environ={"PATH": str(python.parent)})
+    assert with_extra.pythonpath == (tmp_path / "extra", tmp_path / "install" / "packages")
+    assert with_extra.found_by == "isce2.isce_home"
+    explicit = discover_isce(Isce2Config(python=Path(sys.executable), isce_home=home), environ={})
+    assert explicit.layout == "source build" and explicit.pythonpath == (tmp_path / "install" / "packages",)
+
+
+def test_isce_home_that_fits_no_layout_names_each_layout_tried(tmp_path: Path) -> None:
+    home = cmake_install(tmp_path / "install")
+    with pytest.raises(IsceNotFoundError) as caught:
+        discover_isce(Isce2Config(), environ={"ISCE_HOME": str(home)})  # no python3 on PATH
+    message = str(caught.value)
+    assert f"the ISCE_HOME environment variable {home} is set but the python that goes with it was not found" in message
+    assert "conda/pip <prefix>/lib/pythonX.Y/site-packages/isce: " in message
+    assert "(components/ inside): no python3 on PATH" in message and message.endswith("set isce2.python")
+    bare = tmp_path / "bare" / "isce"
+    shutil.copytree(FAKE_ISCE_HOME, bare)
+    with pytest.raises(
+        IsceNotFoundError, match=f"source build <install>/packages/isce or <root>/isce: no {bare}/components"
+    ):
+        discover_isce(Isce2Config(isce_home=bare), environ={"PATH": str(python_on_path(tmp_path / "bin").parent)})
+
+
+def test_pythonpath_field_accepts_a_colon_list() -> None:
+    config = Isce2Config.model_validate({"pythonpath": "/a/packages::/b"})
+    assert config.pythonpath == [Path("/a/packages"), Path("/b")]

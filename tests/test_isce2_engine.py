@@ -5,6 +5,7 @@ PICKLE, clean restarts when inputs change, and the cleanup policy."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from offset_cube.isce2.render import read_render_record, render_pair_inputs
 from offset_cube.isce2.topsapp import TOPSAPP_STEPS, TopsAppError
 from offset_cube.result import read_pair_result
 from offset_cube.stages import PairInputs
-from tests.isce2_support import bc_inputs, fake_topsapp_module, isce2_job
+from tests.isce2_support import bc_inputs, cmake_install, fake_topsapp_module, isce2_job, python_on_path
 
 
 def calls(pair_dir: Path) -> list[list[str]]:
@@ -47,7 +48,12 @@ def test_engine_writes_the_common_result(tmp_path: Path) -> None:
     assert ds.attrs["dt_days"] == pytest.approx(12.0, abs=1e-3)
     parameters = json.loads(ds.attrs["processing_parameters"])
     assert parameters["isce_version"] == "2.6.5" and parameters["swaths"] == [2]
+    assert parameters["bursts"] == {"IW2": [3, 4, 5]}  # of 9: the bursts holding the area (test_isce2_bursts)
     assert parameters["search"] == [20, 10] and parameters["offsets_file"] == "merged/dense_offsets.bil.geo"
+    # what topsApp really ran: amplitude correlation (always) at the rendered oversampling
+    assert (parameters["mode"], parameters["oversampling"]) == ("amplitude", job.tracking.oversampling)
+    rendered = (inputs.pair_dir / "topsApp.xml").read_text()
+    assert f'<property name="Ampcor oversampling factor">{parameters["oversampling"]}</property>' in rendered
     # values: the stand-in's field at each sample's latitude/longitude (sample centres), NaN where no data
     fake = fake_topsapp_module()
     box = [51.78, 52.12, -128.22, -127.68]  # area + isce2.geocode_margin_deg, S N W E
@@ -111,12 +117,36 @@ def test_changed_inputs_start_from_a_clean_folder(tmp_path: Path) -> None:
     assert not stale.exists()
 
 
-def test_minimal_cleanup_keeps_only_what_the_cube_needs(tmp_path: Path) -> None:
-    job, inputs = prepared(tmp_path, cleanup={"pair_files": "minimal"})
+def test_default_cleanup_leaves_only_what_a_rerun_and_a_user_need(tmp_path: Path) -> None:
+    job, inputs = prepared(tmp_path)
+    assert job.cleanup.pair_files == "minimal"  # the default
+    first = read_pair_result(run_isce2(inputs, job)).load()
+    pair_dir = inputs.pair_dir
+    inputs_and_log = {"topsApp.xml", "reference.xml", "secondary.xml", "topsApp.render.json", "topsApp.log"}
+    state, stand_in = "topsApp.state.json", "fake_topsapp_calls.jsonl"  # the inputs' fingerprint; the test double's
+    assert {p.name for p in pair_dir.iterdir()} == {*inputs_and_log, state, stand_in, "merged", "offsets.zarr"}
+    geocoded = [
+        f"{name}.bil.geo" for name in ("dense_offsets", "dense_offsets_snr", "dense_offsets_cov", "filt_dense_offsets")
+    ]
+    kept = {f"{g}{extension}" for g in geocoded for extension in ("", ".xml", ".vrt")}
+    assert {p.name for p in (pair_dir / "merged").iterdir()} == kept
+    # a rerun with the same inputs reads ISCE's kept offsets again instead of starting topsApp
+    again = read_pair_result(run_isce2(inputs, job)).load()
+    assert len(calls(pair_dir)) == 1
+    assert np.array_equal(first["azimuth_offset"].values, again["azimuth_offset"].values, equal_nan=True)
+    # changed inputs start from a clean folder, as always
+    changed = job.model_copy(update={"tracking": job.tracking.model_copy(update={"skip": (16, 4)})})
+    render_pair_inputs(inputs, changed)
+    run_isce2(inputs, changed)
+    assert len(calls(pair_dir)) == 2 and calls(pair_dir)[-1][1] == "--start=startup"
+
+
+def test_keep_leaves_topsapps_working_files(tmp_path: Path) -> None:
+    job, inputs = prepared(tmp_path, cleanup={"pair_files": "keep"})
     run_isce2(inputs, job)
     left = {p.name for p in inputs.pair_dir.iterdir()}
-    assert {"offsets.zarr", "topsApp.xml", "reference.xml", "secondary.xml", "topsApp.log"} <= left
-    assert not left & {"PICKLE", "merged", "reference", "secondary", "topsApp.state.json"}
+    assert {"PICKLE", "merged", "reference", "secondary", "topsApp.state.json", "offsets.zarr"} <= left
+    assert (inputs.pair_dir / "merged" / "dense_offsets.bil").is_file()
 
 
 def test_gpu_outputs_are_read_with_their_band_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,3 +168,21 @@ def test_engine_needs_the_render_stage(tmp_path: Path) -> None:
     job = isce2_job(tmp_path)
     with pytest.raises(EngineError, match="render stage must run first"):
         run_isce2(bc_inputs(job), job)
+
+
+def test_source_build_runs_with_its_pythonpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISCE2 found only by ISCE_HOME = <install>/packages/isce: topsApp's child gets <install>/packages (after the
+    job's isce2.pythonpath) on PYTHONPATH, and its `import isce` works without anything exported by the shell."""
+    home = cmake_install(tmp_path / "install")
+    python = python_on_path(tmp_path / "venv" / "bin")
+    monkeypatch.setenv("PATH", f"{python.parent}:{os.environ['PATH']}")
+    monkeypatch.setenv("ISCE_HOME", str(home))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+    extra = tmp_path / "site"
+    job, inputs = prepared(tmp_path, isce2={"python": None, "isce_home": None, "pythonpath": [str(extra)]})
+    ds = read_pair_result(run_isce2(inputs, job))
+    assert json.loads(ds.attrs["processing_parameters"])["topsapp"] == str(home / "applications" / "topsApp.py")
+    call = json.loads((inputs.pair_dir / "fake_topsapp_calls.jsonl").read_text().splitlines()[-1])
+    assert call["pythonpath"] == os.pathsep.join([str(extra), str(tmp_path / "install" / "packages")])
+    assert call["isce"] == "2.6.5"

@@ -17,6 +17,7 @@ from uuid import UUID
 
 import pytest
 
+from offset_cube.disk import human_bytes, tree_bytes
 from offset_cube.isce2.render import render_pair_inputs
 from offset_cube.isce2.topsapp import PID_FILE
 from tasks.engine import kill_engine_processes
@@ -51,10 +52,17 @@ def test_flow_runs_topsapp_with_progress_artifact(
     summary = state.result()
     assert [o.status for o in summary.outcomes] == ["completed"]
     assert summary.outcomes[0].product == job.storage.pairs_dir / PAIR_ID / "offsets.zarr"
+    # the disk each pair folder still holds, after the default cleanup
+    left = summary.pair_disk_bytes[PAIR_ID]
+    assert left == tree_bytes(job.storage.pairs_dir / PAIR_ID) > 0
+    assert f"this run's pair folders hold {human_bytes(left)}" in summary.message
+    assert "cleanup.pair_files: minimal" in summary.message
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=50)
     progress = [a for a in artifact if a.key == f"topsapp-{PAIR_ID.replace('_', '-')}"]
     assert progress and progress[0].data == 100.0
+    table = next(a for a in artifact if a.key == "run-summary").data
+    assert "| pair | status | disk left | detail |" in table and f"| completed | {human_bytes(left)} |" in table
 
 
 @pytest.mark.flow

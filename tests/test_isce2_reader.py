@@ -1,4 +1,4 @@
-"""Reading topsApp's dense offsets: ISCE2's own rasters (../shared/data/isce/), geocoded grids, GPU layout,
+"""Reading topsApp's dense offsets: ISCE2's own rasters (tests/data/isce/), geocoded grids, GPU layout,
 and the look geometry at geocoded points from a real reference SAFE, the same as the built-in engine's."""
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from offset_cube.isce2.reader import geocoded_dataset, geographic_grid, offset_f
 from offset_cube.isce2.render import RenderedPair
 from offset_cube.isce_raster import read_band, read_isce_header, write_isce_raster
 from offset_cube.stages import PairInputs
-from tests.conftest import DATA
+from tests.conftest import data_path
 from tests.isce2_support import BC_AREA, bc_inputs, isce2_job
 
-ISCE = DATA / "isce"
+ISCE = data_path("isce")
 
 
 @pytest.mark.parametrize(
     ("run", "rmse_down", "rmse_across", "bias_down", "bias_across"),
-    # ../shared/data/isce/README.md, "Measured accuracy of the ISCE runs vs truth"
+    # tests/data/isce/README.md, "Measured accuracy of the ISCE runs vs truth"
     [("complex", 0.0250, 0.0311, -0.0025, 0.0019), ("mag", 0.1178, 0.1211, 0.0143, 0.0033)],
 )
 def test_isce_fixture_offsets_match_the_readme_accuracy(

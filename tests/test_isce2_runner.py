@@ -23,7 +23,7 @@ from offset_cube.isce2.judge import judge_run
 from offset_cube.isce2.render import read_render_record, render_pair_inputs
 from offset_cube.isce2.supervise import kill_recorded_run, kill_recorded_runs, run_topsapp
 from offset_cube.isce2.topsapp import PID_FILE, TOPSAPP_STEPS, RunRecord, TopsAppError, TopsAppTimeout
-from tests.conftest import DATA
+from tests.conftest import data_path
 from tests.isce2_support import alive, bc_inputs, isce2_job, kill_stand_in
 
 
@@ -74,7 +74,7 @@ def test_successful_run_streams_lines_and_steps(tmp_path: Path) -> None:
 
 
 def test_stand_in_outputs_have_isce_formats(tmp_path: Path) -> None:
-    """Same .xml property names and .vrt layout as ISCE2's own DenseAmpcor rasters in ../shared/data/isce/."""
+    """Same .xml property names and .vrt layout as ISCE2's own DenseAmpcor rasters in tests/data/isce/."""
     job, pair_dir = rendered(tmp_path)
     run(job, pair_dir)
 
@@ -89,7 +89,7 @@ def test_stand_in_outputs_have_isce_formats(tmp_path: Path) -> None:
         return [tuple(child.tag for child in band) for band in root.findall("VRTRasterBand")]
 
     for name in ("dense_offsets.bil", "dense_offsets_snr.bil", "dense_offsets_cov.bil"):
-        ours, isce = pair_dir / "merged" / name, DATA / "isce" / "complex" / name
+        ours, isce = pair_dir / "merged" / name, data_path(f"isce/complex/{name}")
         assert layout(Path(f"{ours}.xml")) == layout(Path(f"{isce}.xml"))
         assert vrt(Path(f"{ours}.vrt")) == vrt(Path(f"{isce}.vrt"))
         assert layout(Path(f"{ours}.geo.xml")) == layout(Path(f"{isce}.xml"))

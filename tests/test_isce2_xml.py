@@ -76,8 +76,9 @@ def test_shirase_topsapp_properties_parse_back(tmp_path: Path) -> None:
     assert values == {
         "Sensor name": "SENTINEL1",
         "swaths": [2],
-        # area bbox 38.0336..39.6985 E, -70.4952..-69.7358 N, plus 0.05° (ROI) and 0.02° (geocode)
-        "region of interest": [-70.5452, -69.6858, 37.9836, 39.7485],
+        # area bbox 38.0336..39.6985 E, -70.4952..-69.7358 N as ROI (no SAFE to compute burst boxes from yet),
+        # plus 0.02° (geocode)
+        "region of interest": [-70.4952, -69.7358, 38.0336, 39.6985],
         "geocode bounding box": [-70.5152, -69.7158, 38.0136, 39.7185],
         "demFilename": str(DEM),
         "do interferogram": False,

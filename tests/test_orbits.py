@@ -1,8 +1,8 @@
-"""Orbit selection on the real .EOF files in shared/data/orbits and on a recorded bucket listing served locally.
+"""Orbit selection on the real .EOF files in tests/data/orbits and on a recorded bucket listing served locally.
 
 Sources outside (ASF's bucket, Copernicus Data Space) are replaced by tests/fake_orbits.py; the listing is a
 subset of a real recording and the bodies are the real files (an S1B body is the real S1A file with its
-mission rewritten, since no S1B orbit file is among the shared data).
+mission rewritten, since no S1B orbit file is among the test data).
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from offset_cube.orbits import (
     validate_orbit_file,
 )
 from offset_cube.scenes import Scene
-from tests.conftest import DATA
+from tests.conftest import data_path
 from tests.fake_orbits import FakeOrbitServer, serve_orbits
 
-ORBITS = DATA / "orbits"
+ORBITS = data_path("orbits")
 FULL_POEORB = "S1A_OPER_AUX_POEORB_OPOD_20210307T053325_V20180419T225942_20180421T005942.EOF"
 RESORB_1024 = "S1A_OPER_AUX_RESORB_OPOD_20221024T205436_V20221024T170308_20221024T202038.EOF"
 
@@ -164,7 +164,7 @@ def test_validation_names_every_problem(tmp_path: Path) -> None:
 
 
 def s1b_version(text: str, name: str) -> bytes:
-    """The real S1A POEORB with its mission and file name rewritten to S1B (no S1B file is in the shared data)."""
+    """The real S1A POEORB with its mission and file name rewritten to S1B (no S1B file is in the test data)."""
     old = FULL_POEORB.removesuffix(".EOF")
     return text.replace("Sentinel-1A", "Sentinel-1B").replace(old, name.removesuffix(".EOF")).encode()
 

@@ -18,10 +18,10 @@ from offset_cube.config import JobConfig, load_job
 from offset_cube.planning import make_acquisitions, plan_pairs, required_search_px, search_window
 from offset_cube.scenes import Scene
 from offset_cube.search import read_search_export, search_scenes
-from tests.conftest import DATA
+from tests.conftest import data_path
 
-STACK = DATA / "asf" / "geojson" / "S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson"
-FAIRBANKS = DATA / "asf" / "geojson" / "Fairbanks_S1_stack.geojson"
+STACK = data_path("asf/geojson/S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson")
+FAIRBANKS = data_path("asf/geojson/Fairbanks_S1_stack.geojson")
 STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
 DUAL_SLICE_DATES = ["2016-10-07", "2016-10-31", "2016-11-24", "2016-12-18", "2017-01-11", "2017-02-04"]
 
@@ -111,7 +111,7 @@ def test_pairs_never_cross_tracks(tmp_path: Path) -> None:
 
 def test_one_acquisition_means_no_pairs() -> None:
     job = stack_job(
-        search=f"file:{DATA / 'asf' / 'geojson' / 'Fairbanks_SLC.geojson'}",
+        search=f"file:{data_path('asf/geojson/Fairbanks_SLC.geojson')}",
         area="POLYGON((-150 63,-144 63,-144 66,-150 66,-150 63))",
     )
     plan = plan_pairs(job, search_scenes(job))

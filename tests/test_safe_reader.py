@@ -1,4 +1,4 @@
-"""The SAFE reader on every real product in ../shared/data/safe/ (annotations from 2014 to 2025).
+"""The SAFE reader on every real product in tests/data/safe/ (annotations from 2014 to 2025).
 
 Expected values were read by hand from the annotation XML with grep; line numbers are given where helpful.
 """
@@ -16,9 +16,9 @@ import pytest
 from offset_cube.errors import SafeError
 from offset_cube.safe.annotation import parse_annotation
 from offset_cube.safe.product import SafeProduct
-from tests.conftest import DATA
+from tests.conftest import data_path
 
-SAFE_DIR = DATA / "safe"
+SAFE_DIR = data_path("safe")
 PRODUCTS = sorted(
     [*SAFE_DIR.glob("s1-reader/*.zip"), *SAFE_DIR.glob("hyp3-isce2/*/*.SAFE"), *SAFE_DIR.glob("xarray-sentinel/*.SAFE")]
 )

@@ -9,9 +9,9 @@ import pytest
 
 from offset_cube.errors import SceneNameError
 from offset_cube.scenes import ProductName, Scene, relative_orbit
-from tests.conftest import DATA
+from tests.conftest import data_path
 
-STACK = DATA / "asf" / "geojson" / "S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson"
+STACK = data_path("asf/geojson/S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson")
 
 
 def test_every_field_of_a_product_id() -> None:
@@ -68,7 +68,7 @@ def test_relative_orbit_matches_asf_path_number_on_176_real_records() -> None:
 def test_relative_orbit_examples_per_mission() -> None:
     assert relative_orbit("S1A", 23143) == 146  # asf-and-orbits.md §5 example
     assert relative_orbit("S1B", 24970) == 94  # the Fairbanks record
-    assert relative_orbit("S1A", 44748) == 51  # manifest of the Hawaii product in shared/data/safe
+    assert relative_orbit("S1A", 44748) == 51  # manifest of the Hawaii product in tests/data/safe
     with pytest.raises(SceneNameError, match="unknown Sentinel-1 mission"):
         relative_orbit("S2A", 1)
 

@@ -15,13 +15,13 @@ import requests_mock
 from offset_cube.config import JobConfig, load_job
 from offset_cube.errors import SearchError
 from offset_cube.search import read_local_catalog, read_search_export, search_scenes
-from tests.conftest import DATA
+from tests.conftest import data_path
 
 STACK_NAME = "S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack"
-STACK_GEOJSON = DATA / "asf" / "geojson" / f"{STACK_NAME}.geojson"
-STACK_CMR = DATA / "asf" / "cmr" / f"{STACK_NAME}.cmr_umm.json"
+STACK_GEOJSON = data_path(f"asf/geojson/{STACK_NAME}.geojson")
+STACK_CMR = data_path(f"asf/cmr/{STACK_NAME}.cmr_umm.json")
 STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
-SAFE_ZIPS = DATA / "safe" / "s1-reader"
+SAFE_ZIPS = data_path("safe/s1-reader")
 
 
 def stack_job(**fields: Any) -> JobConfig:
@@ -59,7 +59,7 @@ def test_filters_on_dates_track_direction_and_area() -> None:
 
 def test_export_with_burst_products_is_a_clear_error() -> None:
     with pytest.raises(SearchError, match="SLC_BURST.geojson.*not a Sentinel-1 product id"):
-        read_search_export(DATA / "asf" / "geojson" / "SLC_BURST.geojson")
+        read_search_export(data_path("asf/geojson/SLC_BURST.geojson"))
 
 
 # ------------------------------------------------------------------------------------------------ ASF

@@ -26,6 +26,7 @@ from offset_cube.tracking.synthetic import (
     warp,
     window_mean_offsets,
 )
+from tests.conftest import data_path
 
 WINDOW = (64, 16)
 SEARCH = (20, 8)
@@ -114,11 +115,11 @@ def test_smooth_field(mode: str) -> None:
     assert np.ptp(truth[1]) > 3.0  # the field really varies over the grid
 
 
-def test_isce_fixture_beats_isce2(shared_data: Path) -> None:
+def test_isce_fixture_beats_isce2() -> None:
     """On ISCE's grid: at least as good as ISCE2's complex mode, far better than its 'mag' mode (README table:
     complex 0.0250 / 0.0311, mag 0.1178 / 0.1211 px RMSE down / across); amplitude-mode SNR and covariance equal
     ampcor's (same definitions, same pixel-level surface)."""
-    folder = shared_data / "isce"
+    folder = data_path("isce")
     ref, sec = read_band(folder / "ref.slc"), read_band(folder / "sec.slc")
     truth = np.load(folder / "truth.npz")
     grid = {"lines": truth["centre_down"][:, 0], "samples": truth["centre_across"][0], "skip": None}

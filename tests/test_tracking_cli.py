@@ -15,13 +15,14 @@ from flows.cli import app
 from offset_cube.isce_raster import read_band
 from offset_cube.track_files import ISCE_COV, ISCE_OFFSETS, ISCE_SNR, open_image, write_isce_offsets
 from offset_cube.tracking.synthetic import constant_shift_pair
+from tests.conftest import data_path
 
 runner = CliRunner()
 GRID = ["--window", "64x16", "--search", "20x8", "--skip", "32x16"]
 
 
-def test_isce_pair_to_zarr_and_isce_rasters(tmp_path: Path, shared_data: Path) -> None:
-    folder = shared_data / "isce"
+def test_isce_pair_to_zarr_and_isce_rasters(tmp_path: Path) -> None:
+    folder = data_path("isce")
     out, isce = tmp_path / "offsets.zarr", tmp_path / "isce"
     args = ["track", str(folder / "ref.slc"), str(folder / "sec.slc.xml"), *GRID, "--mode", "complex"]
     result = runner.invoke(app, [*args, "--out", str(out), "--isce-format", str(isce), "--json"])
@@ -44,9 +45,9 @@ def test_isce_pair_to_zarr_and_isce_rasters(tmp_path: Path, shared_data: Path) -
     assert not list(tmp_path.glob(".tmp-*"))
 
 
-def test_isce_export_reproduces_dense_ampcor_files(tmp_path: Path, shared_data: Path) -> None:
+def test_isce_export_reproduces_dense_ampcor_files(tmp_path: Path) -> None:
     """The fixture's own values, exported, give DenseAmpcor's bytes (.bil, .vrt; .xml but its version line)."""
-    source = shared_data / "isce" / "complex"
+    source = data_path("isce/complex")
     raw = np.fromfile(source / ISCE_OFFSETS, "<f4").reshape(19, 2, 19)
     invalid = raw[:, 0] == -10000
     snr = read_band(source / ISCE_SNR)

@@ -64,8 +64,11 @@ def _report(install: IsceInstallation, settings: Isce2Config) -> list[str]:
         problems.append("gdal_translate is not on the ISCE2 environment's PATH (topsApp's denseoffsets step runs it)")
     rows = [
         ("found by", install.found_by),
+        *[("layout tried", line) for line in install.tried],
+        ("layout", install.layout),
         ("python", str(install.python)),
         ("ISCE_HOME", str(install.isce_home)),
+        ("PYTHONPATH", env.get("PYTHONPATH") or "(unset)"),
         ("topsApp.py", str(install.topsapp)),
         ("version", f"{install.version or 'unknown'} (release_history.py); import isce: {imported}"),
         ("gdal_translate", gdal or "MISSING"),

@@ -147,12 +147,21 @@ def _arrows(ax: Any, ds: xr.Dataset) -> None:
     step = max(1, -(-max(ds.sizes["x"], ds.sizes["y"]) // ARROWS_PER_SIDE))
     sub = ds[["vx", "vy", "v"]].isel(x=slice(step // 2, None, step), y=slice(step // 2, None, step))
     u, w, speed = sub["vx"].values, sub["vy"].values, sub["v"].values
+    # Still ice can measure exactly 0 (ISCE2's offsets come in steps of 1/oversampling px): such cells get no
+    # arrow, and only the moving cells are divided by their speed.
     ok = np.isfinite(u) & np.isfinite(w) & (speed > 0)
     if not ok.any():
         return
     xx, yy = np.meshgrid(sub["x"].values / 1000.0, sub["y"].values / 1000.0)
     ax.quiver(
-        xx[ok], yy[ok], (u / speed)[ok], (w / speed)[ok], color="white", edgecolor="black", linewidth=0.3, width=0.004
+        xx[ok],
+        yy[ok],
+        u[ok] / speed[ok],
+        w[ok] / speed[ok],
+        color="white",
+        edgecolor="black",
+        linewidth=0.3,
+        width=0.004,
     )
 
 

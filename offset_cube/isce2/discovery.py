@@ -1,19 +1,29 @@
 """Find the ISCE2 installation that runs ``topsApp.py``: from the job's config first, then the environment.
 
 Order: ``isce2.python``, ``isce2.conda_prefix``, ``isce2.isce_home`` (config), then ``ISCE_HOME`` and
-``CONDA_PREFIX`` (environment). ``topsApp.py`` lives in ``$ISCE_HOME/applications``; the conda-forge package
-puts ISCE_HOME at ``<prefix>/lib/pythonX.Y/site-packages/isce`` and does not add the applications to PATH, and
-topsApp shells out to ``gdal_translate``, so the environment's ``bin`` goes first on PATH (reference §4).
-No path is hard-coded.
+``CONDA_PREFIX`` (environment). ``topsApp.py`` lives in ``$ISCE_HOME/applications``. Two layouts of ISCE_HOME are
+recognised (reference §4):
+
+* conda-forge / pip: ``<prefix>/lib/pythonX.Y/site-packages/isce``, with the python in ``<prefix>/bin``. The
+  package does not add the applications to PATH, and topsApp shells out to ``gdal_translate``, so the
+  environment's ``bin`` goes first on PATH.
+* a source build: ``<install>/packages/isce`` (CMake installs the package as ``packages/isce2`` and links
+  ``packages/isce`` to it, ISCE2's ``CMakeLists.txt``) or ``$ISCE_INSTALL_ROOT/isce`` (SCons), a folder holding
+  ``components/``. Nothing records the python it was built for: ``isce2.python``, else ``python3`` on PATH; the
+  folder above ``isce`` goes on the child's PYTHONPATH so ``import isce`` works in topsApp.
+
+``isce2.pythonpath`` adds folders in front of that. Every layout tried is listed (``doctor`` prints them, and
+an error names them). No path is hard-coded.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from offset_cube.config import Isce2Config
@@ -37,6 +47,9 @@ class IsceInstallation:
     env_bin: Path | None
     version: str | None
     found_by: str
+    layout: str = "conda/pip"
+    pythonpath: tuple[Path, ...] = ()
+    tried: tuple[str, ...] = ()
 
     @property
     def topsapp(self) -> Path:
@@ -53,6 +66,10 @@ class IsceInstallation:
         rest = [p for p in env.get("PATH", "").split(os.pathsep) if p]
         env["PATH"] = os.pathsep.join([str(p) for p in first] + [p for p in rest if p not in map(str, first)])
         env["ISCE_HOME"] = str(self.isce_home)
+        if self.pythonpath:
+            ours = [str(p) for p in self.pythonpath]
+            theirs = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in ours]
+            env["PYTHONPATH"] = os.pathsep.join(ours + theirs)
         # OMP_NUM_THREADS sets DenseAmpcor's process count and the OpenMP threads of topo/geozero (reference §3.1).
         env["OMP_NUM_THREADS"] = str(omp_num_threads)
         env["PYTHONUNBUFFERED"] = "1"  # so log lines stream as they are printed
@@ -60,27 +77,40 @@ class IsceInstallation:
 
     def describe(self) -> str:
         version = self.version or "unknown version"
-        return f"ISCE2 {version} at {self.isce_home} (python {self.python}; found by {self.found_by})"
+        return (
+            f"ISCE2 {version} at {self.isce_home} ({self.layout} layout; python {self.python}; "
+            f"found by {self.found_by})"
+        )
 
 
 def discover_isce(config: Isce2Config, environ: Mapping[str, str] | None = None) -> IsceInstallation:
     """The installation named by ``config``, else by ``ISCE_HOME``/``CONDA_PREFIX``; :class:`IsceNotFoundError`."""
     env = os.environ if environ is None else environ
+    install = _discover(config, env)
+    if config.pythonpath:
+        install = replace(install, pythonpath=(*config.pythonpath, *install.pythonpath))
+    return install
+
+
+def _discover(config: Isce2Config, env: Mapping[str, str]) -> IsceInstallation:
     if config.python is not None:
         return _from_python(config.python, config.isce_home, "isce2.python", env)
     if config.conda_prefix is not None:
         return _from_prefix(config.conda_prefix, config.isce_home, "isce2.conda_prefix")
     if config.isce_home is not None:
-        return _from_isce_home(config.isce_home, "isce2.isce_home")
+        return _from_isce_home(config.isce_home, "isce2.isce_home", env)
     if env.get("ISCE_HOME"):
-        return _from_isce_home(Path(env["ISCE_HOME"]), "the ISCE_HOME environment variable")
+        return _from_isce_home(Path(env["ISCE_HOME"]), "the ISCE_HOME environment variable", env)
     prefix = env.get("CONDA_PREFIX")
     if prefix and _isce_home_in_prefix(Path(prefix)) is not None:
         return _from_prefix(Path(prefix), None, "the active conda environment (CONDA_PREFIX)")
+    conda = f"CONDA_PREFIX {prefix} holds no lib/python*/site-packages/isce" if prefix else "CONDA_PREFIX unset"
     raise IsceNotFoundError(
-        "no ISCE2 installation found: set isce2.python (the ISCE2 environment's python), isce2.conda_prefix or "
+        "no ISCE2 installation found (tried: isce2.python, isce2.conda_prefix, isce2.isce_home unset; ISCE_HOME "
+        f"unset; {conda}): set isce2.python (the ISCE2 environment's python), isce2.conda_prefix or "
         "isce2.isce_home in the job, or ISCE_HOME in the environment (e.g. after `conda activate isce2`). "
-        "ISCE2 installs with `conda install -c conda-forge isce2`."
+        "ISCE2 installs with `conda install -c conda-forge isce2`, or from source (CMake: ISCE_HOME = "
+        "<install>/packages/isce)."
     )
 
 
@@ -108,15 +138,21 @@ def probe_version(install: IsceInstallation, timeout_s: float = 120.0) -> str:
 def _from_python(python: Path, isce_home: Path | None, found_by: str, env: Mapping[str, str]) -> IsceInstallation:
     if not python.is_file():
         raise IsceNotFoundError(f"{found_by} {python} does not exist; give the ISCE2 environment's python")
-    home = isce_home or _isce_home_in_prefix(python.parent.parent)
+    prefix = python.parent.parent
+    tried = []
+    home = isce_home or _isce_home_in_prefix(prefix)
+    if isce_home is None:
+        outcome = "found" if home is not None else "not found"
+        tried.append(f"conda/pip: {prefix}/lib/python*/site-packages/isce beside {found_by}: {outcome}")
     if home is None and env.get("ISCE_HOME"):
         home = Path(env["ISCE_HOME"])
+        tried.append(f"the ISCE_HOME environment variable: {home}")
     if home is None:
         raise IsceNotFoundError(
             f"{found_by} {python} is set but no isce package was found beside it "
-            f"({python.parent.parent}/lib/python*/site-packages/isce); set isce2.isce_home"
+            f"({prefix}/lib/python*/site-packages/isce) and ISCE_HOME is unset; set isce2.isce_home"
         )
-    return _installation(python, home, python.parent, found_by)
+    return _installation(python, home, python.parent, found_by, tried)
 
 
 def _from_prefix(prefix: Path, isce_home: Path | None, found_by: str) -> IsceInstallation:
@@ -129,20 +165,37 @@ def _from_prefix(prefix: Path, isce_home: Path | None, found_by: str) -> IsceIns
             f"{found_by} {prefix} holds no isce package (lib/python*/site-packages/isce); "
             "install it there with `conda install -c conda-forge isce2`"
         )
-    return _installation(python, home, prefix / "bin", found_by)
+    return _installation(python, home, prefix / "bin", found_by, [f"conda/pip: {home}: found"])
 
 
-def _from_isce_home(isce_home: Path, found_by: str) -> IsceInstallation:
-    prefix = _prefix_of_isce_home(isce_home)
+def _from_isce_home(isce_home: Path, found_by: str, env: Mapping[str, str]) -> IsceInstallation:
+    """The python for an ISCE_HOME of either layout (module docstring)."""
+    home = isce_home.expanduser().absolute()
+    tried = []
+    prefix = _prefix_of_isce_home(home)
     python = _python_in(prefix) if prefix is not None else None
+    if prefix is None:
+        tried.append(f"conda/pip <prefix>/lib/pythonX.Y/site-packages/isce: {home} is not inside one")
+    else:
+        tried.append(f"conda/pip prefix {prefix}: " + (f"python {python}" if python else "no bin/python3 there"))
+    if python is None and _is_source_tree(home):
+        found = shutil.which("python3", path=env.get("PATH", ""))
+        python = Path(found) if found else None
+        outcome = f"python3 on PATH {python}" if python else "no python3 on PATH"
+        tried.append(f"source build {home.parent}/{home.name} (components/ inside): {outcome}")
+    elif python is None:
+        tried.append(f"source build <install>/packages/isce or <root>/isce: no {home}/components")
     if python is None:
         raise IsceNotFoundError(
-            f"{found_by} {isce_home} is set but the python that goes with it was not found; set isce2.python"
+            f"{found_by} {home} is set but the python that goes with it was not found (tried: {'; '.join(tried)}); "
+            "set isce2.python"
         )
-    return _installation(python, isce_home, python.parent, found_by)
+    return _installation(python, home, python.parent, found_by, tried)
 
 
-def _installation(python: Path, isce_home: Path, env_bin: Path | None, found_by: str) -> IsceInstallation:
+def _installation(
+    python: Path, isce_home: Path, env_bin: Path | None, found_by: str, tried: list[str]
+) -> IsceInstallation:
     home = isce_home.expanduser().absolute()
     topsapp = home / "applications" / TOPSAPP
     if not topsapp.is_file():
@@ -150,13 +203,23 @@ def _installation(python: Path, isce_home: Path, env_bin: Path | None, found_by:
             f"{found_by}: {topsapp} does not exist; ISCE_HOME must be the installed `isce` package folder "
             "(the one holding applications/topsApp.py)"
         )
+    source = _prefix_of_isce_home(home) is None and _is_source_tree(home)
     return IsceInstallation(
         python=python.absolute(),
         isce_home=home,
         env_bin=env_bin.absolute() if env_bin is not None else None,
         version=read_version(home),
         found_by=found_by,
+        layout="source build" if source else "conda/pip",
+        # the folder holding `isce` (CMake: <install>/packages), what ISCE2's README puts on PYTHONPATH
+        pythonpath=(home.parent,) if source else (),
+        tried=tuple(tried),
     )
+
+
+def _is_source_tree(isce_home: Path) -> bool:
+    """An ``isce`` package folder as a source build installs it (``components/`` inside, reference §4)."""
+    return (isce_home / "components").is_dir() and (isce_home / "applications" / TOPSAPP).is_file()
 
 
 def read_version(isce_home: Path) -> str | None:

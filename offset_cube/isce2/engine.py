@@ -17,6 +17,7 @@ from offset_cube.isce2.dem import dem_heights, dem_slopes
 from offset_cube.isce2.discovery import IsceInstallation, discover_isce
 from offset_cube.isce2.judge import judge_run
 from offset_cube.isce2.reader import (
+    COVARIANCE,
     FILTERED,
     GEO,
     OFFSETS,
@@ -28,7 +29,7 @@ from offset_cube.isce2.reader import (
 )
 from offset_cube.isce2.render import RenderedPair, job_dems, read_render_record
 from offset_cube.isce2.supervise import run_topsapp
-from offset_cube.isce2.topsapp import LOG_FILE, MERGED_DIR, LineCallback, StepCallback, TopsAppError
+from offset_cube.isce2.topsapp import LOG_FILE, MERGED_DIR, STATE_FILE, LineCallback, StepCallback, TopsAppError
 from offset_cube.isce2.workdir import (
     clean_workdir,
     forget_progress,
@@ -36,6 +37,8 @@ from offset_cube.isce2.workdir import (
     plan_resume,
     read_state,
     remember_notable,
+    remove_path,
+    write_state,
 )
 from offset_cube.result import RESULT_NAME, pair_result_attrs, worse_orbit_type, write_pair_result
 from offset_cube.stages import PairInputs
@@ -66,7 +69,31 @@ def run_isce2(
         raise EngineError(f"{pair_dir} was rendered for pair {rendered.pair_id}, not {inputs.pair.pair_id}")
     install = discover_isce(job.isce2)
     log.info("%s: %s", inputs.pair.label, install.describe())
-    resume = plan_resume(pair_dir, inputs_fingerprint(pair_dir, install))
+    fingerprint = inputs_fingerprint(pair_dir, install)
+    if cleaned_after_success(pair_dir, fingerprint, rendered):
+        # topsApp finished with these inputs and its working files were cleaned: read its kept offsets again
+        log.info("%s: topsApp finished earlier with the same inputs; reading its kept offsets", inputs.pair.label)
+    else:
+        run_and_judge(inputs, job, install, rendered, fingerprint, on_line, on_step, should_stop)
+    result = write_pair_result(read_result(inputs, job, install, rendered), pair_dir)
+    if job.cleanup.pair_files == "minimal":
+        keep_minimal(pair_dir)
+    return result
+
+
+def run_and_judge(
+    inputs: PairInputs,
+    job: JobConfig,
+    install: IsceInstallation,
+    rendered: RenderedPair,
+    fingerprint: str,
+    on_line: LineCallback | None,
+    on_step: StepCallback | None,
+    should_stop: Callable[[], bool] | None,
+) -> None:
+    """Run topsApp (resuming when possible) and raise :class:`TopsAppError` unless its outputs are usable."""
+    pair_dir = inputs.pair_dir
+    resume = plan_resume(pair_dir, fingerprint)
     log.info("%s: %s", inputs.pair.label, resume.reason)
     record = None
     if resume.start_step is not None:
@@ -97,10 +124,6 @@ def run_isce2(
         if record is None or record.returncode == 0:
             forget_progress(pair_dir)  # every step "completed" yet the run is unusable: next attempt starts clean
         raise TopsAppError(f"{inputs.pair.label}: {err}") from None
-    result = write_pair_result(read_result(inputs, job, install, rendered), pair_dir)
-    if job.cleanup.pair_files == "minimal":
-        keep_minimal(pair_dir)
-    return result
 
 
 def required_outputs(rendered: RenderedPair) -> list[tuple[str, ...]]:
@@ -129,11 +152,16 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
         "window": list(job.tracking.window),
         "search": list(pair.search_px),
         "skip": list(job.tracking.skip),
+        # topsApp always correlates amplitudes: DenseAmpcor 'mag' on the CPU (TopsProc/runDenseOffsets.py), and
+        # PyCuAmpcor takes amplitudes too; the job cannot ask for 'complex' with isce2 (config check).
+        "mode": "amplitude",
+        # `Ampcor oversampling factor` as rendered (the correlation-surface oversampling of both code paths)
         "oversampling": job.tracking.oversampling,
         "snr_threshold_factor": job.isce2.snr_threshold_factor,
         "use_gpu": job.isce2.use_gpu,
         "gpu_output": files.gpu,
         "swaths": list(rendered.swaths),
+        "bursts": rendered.bursts,  # swath -> reference bursts topsApp kept (1-based), when the render chose them
         "grid_origin": "coordinate startingValue = first sample centre",
         "geometry": "zero-Doppler look geometry from the reference orbit at the geocode DEM heights",
         "offsets_relative_to": "topsApp geometric coregistration (DEM + orbits)",
@@ -177,6 +205,39 @@ def geocoded_geometry(looks: LookGeometry, job: JobConfig) -> GeometryAt:
 
 
 def keep_minimal(pair_dir: Path) -> None:
-    """Cleanup policy 'minimal': keep the XML inputs, the log and offsets.zarr (what the cube needs)."""
-    clean_workdir(pair_dir, keep_result=True)
-    log.debug("cleaned %s; kept %s, %s and the XML inputs", pair_dir, RESULT_NAME, LOG_FILE)
+    """Cleanup policy 'minimal': keep what a rerun and a user need. The XML inputs, the render record, the log,
+    ISCE's geocoded offset rasters (``merged/*.geo`` with their headers, small) and offsets.zarr stay; topsApp's
+    working files (merged SLCs, geom_reference, fine_*, PICKLE: gigabytes) go. The state keeps the inputs'
+    fingerprint, marked cleaned, so a rerun with the same inputs reads the kept offsets instead of running again."""
+    merged = pair_dir / MERGED_DIR
+    if merged.is_dir():
+        for entry in merged.iterdir():
+            if entry.name not in KEPT_MERGED:
+                remove_path(entry)
+    clean_workdir(pair_dir, keep_result=True, keep=(MERGED_DIR, STATE_FILE))
+    state = read_state(pair_dir)
+    state["cleaned"] = True
+    write_state(pair_dir, state)
+    log.debug("cleaned %s; kept %s, %s, merged/*.geo and the XML inputs", pair_dir, RESULT_NAME, LOG_FILE)
+
+
+def cleaned_after_success(pair_dir: Path, fingerprint: str, rendered: RenderedPair) -> bool:
+    """True when a run with these inputs succeeded and was cleaned, and the geocoded offsets it kept are whole."""
+    state = read_state(pair_dir)
+    if not (state.get("cleaned") and state.get("fingerprint") == fingerprint):
+        return False
+    needed = [o for o in required_outputs(rendered) if all(name.endswith(GEO) for name in o)]
+    return all(any(_whole_raster(pair_dir / name) for name in options) for options in needed)
+
+
+def _whole_raster(path: Path) -> bool:
+    header = path.with_name(path.name + ".xml")
+    return path.is_file() and path.stat().st_size > 0 and header.is_file()
+
+
+#: What 'minimal' keeps in merged/: the geocoded offset rasters with their ISCE header and GDAL VRT.
+KEPT_MERGED = frozenset(
+    f"{name}{GEO}{extension}"
+    for name in (OFFSETS, OFFSETS_GPU, SNR, COVARIANCE, FILTERED)
+    for extension in ("", ".xml", ".vrt")
+)

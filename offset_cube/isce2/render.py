@@ -2,7 +2,9 @@
 
 * swaths: the job's, else those whose reference annotation footprint meets the area, else all three when the
   reference SAFEs cannot be read yet (a dry run before download); ``topsApp.render.json`` records which.
-* region of interest: the area's bounding box plus ``isce2.roi_margin_deg`` (topsApp keeps whole bursts).
+* region of interest: a box that makes topsApp keep only the bursts holding the area on both dates
+  (:mod:`offset_cube.isce2.bursts`, from the annotations); the area's bounding box when the SAFEs cannot be read
+  yet or no box does better; the bounding box plus ``isce2.roi_margin_deg`` when the job sets a margin.
 * geocode bounding box: the clip box (the area's bounding box, which the product stage clips to) plus
   ``isce2.geocode_margin_deg``; it bounds the ``.geo`` grid, which otherwise covers every burst (reference §2.4).
 * offset geocode list: the raw, SNR and covariance offsets and topsApp's filtered offsets, as absolute paths;
@@ -12,10 +14,11 @@ The area is assumed not to cross the antimeridian.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +28,9 @@ from offset_cube.area import parse_area
 from offset_cube.atomic import write_text_atomic
 from offset_cube.config import JobConfig
 from offset_cube.dem import job_dem
-from offset_cube.errors import EngineError, SafeError
+from offset_cube.errors import EngineError, OrbitError, SafeError
+from offset_cube.geometry.acquisition import open_date
+from offset_cube.isce2.bursts import BurstChoice, choose_region
 from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, prepare_dem
 from offset_cube.isce2.reader import COVARIANCE, FILTERED, OFFSETS, OFFSETS_GPU, SNR
 from offset_cube.isce2.topsapp import MERGED_DIR
@@ -63,6 +68,7 @@ class RenderedPair:
     polarization: str
     use_gpu: bool
     filtered: bool
+    bursts: dict[str, list[int]] = field(default_factory=dict)  # swath -> reference bursts topsApp keeps (1-based)
 
     @property
     def expected_swaths(self) -> tuple[int, ...]:
@@ -76,7 +82,10 @@ def render_pair_inputs(inputs: PairInputs, job: JobConfig) -> Path:
     sec_orbits = orbit_directory(inputs.secondary_orbits, "secondary")
     dem, geocode_dem = job_dems(job)
     ref, sec = inputs.reference_safes, inputs.secondary_safes
-    return write_pair_files(inputs.pair, inputs.pair_dir, ref, sec, ref_orbits, sec_orbits, job, dem, geocode_dem)
+    orbit_files = (inputs.reference_orbits, inputs.secondary_orbits)
+    return write_pair_files(
+        inputs.pair, inputs.pair_dir, ref, sec, ref_orbits, sec_orbits, job, dem, geocode_dem, orbit_files
+    )
 
 
 def render_dry_run(job: JobConfig, plan: Plan) -> list[Path]:
@@ -102,11 +111,17 @@ def write_pair_files(
     job: JobConfig,
     dem: Path | None,
     geocode_dem: Path | None,
+    orbit_files: tuple[Sequence[OrbitFile], Sequence[OrbitFile]] = ((), ()),
 ) -> Path:
-    """Decide the settings and write the three XML files and the render record into ``pair_dir``."""
+    """Decide the settings and write the three XML files and the render record into ``pair_dir``.
+
+    ``orbit_files`` (reference, secondary) give the orbits the burst boxes are computed with; without them, the
+    annotations' state vectors (metres apart, far below what the region's clearance allows for)."""
     area = parse_area(job.area)
     polarization = pair_polarization(job, pair)
     swaths, source = choose_swaths(job, area, reference_safes, polarization)
+    dates = ((reference_safes, orbit_files[0]), (secondary_safes, orbit_files[1]))
+    region, bursts = region_of_interest(job, pair, area, dates, polarization, swaths)
     pair_dir = pair_dir.absolute()
     settings = TopsAppSettings(
         reference=_catalog("reference", reference_safes, reference_orbits, pair_dir, polarization),
@@ -114,7 +129,7 @@ def write_pair_files(
         reference_catalog=pair_dir / REFERENCE_XML,
         secondary_catalog=pair_dir / SECONDARY_XML,
         swaths=swaths,
-        region_of_interest=padded_box(area, job.isce2.roi_margin_deg),
+        region_of_interest=region,
         geocode_bounding_box=padded_box(area, job.isce2.geocode_margin_deg),
         dem=dem,
         geocode_dem=geocode_dem,
@@ -127,6 +142,8 @@ def write_pair_files(
         offset_geocode_list=offset_geocode_list(pair_dir, job.isce2.use_gpu),
     )
     note = f"offset-cube {pair.label} (Δt {pair.dt_days:.1f} d): swaths {list(swaths)} from {_SOURCE_TEXT[source]}"
+    if bursts is not None:
+        note += f"; {bursts.describe()}, the region of interest chosen for that (ISCE's burst boxes)"
     pair_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(pair_dir / REFERENCE_XML, reference_xml(settings.reference, note))
     write_text_atomic(pair_dir / SECONDARY_XML, secondary_xml(settings.secondary, note))
@@ -138,6 +155,7 @@ def write_pair_files(
         polarization=polarization,
         use_gpu=job.isce2.use_gpu,
         filtered=job.isce2.snr_threshold_factor is not None,
+        bursts=bursts.kept if bursts is not None else {},
     )
     write_text_atomic(pair_dir / RENDER_RECORD, json.dumps(record.__dict__, indent=2) + "\n")
     return pair_dir
@@ -168,6 +186,7 @@ def read_render_record(pair_dir: Path) -> RenderedPair:
             polarization=str(data["polarization"]),
             use_gpu=bool(data["use_gpu"]),
             filtered=bool(data["filtered"]),
+            bursts={str(k): [int(n) for n in v] for k, v in data.get("bursts", {}).items()},
         )
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise EngineError(f"{path} is missing or unreadable ({err}); the render stage must run first") from err
@@ -199,6 +218,30 @@ def choose_swaths(
             )
         return swaths, "annotation"
     return IW_SWATHS, "all"
+
+
+def region_of_interest(
+    job: JobConfig,
+    pair: Pair,
+    area: BaseGeometry,
+    dates: tuple[tuple[Sequence[Path], Sequence[OrbitFile]], ...],
+    polarization: str,
+    swaths: tuple[int, ...],
+) -> tuple[Box, BurstChoice | None]:
+    """topsApp's region of interest, and the bursts it keeps when it was chosen from the annotations."""
+    margin = job.isce2.roi_margin_deg
+    bbox = padded_box(area, margin or 0.0)
+    if margin is not None or not all(p.exists() for safes, _ in dates for p in safes):
+        return bbox, None  # the job's margin, or a dry run before download: the area's bounding box
+    try:
+        with contextlib.ExitStack() as stack:
+            opened = [stack.enter_context(open_date(safes, orbits, polarization)) for safes, orbits in dates]
+            choice = choose_region(opened, area, polarization, [f"IW{n}" for n in swaths], bbox)
+    except (SafeError, OrbitError, EngineError) as err:
+        log.warning("%s: burst boxes not computed (%s); region of interest = the area's bounding box", pair.label, err)
+        return bbox, None
+    log.info("%s: %s", pair.label, choice.describe())
+    return choice.region, choice
 
 
 def swaths_covering(safes: Sequence[Path], area: BaseGeometry, polarization: str) -> tuple[int, ...]:
@@ -250,7 +293,7 @@ def job_dems(job: JobConfig) -> tuple[Path | None, Path | None]:
     """
     area = parse_area(job.area)
     cache = job.dem_cache_dir
-    roi = padded_box(area, job.isce2.roi_margin_deg)
+    roi = padded_box(area, job.isce2.roi_margin_deg or 0.0)
     source = job_dem(job)
     if source is None:
         check_srtm_reach(roi)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,15 +76,21 @@ def last_completed_step(pair_dir: Path) -> str | None:
     return done
 
 
-def clean_workdir(pair_dir: Path, keep_result: bool = False) -> None:
-    """Remove topsApp's working files (and our state and result) but keep the XML inputs and the log."""
+def clean_workdir(pair_dir: Path, keep_result: bool = False, keep: Iterable[str] = ()) -> None:
+    """Remove topsApp's working files (and our state and result) but keep the XML inputs, the log and ``keep``."""
+    kept = set(keep)
     names = [*WORK_ENTRIES, STATE_FILE] + ([] if keep_result else [RESULT_NAME])
     for name in names:
-        path = pair_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+        if name not in kept:
+            remove_path(pair_dir / name)
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file, link or folder tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def read_state(pair_dir: Path) -> dict[str, Any]:

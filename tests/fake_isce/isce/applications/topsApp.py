@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stand-in for ISCE2's ``topsApp.py``, used only by offset-cube's tests (never shipped or run in production).
 
-It behaves like topsApp where offset-cube depends on it (../shared/reference/isce2-topsapp.md):
+It behaves like topsApp where offset-cube depends on it (ISCE2 2.6: applications/topsApp.py,
+components/isceobj/TopsProc/):
 * parses ``topsApp.xml`` and its catalogs the way ISCE does (property names lower-cased without spaces, values
   ``eval()``ed, else strings); an unknown property prints ISCE's message and exits 1; values ISCE would
   silently misread (``false`` → True) are refused;
@@ -18,7 +19,8 @@ Behaviour switches (environment ``FAKE_TOPSAPP_MODE``): ``ok`` (default), ``hang
 worker process like DenseAmpcor, record both pids in ``fake_topsapp_pids.json``, sleep), ``no-outputs`` (every
 step, no merged files, exit 0), ``could-not-extract`` (print the message for the first swath, then carry on),
 ``die-at:<step>`` (raise at that step: traceback, exit 1). ``FAKE_TOPSAPP_GPU=1`` writes the GPU outputs
-(``dense_offsets.bip``). Every call is appended to ``fake_topsapp_calls.jsonl`` in the working folder.
+(``dense_offsets.bip``). Every call is appended to ``fake_topsapp_calls.jsonl`` in the working folder, with the
+PYTHONPATH it got and the version ``import isce`` gave it (None when isce is not importable).
 """
 
 from __future__ import annotations
@@ -268,9 +270,9 @@ def hang() -> None:
     if worker == 0:  # like DenseAmpcor's multiprocessing workers: same process group, no PDEATHSIG
         time.sleep(3600)
         os._exit(0)
-    # Written whole then renamed: a test polling for the file must never read it half-written.
+    # written whole, then renamed: the tests poll for the file and read it at once
     Path("fake_topsapp_pids.json.tmp").write_text(json.dumps({"topsapp": os.getpid(), "workers": [worker]}))
-    Path("fake_topsapp_pids.json.tmp").replace("fake_topsapp_pids.json")
+    os.replace("fake_topsapp_pids.json.tmp", "fake_topsapp_pids.json")
     print("DenseAmpcor: working", flush=True)
     while True:
         time.sleep(1)
@@ -309,10 +311,20 @@ def run_step(step: str, config: dict[str, object], state: dict[str, object], mod
         geocode(merged, config)
 
 
+def isce_version() -> str | None:
+    """What ``import isce`` (topsApp's first import) gives in this environment; None when it cannot import."""
+    try:
+        import isce  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return str(isce.__version__)
+
+
 def main(argv: list[str]) -> int:
     mode = os.environ.get("FAKE_TOPSAPP_MODE", "ok")
     with open("fake_topsapp_calls.jsonl", "a") as calls:
-        calls.write(json.dumps({"argv": argv, "pid": os.getpid(), "mode": mode}) + "\n")
+        record = {"argv": argv, "pid": os.getpid(), "mode": mode, "pythonpath": os.environ.get("PYTHONPATH")}
+        calls.write(json.dumps({**record, "isce": isce_version()}) + "\n")
     xml = next((a for a in argv if a.endswith(".xml")), "topsApp.xml")
     options = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and "=" in a)
     config = load_config(Path(xml))
