@@ -6,8 +6,10 @@ import datetime as dt
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -131,9 +133,14 @@ def test_bad_input_is_one_error_line_exit_2_nothing_written(
 def test_run_with_an_unusable_out_is_one_error_line_exit_2_nothing_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    """Checked before any search, download or engine: not 200 lines of tracebacks after the whole run."""
+    """Checked before any search, download or engine: not 200 lines of tracebacks after the whole run.
+
+    Root passes any permission bits, so as root (CI containers) the read-only case runs in a forked child that has
+    dropped to the unprivileged uid 65534 ("nobody") inside a world-readable folder; the real CLI runs either way.
+    """
     if kind == "read-only" and os.geteuid() == 0:
-        pytest.skip("root may write into a folder without write permission (a read-only mount needs privileges)")
+        tmp_path = Path(tempfile.mkdtemp(prefix="offset-cube-ro-"))
+        tmp_path.chmod(0o755)
     monkeypatch.chdir(tmp_path)
     catalog = tmp_path / "catalog"
     catalog.mkdir()
@@ -148,11 +155,45 @@ def test_run_with_an_unusable_out_is_one_error_line_exit_2_nothing_written(
         expected = f"{locked}, where it would be created, is not writable"
     before = sorted(tmp_path.rglob("*"))
     args = ["run", "--area", STACK_AREA, "--start", "2020-01-01", "--end", "2020-03-01"]
-    result = runner.invoke(app, [*args, "--search", f"local:{catalog}", "--out", str(out)])
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    args += ["--search", f"local:{catalog}", "--out", str(out)]
+    if kind == "read-only" and os.geteuid() == 0:
+        exit_code, stderr = _invoke_as_nobody(args)
+        shutil.rmtree(tmp_path)
+    else:
+        result = runner.invoke(app, args)
+        exit_code, stderr = result.exit_code, result.stderr
+        assert sorted(tmp_path.rglob("*")) == before
+    assert exit_code == 2, stderr
+    lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
-    assert sorted(tmp_path.rglob("*")) == before
+
+
+def _invoke_as_nobody(args: list[str]) -> tuple[int, str]:
+    """Run the CLI in a forked child with uid/gid 65534; return its exit code and stderr, and check that the child
+    wrote nothing (the folder's listing is compared inside the child, before it exits)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        code = 99
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            before = sorted(Path.cwd().rglob("*"))
+            result = runner.invoke(app, args)
+            written = sorted(Path.cwd().rglob("*")) != before
+            payload = json.dumps({"exit": 3 if written else result.exit_code, "stderr": result.stderr})
+            os.write(write_end, payload.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    reply = json.loads(data)
+    return int(reply["exit"]), str(reply["stderr"])
 
 
 def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:
