@@ -42,10 +42,10 @@ def run_mode(doc: dict[str, Any], stack: Path, out: Path, pairing: str) -> Path:
     """Run the flow on the stack with ``pairing``; return the cube path."""
     from flows.cli.jobs import run_flow
 
-    raw = demo_job(doc, out)
+    raw = demo_job(doc)  # paths relative to the stack's folder; those set below are absolute
     raw.update({"search": f"local:{stack / 'scenes'}", "pairing": pairing, "max_gap_days": 36, "max_neighbours": 3})
     raw["storage"] = {"out": str(out), "orbit_cache": str(stack / "orbits"), "scene_cache": str(out / "scenes")}
-    job = job_from_dict(raw, origin=pairing)
+    job = job_from_dict(raw, origin=pairing, base=stack)
     state = run_flow(job)
     if not state.is_completed():
         raise SystemExit(f"{pairing} run failed: {state.message}")

@@ -18,10 +18,11 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
+from offset_cube.atomic import private_folder
 from offset_cube.config import Engine, JobConfig
 from offset_cube.disk import human_bytes, tree_bytes
 from offset_cube.download import releasable_scenes
-from offset_cube.errors import PairDeferred
+from offset_cube.errors import PairDeferred, PairSkipped
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
 from tasks._common.limits import engine_limits, prepare_limits
@@ -75,6 +76,7 @@ def flow_run_name() -> str:
 def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
     """Process every new pair of the job's tracks into the job's velocity cube."""
     logger = get_run_logger()
+    job.storage.check_writable()  # a deployment's bad storage ends the run before any work
     scenes = search_task(job)
     existing = existing_pairs_task(job)
     plan = plan_task(job, scenes, existing)
@@ -122,7 +124,7 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
 
 def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
     """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
-    results = job.storage.out / ".prefect-results"
+    results = private_folder(job.storage.out / ".prefect-results")
     download = download_scene.with_options(result_storage=results, **retry_options(job.download))
     orbit = fetch_orbit.with_options(result_storage=results)
     engine = run_engine.with_options(result_storage=results)
@@ -189,8 +191,9 @@ def _outcome(pair: Pair, chain: list[PrefectFuture[Any]]) -> PairOutcome:
         if state.is_completed():
             continue
         error = state.result(raise_on_failure=False)
-        if isinstance(error, PairDeferred):
-            return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="deferred", message=str(error))
+        if isinstance(error, PairDeferred | PairSkipped):
+            status = "deferred" if isinstance(error, PairDeferred) else "skipped"
+            return PairOutcome(pair_id=pair.pair_id, label=pair.label, status=status, message=str(error))
         message = str(error) if isinstance(error, BaseException) else (state.message or state.name or "not run")
         return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="failed", message=message)
     return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="completed", product=chain[-1].result())
@@ -209,6 +212,9 @@ def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSumm
             f"; this run's pair folders hold {human_bytes(sum(disk.values()))} "
             f"(at most {human_bytes(max(disk.values()))} per pair; cleanup.pair_files: {job.cleanup.pair_files})"
         )
+    skipped = [o.message for o in outcomes if o.status == "skipped" and o.message]
+    if skipped:
+        message += ". Skipped: " + "; ".join(skipped)
     return RunSummary(
         job=job.name,
         cube=job.storage.cube_path,

@@ -36,6 +36,7 @@ from pydantic import (
 )
 
 from offset_cube.area import area_to_wkt, parse_area
+from offset_cube.atomic import folder_problem
 from offset_cube.errors import ConfigError
 from offset_cube.size import Size
 
@@ -270,6 +271,16 @@ class StorageConfig(StrictModel):
     def cube_path(self) -> Path:
         return self.cube or self.out / "cube.zarr"
 
+    def check_writable(self) -> None:
+        """Raise :class:`ConfigError` unless every output folder exists or can be created, and can be written:
+        checked before any work, so a bad ``out`` ends at once and writes nothing."""
+        named = {"storage.out": self.out, "storage.scene_cache": self.scene_dir, "storage.orbit_cache": self.orbit_dir}
+        named |= {"storage.work": self.pairs_dir, "storage.cube": self.cube_path.parent}
+        for name, folder in named.items():
+            problem = folder_problem(folder)
+            if problem is not None:
+                raise ConfigError(f"{name} {folder}: {problem}; give a folder you can write to (created if missing)")
+
 
 class Isce2Config(StrictModel):
     """How to find and run ISCE2's topsApp.py (engine: isce2)."""
@@ -415,7 +426,16 @@ class ProductConfig(StrictModel):
     outlier_window: int = Field(
         5, ge=3, le=51, description="Local median window (odd), in points of the engine's offset grid."
     )
-    stable_mask: Path | None = Field(
+    min_coverage_pct: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description=(
+            "A pair whose product has fewer valid cells than this (% of the area's cells) is skipped, with the "
+            "reason in the run summary, and never becomes a layer; an empty product is always skipped."
+        ),
+    )
+    stable_mask: AbsolutePath | None = Field(
         None,
         description=(
             "Raster of stable ground (GeoTIFF or any GDAL raster with a CRS; non-zero = bedrock that does not move) "
@@ -442,7 +462,7 @@ class ProductConfig(StrictModel):
     def _mask_exists(cls, value: Path | None) -> Path | None:
         if value is None:
             return None
-        path = value.expanduser().absolute()
+        path = value  # made absolute by AbsolutePath (against the job file's folder)
         if not path.is_file():
             raise ValueError(f"stable_mask {str(value)!r} is not a file; give a raster of stable ground")
         return path
@@ -469,6 +489,23 @@ class DownloadConfig(StrictModel):
     retry_delay_s: float = Field(30.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
     timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Socket timeout of one HTTP connect or read (scene and orbit downloads)."
+    )
+    deadline_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        le=7 * 86400,
+        description=(
+            "Longest one transfer of a scene may take (then it is cut off and retried): the socket timeout never "
+            "ends a server that keeps sending a byte now and then."
+        ),
+    )
+    min_rate_bytes_per_s: float = Field(
+        20_000.0,
+        ge=0,
+        description="Lowest acceptable transfer rate over rate_window_s (bytes/s; 0 = no check); slower is retried.",
+    )
+    rate_window_s: float = Field(
+        300.0, gt=0, le=86400, description="Window over which the transfer rate is measured (s)."
     )
     edl_host: str = Field(
         "urs.earthdata.nasa.gov",

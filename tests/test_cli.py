@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 import itertools
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +15,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.conftest import ROOT, data_path
+from tests.isce2_support import alive
 
 STACK = data_path("asf/geojson/S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson")
 STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
@@ -144,56 +143,6 @@ def test_bad_input_is_one_error_line_exit_2_nothing_written(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (
-            ["run", "--aera", "POINT(0 0)"],
-            "no such option: --aera; did you mean --area or --start? (see 'offset-cube run --help')",
-        ),
-        (["--aera"], "no such option: --aera (see 'offset-cube --help')"),
-        (["rnu"], "no such command 'rnu'; did you mean 'run'? (see 'offset-cube --help')"),
-        (["inspect"], "missing argument 'CUBE' (see 'offset-cube inspect --help')"),
-        (["demo", "--dates", "four"], "invalid value for '--dates'"),
-    ],
-)
-def test_command_line_mistakes_are_one_error_line_exit_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str
-) -> None:
-    """Mistyped options and commands, missing arguments and bad values: one line naming close matches, no box."""
-    monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, args)
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert expected in lines[0]
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("command", ["demo", "doctor", "inspect", "plan", "run", "serve", "simulate", "track"])
-def test_help_with_h_shows_plain_argument_names_and_no_bool_placeholder(command: str) -> None:
-    result = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
-    assert usage.strip().startswith(f"Usage: offset-cube {command} [OPTIONS]") and "{" not in usage
-    assert "<bool>" not in result.stdout
-    assert re.search(r"--help\s+-h\s+Show this message", result.stdout)
-
-
-def test_arguments_show_in_capitals() -> None:
-    usage = {c: runner.invoke(app, [c, "--help"], env={"COLUMNS": "200"}).stdout for c in ("inspect", "track")}
-    assert "Usage: offset-cube inspect [OPTIONS] CUBE" in usage["inspect"]
-    assert "Usage: offset-cube track [OPTIONS] REFERENCE SECONDARY" in usage["track"]
-    assert "{cube}" not in usage["inspect"] and "{reference}" not in usage["track"]
-
-
-def test_version_is_the_installed_package_version() -> None:
-    result = runner.invoke(app, ["--version"])
-    assert result.exit_code == 0
-    assert result.stdout == f"offset-cube {importlib.metadata.version('offset-cube')}\n"
-
-
 def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:
     config = tmp_path / "job.yaml"
     config.write_text(f"area: '{STACK_AREA}'\nstart: 2015-01-01\nsearch: file:{STACK}\nenigne: isce2\n")
@@ -283,3 +232,53 @@ def test_cli_sets_prefect_offline_environment(tmp_path: Path) -> None:
     )
     line = next(x for x in result.stdout.splitlines() if x.startswith("ENV"))
     assert line.split()[1:] == ["1", "false", str(tmp_path / ".prefect"), "90"]
+
+
+_SERVER_CHILD = """
+import sys, time
+from pathlib import Path
+from flows.runtime import configure_prefect_env, start_local_server
+configure_prefect_env(Path(sys.argv[1]))
+server = start_local_server()
+print(server.server_process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_runs_started_together_on_a_fresh_prefect_home_start_cleanly_and_sigkill_leaves_no_server(
+    tmp_path: Path,
+) -> None:
+    """Two processes set up one fresh PREFECT_HOME at once (Prefect alone: "duplicate column name"); then
+    SIGKILL, which runs no atexit handler, must not leave their temporary API servers running."""
+    import signal
+    import time
+
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SERVER_CHILD, str(home)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    servers = []
+    try:
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line.strip().isdigit(), child.stderr.read() if child.stderr else ""
+            servers.append(int(line))
+        assert home.stat().st_mode & 0o777 == 0o700
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGKILL)
+            child.communicate(timeout=30)
+    end = time.monotonic() + 30
+    while any(alive(pid) for pid in servers) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not [pid for pid in servers if alive(pid)]

@@ -77,3 +77,22 @@ def cube_summary_artifact() -> str:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["cube-summary"])))
     assert found, "no cube-summary artifact"
     return str(max(found, key=lambda a: a.created or 0).data)
+
+
+def test_pairs_without_valid_cells_are_skipped_with_the_reason_and_never_become_layers(
+    catalog_job: JobConfig,
+) -> None:
+    """An engine result with no usable offset (here every SNR is below the threshold; in the field a search
+    window larger than the radar image over the area) gives an empty product: skipped, never a layer."""
+    product = catalog_job.product.model_copy(update={"snr_threshold": 100.0})
+    job = catalog_job.model_copy(update={"product": product})
+
+    state = pipeline.flow_for(job)(job, return_state=True)
+
+    assert state.is_completed(), state.message
+    message = state.message or ""
+    assert "0 pair(s) completed, 0 failed, 0 deferred, 3 skipped" in message
+    assert message.count("0.00 % of the area's cells are valid, below product.min_coverage_pct = 1 %") == 3
+    assert [o.status for o in state.result().outcomes] == ["skipped"] * 3
+    assert existing_pair_ids(job.storage.cube_path) == set()
+    assert not job.storage.cube_path.exists()

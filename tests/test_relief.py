@@ -42,9 +42,9 @@ def test_dem_auto_places_windows_where_the_simulator_looked_and_dem_none_does_no
     doc = describe(stack)
     results = {}
     for dem in ("auto", "none"):
-        raw = demo_job(doc, stack.folder, dem=dem)
+        raw = demo_job(doc, dem=dem)  # paths relative to the stack's folder
         raw.update(tracking=TRACKING, storage={"out": str(tmp_path / dem)})
-        job = job_from_dict(raw)
+        job = job_from_dict(raw, base=stack.folder)
         path = run_builtin(make_inputs(stack, 0, 1, job, tmp_path / dem / "pairs"), job)
         results[dem] = xr.open_zarr(path, consolidated=False).load()
         (geolocation,) = geolocation_errors(doc, tmp_path / dem / "pairs")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flows.cli.app import app, fail, user_errors
+from flows.cli.app import EXIT_FAILED, app, fail, user_errors, warn
 
 if TYPE_CHECKING:  # the cube modules import xarray and rasterio: only when the command runs
     from offset_cube.cube.export import CubeInfo, LayerInfo
@@ -45,6 +45,10 @@ def inspect(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="With --point: draw the series with error bars to this PNG.")
     ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Re-hash every file and recount every layer against the integrity record."),
+    ] = False,
 ) -> None:
     """Describe a cube (layers, dates, Δt, coverage); export a layer or the whole cube; a point's time series."""
     from offset_cube.cube.export import describe_cube, export_geotiff, export_netcdf, select_layer
@@ -56,6 +60,9 @@ def inspect(
         return
     with user_errors():
         info = describe_cube(cube)
+        _check_integrity(cube, [la.pair_id for la in info.layers], full=verify)
+        if verify:
+            return
         layers = info.layers
         if layer is not None:
             layers = [info.layers[select_layer([la.pair_id for la in info.layers], layer)]]
@@ -75,6 +82,30 @@ def inspect(
             target = output or Path(f"{stem}{suffix}.tif" if layer is not None else f"{stem}_geotiff")
             written = export_geotiff(cube, target, layer)
             typer.echo(f"wrote {len(written)} GeoTIFF file(s) to {target}")
+
+
+def _check_integrity(cube: Path, pair_ids: list[str], full: bool) -> None:
+    """``--verify``: the full check, its verdict, exit 1 when damaged. Otherwise the cheap check (missing or
+    resized files), so a damaged cube never looks healthy: a warning before the description or export."""
+    from offset_cube.cube.integrity import damage, verify
+    from offset_cube.cube.schema import cube_chunks
+    from offset_cube.cube.versions import current_version, open_cube
+
+    version = current_version(cube)
+    if version is None:
+        return
+    found = verify(version, pair_ids) if full else damage(version)
+    with open_cube(cube) as ds:
+        time_chunk = cube_chunks(ds)[0]
+    if not found.ok:
+        message = f"{cube} ({version.name}) is damaged: {found.describe(pair_ids, time_chunk)}"
+        if full:
+            raise fail(message, code=EXIT_FAILED)
+        warn(message + "; `offset-cube inspect --verify` checks every file and layer")
+    elif full and not found.has_record:
+        warn(f"{cube} ({version.name}) has no integrity record (written before offset-cube kept one); not verified")
+    elif full:
+        typer.echo(f"{cube} ({version.name}): {len(pair_ids)} layer(s) and every file match the integrity record")
 
 
 def _print(info: CubeInfo, layers: list[LayerInfo]) -> None:

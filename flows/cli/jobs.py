@@ -143,6 +143,8 @@ def run(
     """Run the job: every new pair into the cube, through the Prefect flow."""
     extra = {"product.replace": True if replace else None, "dem.source": dem}
     job = build_job(config, area, start, end, search, engine, out, extra=extra)
+    with user_errors():
+        job.storage.check_writable()  # before anything is written or run: a bad --out is one error line
     job = check_before_download(job, dry_run)
     if dry_run:
         folders = dry_run_folders(job, make_plan(job))
@@ -175,7 +177,10 @@ def nothing_to_run(job: JobConfig) -> str | None:
 def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
+    from flows.runtime import start_local_server
     from offset_cube.progress import terminal_progress
+
+    start_local_server()  # under a lock, with a reaper: a SIGKILLed run leaves no server behind
 
     with terminal_progress(enabled=is_terminal()):  # a progress bar per download in a terminal
         return flow_for(job)(job, return_state=True)

@@ -35,6 +35,9 @@ def serve(
 ) -> None:
     """Serve the job's monitor (scheduled) and backfill deployments until interrupted."""
     job = build_job(config, out=out, extra={"monitor.cron": cron} if cron else None)
+    from flows.runtime import private_prefect_home
+
+    private_prefect_home()
     from prefect import serve as prefect_serve
 
     deployments = served_deployments(job)

@@ -36,6 +36,7 @@ from offset_cube.conventions import PairRecord
 from offset_cube.cube import durability
 from offset_cube.cube.durability import checkpoint, link_tree, make_durable
 from offset_cube.cube.grid import CubeGrid, grid_for_job
+from offset_cube.cube.integrity import LayerCounts, damage, read_record, valid_counts, write_record
 from offset_cube.cube.layers import layer_records
 from offset_cube.cube.lock import CubeLock
 from offset_cube.cube.product import VARIABLES, read_product
@@ -127,6 +128,8 @@ def insert_products(
         layers, added, replaced, skipped = _merge(old_layers, candidates, replace)
         if not added and not replaced:
             return InsertReport(cube_path, (), (), tuple(skipped), len(old_layers), None)
+        if current is not None:
+            _refuse_damaged(cube_path, current, old_layers)
         chunks = _chunks_of(current) if current is not None else default_chunks(grid)
         attrs = global_attrs(old_attrs, grid, area_wkt, job_config, chunks)
         version = _write_version(cube_path, current, layers, grid, attrs, chunks, record_type)
@@ -136,6 +139,20 @@ def insert_products(
     report = InsertReport(cube_path, tuple(added), tuple(replaced), tuple(skipped), len(layers), version)
     log.info("cube %s: %s", cube_path, report.summary())
     return report
+
+
+def _refuse_damaged(cube_path: Path, current: Path, layers: list[Layer]) -> None:
+    """A new version is built from the current one: never from a damaged one (its NaNs would be copied)."""
+    found = damage(current)
+    if not found.ok:
+        described = found.describe([la.pair_id for la in layers], _chunks_of(current)[0])
+        raise CubeError(
+            f"cannot insert into {cube_path}: its current version {current.name} is damaged ({described}); "
+            f"`offset-cube inspect {cube_path} --verify` lists the damage. Restore the version from a backup, or "
+            f"point the link at an intact earlier version in {versions_dir(cube_path)}, and run again"
+        )
+    if not found.has_record:
+        log.info("cube version %s has no integrity record (written before records existed)", current.name)
 
 
 def _job_problems(stored: CubeGrid, stored_area: str, grid: CubeGrid, area_wkt: str) -> list[str]:
@@ -232,6 +249,7 @@ def _write_version(
         _write_layers(tmp, current, layers, start, chunks)
         checkpoint("before-metadata")
         consolidate(tmp)
+        write_record(tmp, target, current, _layer_counts(current, layers), VARIABLES)
         make_durable(tmp)
         tmp.rename(target)
         durability.fsync(folder)
@@ -239,6 +257,21 @@ def _write_version(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _layer_counts(current: Path | None, layers: list[Layer]) -> dict[str, LayerCounts]:
+    """Valid cells per variable of each layer: counted in its product when it is new, carried from the current
+    version's record otherwise (counted in the current version once, for a version without a record)."""
+    previous = (read_record(current) or {}).get("layers", {}) if current is not None else {}
+    counts: dict[str, LayerCounts] = {}
+    for layer in layers:
+        if isinstance(layer.source, Path):
+            counts[layer.pair_id] = valid_counts({v: _array(layer.source, v, "r")[...] for v in VARIABLES})
+        elif layer.pair_id in previous:
+            counts[layer.pair_id] = dict(previous[layer.pair_id])
+        elif current is not None:
+            counts[layer.pair_id] = valid_counts({v: _array(current, v, "r")[layer.source] for v in VARIABLES})
+    return counts
 
 
 def _carry_array(old: Path, new: Path, name: str, n_layers: int, keep_time_chunks: int) -> None:
