@@ -269,8 +269,10 @@ def _layer_counts(current: Path | None, layers: list[Layer]) -> dict[str, LayerC
             counts[layer.pair_id] = valid_counts({v: _array(layer.source, v, "r")[...] for v in VARIABLES})
         elif layer.pair_id in previous:
             counts[layer.pair_id] = dict(previous[layer.pair_id])
-        elif current is not None:
-            counts[layer.pair_id] = valid_counts({v: _array(current, v, "r")[layer.source] for v in VARIABLES})
+        elif current is not None:  # a variable the old version lacks is carried as all-NaN: 0 valid cells
+            present = [v for v in VARIABLES if (current / v).is_dir()]
+            counts[layer.pair_id] = valid_counts({v: _array(current, v, "r")[layer.source] for v in present})
+            counts[layer.pair_id].update({v: 0 for v in VARIABLES if v not in present})
     return counts
 
 
