@@ -94,7 +94,11 @@ def test_cut_bursts_look_like_asf_records(stack: SimulatedStack, served: tuple[F
 def stack_job(stack: SimulatedStack, out: Path, **fields: Any) -> JobConfig:
     """The demo's job for this stack (whole scenes from the local catalog), with ``fields`` on top."""
     storage = {"out": str(out), "orbit_cache": str(stack.orbit_dir)}
-    values = {**demo_job(describe(stack), stack.folder), "storage": storage, "orbits": {"allow_annotation": False}}
+    values = {
+        **demo_job(describe(stack), stack=str(stack.folder)),
+        "storage": storage,
+        "orbits": {"allow_annotation": False},
+    }
     return load_job(None, {**values, **fields})
 
 

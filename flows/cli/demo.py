@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from flows.cli.app import EXIT_FAILED, app, fail, user_errors
-from offset_cube.config import AcquisitionMode, JobConfig, job_from_dict
+from offset_cube.config import AcquisitionMode, JobConfig, load_job
 
 ACQUISITIONS = tuple(m.value for m in AcquisitionMode)
 
@@ -42,7 +42,7 @@ def demo(
 ) -> None:
     """Simulate a glacier stack in a valley (unless DIR holds one), run the real flow on it with the built-in
     engine and `dem: auto` (the simulator's terrain served as local GLO-30 tiles), and compare the cube and the
-    window positions with the truth. Needs no network and no credentials."""
+    window positions with the truth. A stack already in DIR is reused. Needs no network and no credentials."""
     from offset_cube.simulate import DEMO_TEMPLATE
     from offset_cube.simulate.demo import demo_job, describe, stack_description
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
@@ -64,29 +64,30 @@ def demo(
             typer.echo(f"using the simulated stack in {out}")
     if acquisition == AcquisitionMode.BURSTS.value:
         _bursts(doc, out, compare)
-    else:
-        job = _write_job(demo_job(doc, out), out)
-        _run(job)
-        _outputs(doc, job, "")
-        if compare and doc.get("relief", "flat") != "flat":
-            with user_errors():
-                raw = demo_job(doc, out, dem="none")
-                raw["name"] = "demo-dem-none"
-                raw["storage"] = {"out": str(out / "dem-none"), "orbit_cache": str(out / "orbits")}
-                flat = _write_job(raw, out / "dem-none")
-            typer.echo(f"the same stack with `dem: none` (constant {doc['height_m']:g} m), into {flat.storage.out} ...")
-            _run(flat)
-            _figures(doc, flat, "dem none ")
+        typer.echo(f"done in {time.monotonic() - started:.0f} s")
+        return
+    with user_errors():
+        job = _write_job(demo_job(doc), out)
+    _run(job)
+    _outputs(doc, job, "")
+    if compare and doc.get("relief", "flat") != "flat":
+        with user_errors():
+            raw = demo_job(doc, dem="none", stack="..")
+            raw["name"] = "demo-dem-none"
+            flat = _write_job(raw, out / "dem-none")
+        typer.echo(f"the same stack with `dem: none` (constant {doc['height_m']:g} m), into {flat.storage.out} ...")
+        _run(flat)
+        _figures(doc, flat, "dem none ")
     typer.echo(f"done in {time.monotonic() - started:.0f} s")
 
 
 def _bursts(doc: dict[str, Any], out: Path, compare: bool) -> None:
-    """The stack as burst products through the local burst server; with ``compare``, also as whole scenes, and
-    the two cubes compared."""
+    """The stack as burst products through the local burst server (into ``DIR/from-bursts``); with ``compare``,
+    also as whole scenes (``DIR/cube.zarr``), and the two cubes compared."""
     from offset_cube.burst_safe import publish_bursts
     from offset_cube.search import search_scenes
     from offset_cube.simulate.burst_server import PLACEHOLDER_URL, PUBLISHED_EXPORT, serve_bursts
-    from offset_cube.simulate.demo import bytes_per_date, compare_cubes, demo_burst_job, demo_job
+    from offset_cube.simulate.demo import FROM_BURSTS, bytes_per_date, compare_cubes, demo_burst_job, demo_job
 
     folder = out / "bursts"
     with user_errors():
@@ -96,14 +97,14 @@ def _bursts(doc: dict[str, Any], out: Path, compare: bool) -> None:
     with serve_bursts(folder) as export:
         typer.echo(f"serving {folder} on 127.0.0.1; burst search export {export}")
         with user_errors():
-            job = _write_job(demo_burst_job(doc, out, export), out / "from-bursts")
+            job = _write_job(demo_burst_job(doc, export.name), out / FROM_BURSTS)
             line = bytes_per_date(search_scenes(job), [Path(d["scene"]) for d in doc["dates"]])
         _run(job)
     _outputs(doc, job, "bursts ")
     typer.echo(line)
     if compare:
         with user_errors():
-            scenes = _write_job(demo_job(doc, out), out)
+            scenes = _write_job(demo_job(doc), out)
         typer.echo(f"the same stack as whole scenes (search: local), into {scenes.storage.out} ...")
         _run(scenes)
         _figures(doc, scenes, "scenes ")
@@ -113,10 +114,11 @@ def _bursts(doc: dict[str, Any], out: Path, compare: bool) -> None:
 
 
 def _write_job(raw: dict[str, Any], folder: Path) -> JobConfig:
-    """Save the job as ``folder/job.yaml`` (to rerun or edit) and validate it."""
+    """Save the job as ``folder/job.yaml`` (to rerun or edit; its paths are relative to ``folder``) and load it."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return job_from_dict(raw, origin=str(folder / "job.yaml"))
+    header = "# The demo's job; paths are relative to this file's folder: offset-cube run --config <this file>\n"
+    (folder / "job.yaml").write_text(header + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return load_job(folder / "job.yaml")
 
 
 def _run(job: JobConfig) -> None:
@@ -125,6 +127,7 @@ def _run(job: JobConfig) -> None:
     state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the demo run failed", code=EXIT_FAILED)
+    typer.echo(f"run:        {state.message or 'done'}")
 
 
 def _outputs(doc: dict[str, Any], job: JobConfig, prefix: str) -> None:
