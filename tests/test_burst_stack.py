@@ -236,6 +236,11 @@ def test_cube_from_bursts_equals_cube_from_scenes(
         assert state.is_completed(), state.message
     summary = state.result()
     assert "bursts: " in summary.message and "full scenes ≈" in summary.message
+    plan = newest_artifact("plan")  # the Prefect plan table: burst IDs and megabytes per date
+    assert plan.description is not None and "full scenes ≈" in plan.description
+    (row,) = json.loads(str(plan.data))
+    assert row["reference_bursts"].split() and row["reference_bursts"] == row["secondary_bursts"]
+    assert row["download_mb"] != "? + ?"
     assert list((tmp_path / "bursts" / "scenes" / "bursts").glob("*/*.SAFE"))
     from_scenes = xr.open_zarr(scenes_job.storage.cube_path)
     from_bursts = xr.open_zarr(bursts_job.storage.cube_path)
@@ -252,3 +257,14 @@ def test_cube_from_bursts_equals_cube_from_scenes(
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         assert np.isfinite(a).mean() > 0.5
         assert float(np.nanmax(np.abs(a - b))) <= 0.1
+
+
+def newest_artifact(key: str) -> Any:
+    """The newest Prefect artifact with ``key`` in the test harness's server."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    assert found, f"no {key} artifact"
+    return max(found, key=lambda a: a.created or 0)
