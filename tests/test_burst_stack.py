@@ -20,6 +20,7 @@ from offset_cube.config import JobConfig, load_job
 from offset_cube.credentials import Credentials
 from offset_cube.download import (
     burst_safe_path,
+    check_login,
     check_safe_members,
     download_burst_scene,
     needs_download,
@@ -194,6 +195,12 @@ def test_wrong_password_is_refused_without_leaking_it(served: tuple[FakeAsf, Pat
     with pytest.raises(AuthenticationError, match="HTTP 401") as info:
         download_burst_scene(scene, tmp_path, open_session(bad, edl_host="localhost"))
     assert "not-the-password-123" not in str(info.value)
+    # The run's login check, before any download, asks with the first burst's URL (a burst scene has no URL).
+    assert scene.url is None
+    assert check_login(scene, open_session(credentials(fake), edl_host="localhost")) is True
+    with pytest.raises(AuthenticationError, match="HTTP 401") as refused:
+        check_login(scene, open_session(bad, edl_host="localhost"))
+    assert "not-the-password-123" not in str(refused.value)
 
 
 def test_a_login_page_instead_of_a_burst_is_an_authentication_error(
