@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from offset_cube.errors import AuthenticationError
 
-#: Earthdata Login host; ASF's download redirects send credentials only here (asf-and-orbits.md §2.4).
+#: Earthdata Login host; ASF's download redirects send credentials only here (asf_search ``ASFSession``).
 EDL_HOST = "urs.earthdata.nasa.gov"
 #: The ``.netrc`` machine of Copernicus Data Space, as sentineleof and ISCE2's fetchOrbit.py use it.
 CDSE_HOST = "dataspace.copernicus.eu"

@@ -2,7 +2,7 @@
 
 A result is a lattice of window centres laid out like a radar grid: rows along the local heading, columns along
 ground range (right-looking), about ``spacing_m`` apart, centred on ``centre`` (lon, lat). Offsets are uniform
-unless the caller edits the dataset, so the expected velocity anywhere follows from §5.3 of the geometry notes.
+unless the caller edits the dataset, so the expected velocity anywhere follows from :mod:`offset_cube.cube.velocity`.
 """
 
 from __future__ import annotations

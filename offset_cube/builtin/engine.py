@@ -158,7 +158,8 @@ def predict_offsets(
     ref: RadarGrid, sec: RadarGrid, lines: np.ndarray, samples: np.ndarray, heights: HeightModel
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Geometric offsets (secondary − reference, lines and samples) at reference grid positions, and the ground
-    points (ECEF) seen there: zero-Doppler rdr2geo on the reference, geo2rdr on the secondary (§4.6)."""
+    points (ECEF) seen there: zero-Doppler rdr2geo on the reference, geo2rdr on the secondary (as topsApp's
+    ``fineoffsets`` step, ``TopsProc/runFineOffsets.py``)."""
     t_ref = ref.line_time(lines)
     height: float | HeightModel = heights.constant_m if heights.is_constant else heights
     points = rdr2geo(ref.orbit, t_ref, ref.slant_range(samples), height, initial_height=heights.typical_m)
