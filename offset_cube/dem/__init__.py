@@ -15,7 +15,7 @@ from offset_cube.area import parse_area
 from offset_cube.config import JobConfig
 from offset_cube.dem.glo30 import Box, Source, mosaic
 
-__all__ = ["Box", "dem_box", "describe_dem", "job_dem"]
+__all__ = ["Box", "auto_dem", "dem_box", "describe_dem", "job_dem"]
 
 #: Metres per degree of latitude (mean; the margin only needs to be generous, not exact).
 M_PER_DEG_LAT = 111_320.0
@@ -36,6 +36,11 @@ def job_dem(job: JobConfig) -> Path | None:
         return None
     if job.dem.path is not None:
         return job.dem.path
+    return auto_dem(job, dem_box(parse_area(job.area), job.dem.margin_m))
+
+
+def auto_dem(job: JobConfig, box: Box) -> Path:
+    """The ``dem: auto`` mosaic over ``box`` from the job's GLO-30 source, through the job's DEM cache."""
     source = Source(
         tiles_url=job.dem.tiles_url,
         geoid_url=job.dem.geoid_url,
@@ -43,7 +48,7 @@ def job_dem(job: JobConfig) -> Path | None:
         retry_delay_s=job.dem.retry_delay_s,
         timeout_s=job.dem.timeout_s,
     )
-    return mosaic(dem_box(parse_area(job.area), job.dem.margin_m), source, job.dem_cache_dir)
+    return mosaic(box, source, job.dem_cache_dir)
 
 
 def describe_dem(job: JobConfig) -> str:
