@@ -5,8 +5,8 @@ modes, and prints windows/s, RMSE against the truth and against the Cramér-Rao 
 scikit-image's ``phase_cross_correlation`` (upsample 16, per window) run in the same process, with the speed
 ratio. Optionally measures the tracker's peak memory on the image and on one twice its size.
 
-Bounds (per window, 1 sigma, ``../shared/reference/offset-tracking.md`` §2), with N = w*h / (beta_rg * beta_az)
-independent resolution cells and sigma_px = beta * sigma on each axis:
+Bounds (per window, 1 sigma; Bamler & Eineder 2005, IEEE GRSL 2(2); De Zan 2014, IEEE TGRS 52(3)), with
+N = w*h / (beta_rg * beta_az) independent resolution cells and sigma_px = beta * sigma on each axis:
 
 * coherent (Bamler & Eineder 2005):   sigma = sqrt(3 / (2N)) * sqrt(1 - g^2) / (pi g)
 * incoherent (De Zan 2014):           sigma = sqrt(3 / (10N)) * sqrt(2 + 5 g^2 - 7 g^4) / (pi g^2)
@@ -49,6 +49,9 @@ from offset_cube.tracking.synthetic import (  # noqa: E402
 
 #: Acceptance targets of issue 5 (64x16 window, +/-20x8 search, skip 32x16, gamma 0.7, 2 cores).
 TARGETS = {"complex": (1.1, 6000.0), "amplitude": (1.2, 2000.0)}
+#: (window, half search, skip) as WIDTHxHEIGHT of the issue's two reference jobs: the peer comparison's and the
+#: hand-run Shirase notebook's (examples/shirase.yaml).
+PRESETS = {"peer": ((64, 16), (20, 8), (32, 16)), "shirase": ((256, 64), (30, 10), (44, 8))}
 #: Errors above this are outliers, left out of the RMSE and counted separately (reference doc §4.1).
 OUTLIER_PX = 1.0
 
@@ -82,13 +85,17 @@ def make_pair(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, Any]:
 
 
 def accuracy(az: np.ndarray, rg: np.ndarray, truth: tuple[np.ndarray, np.ndarray]) -> dict[str, float]:
-    """RMSE over inliers (both errors under 1 px), fractions of valid windows and of outliers, mean bias."""
+    """RMSE over inliers (both errors under 1 px) and over every valid window, the largest error, fractions of
+    valid windows and of outliers, mean bias."""
     e_az, e_rg = az - truth[0], rg - truth[1]
     valid = np.isfinite(e_az) & np.isfinite(e_rg)
     inlier = valid & (np.abs(np.nan_to_num(e_az, nan=9)) < OUTLIER_PX) & (np.abs(np.nan_to_num(e_rg, nan=9)) < 1)
     return {
         "rmse_az": float(np.sqrt(np.mean(e_az[inlier] ** 2))),
         "rmse_rg": float(np.sqrt(np.mean(e_rg[inlier] ** 2))),
+        "rmse_all_az": float(np.sqrt(np.mean(e_az[valid] ** 2))),
+        "rmse_all_rg": float(np.sqrt(np.mean(e_rg[valid] ** 2))),
+        "max_error_px": float(np.max(np.hypot(e_az[valid], e_rg[valid]), initial=0.0)),
         "bias_az": float(np.mean(e_az[inlier])),
         "bias_rg": float(np.mean(e_rg[inlier])),
         "valid": float(valid.mean()),
@@ -97,10 +104,11 @@ def accuracy(az: np.ndarray, rg: np.ndarray, truth: tuple[np.ndarray, np.ndarray
 
 
 def run_tracker(
-    ref: Any, sec: Any, args: argparse.Namespace, mode: str, backend: str
+    ref: Any, sec: Any, args: argparse.Namespace, mode: str, backend: str, path: str = "window"
 ) -> tuple[Any, list[float], list[float]]:
     """Timed tracker runs (one untimed warm-up on a GPU): the last Dataset, wall and CPU seconds of each run."""
     options = {
+        "oversampling_path": path,
         "window": args.window,
         "search": args.search,
         "skip": args.skip,
@@ -108,7 +116,8 @@ def run_tracker(
         "backend": backend,
         "workers": args.workers,
         "memory_budget_mb": args.memory_budget_mb,
-        "snr_threshold": 0.0,
+        # the tracker's defaults (SNR cut, outlier test) unless --no-filters: what `offset-cube track` writes
+        **({"snr_threshold": 0.0, "outlier_mad_k": None} if args.no_filters else {}),
     }
     if backend == "cupy":
         track_offsets(ref, sec, **options)
@@ -183,7 +192,7 @@ def memory_child(args: argparse.Namespace) -> None:
         before, peak_field = _status_mib("VmRSS"), "VmHWM"
     except OSError:
         before, peak_field = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, ""
-    ds, times, _ = run_tracker(ref, sec, args, args.modes[0], args.backend)
+    ds, times, _ = run_tracker(ref, sec, args, args.modes[0], args.backend, args.oversampling_paths[-1])
     peak = _status_mib(peak_field) if peak_field else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     windows = int(ds.attrs["windows"])
     print(json.dumps({"windows": windows, "rss_before_mib": before, "rss_peak_mib": peak, "seconds": times[-1]}))
@@ -197,6 +206,7 @@ def measure_memory(ref: np.ndarray, sec: np.ndarray, args: argparse.Namespace, m
             np.save(Path(tmp) / "ref.npy", np.concatenate([ref] * factor))
             np.save(Path(tmp) / "sec.npy", np.concatenate([sec] * factor))
             command = [sys.executable, __file__, "--memory-child", tmp, "--modes", mode, "--repeat", "1"]
+            command += ["--oversampling-paths", args.oversampling_paths[-1]]
             command += ["--backend", args.backend, "--workers", str(args.workers)]
             command += ["--memory-budget-mb", str(args.memory_budget_mb)]
             command += ["--window", _size(args.window), "--search", _size(args.search), "--skip", _size(args.skip)]
@@ -226,17 +236,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--search", type=_parse_size, default=(20, 8), help="half search WIDTHxHEIGHT")
     parser.add_argument("--skip", type=_parse_size, default=(32, 16), help="WIDTHxHEIGHT")
     parser.add_argument("--modes", type=lambda s: s.split(","), default=["complex", "amplitude"])
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="window/search/skip of a named job: peer (64x16, 20x8, 32x16) or shirase (256x64, 30x10, 44x8)",
+    )
+    parser.add_argument(
+        "--oversampling-paths",
+        type=lambda s: s.split(","),
+        default=["window"],
+        help="amplitude mode's oversampling paths to time, e.g. window,dense or auto (the cost model's choice)",
+    )
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-budget-mb", type=int, default=512)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per mode (the median is reported)")
     parser.add_argument("--no-baseline", action="store_true", help="skip scikit-image")
+    parser.add_argument("--no-filters", action="store_true", help="tracker without its SNR cut and outlier test")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS at 1x and 2x image size")
     parser.add_argument("--compare-numpy", action="store_true", help="with --backend cupy: numpy differences")
     parser.add_argument("--cache", help="folder to keep the synthesised pair in (.npy) between runs")
     parser.add_argument("--json-out", help="also write every figure to this JSON file")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.preset:
+        args.window, args.search, args.skip = PRESETS[args.preset]
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -245,6 +270,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         memory_child(args)
         return {}
     report: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "memory_child"}}
+    report["load_average_start"] = os.getloadavg()
+    print(f"load average at start {report['load_average_start'][0]:.1f} on {os.cpu_count()} CPUs")
     started = time.perf_counter()
     ref, sec, field = make_pair(args)
     lines, samples = window_centres(ref.shape, args.window, args.search, args.skip)
@@ -253,16 +280,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"pair {args.lines}x{args.samples}, gamma {args.gamma}, {lines.size * samples.size} windows "
         f"({time.perf_counter() - started:.0f} s to synthesise); backend {args.backend}, workers {args.workers}"
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
+    by_path: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
     for mode in args.modes:
-        ds, times, cpu = run_tracker(ref, sec, args, mode, args.backend)
-        az, rg = ds.azimuth_offset.values, ds.range_offset.values
-        row = result_row(
-            f"tracker {mode}", az, rg, truth, times, cpu, crb(args.window, args.gamma, S1_BETA, mode == "complex")
+        for path in args.oversampling_paths if mode == "amplitude" else ["window"]:
+            ds, times, cpu = run_tracker(ref, sec, args, mode, args.backend, path)
+            az, rg = ds.azimuth_offset.values, ds.range_offset.values
+            bound = crb(args.window, args.gamma, S1_BETA, mode == "complex")
+            name = f"tracker {mode}" + (f" ({path})" if mode == "amplitude" and path != "window" else "")
+            row = result_row(name, az, rg, truth, times, cpu, bound)
+            if args.backend == "cupy" and args.compare_numpy:
+                row.update(compare_with_numpy(ds, ref, sec, args, mode))
+            rows.append(row)
+            by_path[(mode, path)] = (az, rg)
+    if ("amplitude", "dense") in by_path and ("amplitude", "window") in by_path:
+        dense, window = by_path[("amplitude", "dense")], by_path[("amplitude", "window")]
+        differences = [d - w for d, w in zip(dense, window, strict=True)]
+        report["dense_vs_window_rms_px"] = [float(np.sqrt(np.nanmean(d**2))) for d in differences]
+        print(
+            "amplitude dense - per-window offsets, RMS az/rg (px): {:.5f}/{:.5f}".format(
+                *report["dense_vs_window_rms_px"]
+            )
         )
-        if args.backend == "cupy" and args.compare_numpy:
-            row.update(compare_with_numpy(ds, ref, sec, args, mode))
-        rows.append(row)
     if not args.no_baseline:
         az, rg, times, cpu = run_skimage(ref, sec, args, lines, samples)
         bound = crb(args.window, args.gamma, S1_BETA, coherent=False)
@@ -279,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 f"(read with pread, not held), RSS {m['rss_before_mib']:.0f} MiB after start-up, "
                 f"peak {m['rss_peak_mib']:.0f} MiB (+{m['rss_peak_mib'] - m['rss_before_mib']:.0f})"
             )
+    report["load_average_end"] = os.getloadavg()
+    print(f"load average at end {report['load_average_end'][0]:.1f}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=2, default=str))
     return report
@@ -323,7 +364,7 @@ def compare_with_numpy(ds: Any, ref: Any, sec: Any, args: argparse.Namespace, mo
 def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(
         f"{'method':50s} {'win/s':>8s} {'best':>6s} {'/CPU-s':>7s} {'x skimage':>9s} {'RMSE az/rg (px)':>16s} "
-        f"{'CRB az/rg':>13s} {'RMSE/CRB':>11s} {'valid':>6s} {'outl.':>6s}"
+        f"{'CRB az/rg':>13s} {'RMSE/CRB':>11s} {'valid':>6s} {'outl.':>6s} {'RMSE all valid':>15s} {'max err':>7s}"
     )
     for r in rows:
         ratio = f"{r.get('speed_vs_skimage', float('nan')):.2f}"
@@ -331,7 +372,8 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
             f"{r['method']:50s} {r['windows_per_s']:8.0f} {r['best_windows_per_s']:6.0f} {r['windows_per_cpu_s']:7.0f} "
             f"{ratio:>9s} {r['rmse_az']:7.4f}/{r['rmse_rg']:.4f} "
             f"{r['crb_az']:6.4f}/{r['crb_rg']:.4f} {r['crb_ratio_az']:5.2f}/{r['crb_ratio_rg']:.2f} "
-            f"{r['valid']:6.3f} {r['outliers']:6.3f}"
+            f"{r['valid']:6.3f} {r['outliers']:6.3f} {r['rmse_all_az']:7.4f}/{r['rmse_all_rg']:.4f} "
+            f"{r['max_error_px']:7.3f}"
         )
         if "max_diff_vs_numpy_px" in r:
             print(

@@ -95,6 +95,22 @@ def test_one_acquisition_is_not_an_error() -> None:
     assert "only one acquisition" in result.stderr
 
 
+def test_run_with_nothing_new_starts_no_prefect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing to process is decided from the search and the cube alone: the flow (and Prefect's temporary
+    server, 8-18 s to start) is never reached."""
+    import flows.pipeline
+
+    def no_flow(*args: object) -> None:
+        raise AssertionError("the flow must not start when nothing is new")
+
+    monkeypatch.setattr(flows.pipeline, "flow_for", no_flow)
+    one = data_path("asf/geojson/Fairbanks_SLC.geojson")
+    area = "POLYGON((-150 63,-144 63,-144 66,-150 66,-150 63))"
+    result = runner.invoke(app, ["run", "--area", area, "--start", "2020-01-01", "--search", f"file:{one}"])
+    assert result.exit_code == 0, result.output
+    assert "only one acquisition found" in result.stdout and "nothing to run" in result.stdout
+
+
 def _local_catalog(folder: Path, names: list[str]) -> Path:
     folder.mkdir()
     for name in names:

@@ -163,6 +163,22 @@ def test_deramp_centres_a_simulated_burst_spectrum() -> None:
     np.testing.assert_allclose(deramp(ramped, ramp, lines), baseband, atol=1e-4)
 
 
+def test_complex64_deramp_matches_the_double_precision_phasor() -> None:
+    """Deramping in complex64 (phase wrapped in float64, cos/sin in float32) equals × exp(jφ) in complex128 to
+    single precision over a whole burst, where φ reaches thousands of radians; the result is complex64."""
+    ann = _swaths(PAMIR)[0]
+    ramp = burst_ramp(ann, ann.bursts[1], Orbit.from_annotation(ann.orbit), np.arange(0, 20000, 997))
+    lines = np.arange(ann.lines_per_burst)
+    phase = ramp.phase(lines)
+    assert np.abs(phase).max() > 1000
+    rng = np.random.default_rng(5)
+    data = (rng.standard_normal(phase.shape) + 1j * rng.standard_normal(phase.shape)).astype(np.complex64)
+    out = deramp(data, ramp, lines)
+    assert out.dtype == np.complex64
+    np.testing.assert_allclose(out, data.astype(np.complex128) * np.exp(1j * phase), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(reramp(out, ramp, lines), data, rtol=0, atol=1e-5)
+
+
 def test_debursting_cuts_at_the_valid_overlap_midpoint() -> None:
     """2020-05-11 (ref §2.1 table): IW2 seams at merged lines 1425.5 and 2767.0; IW1 sits 883 lines later and
     19942 samples nearer than IW2; tiles neither overlap nor leave gaps inside the valid bursts."""

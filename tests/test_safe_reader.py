@@ -9,6 +9,7 @@ import datetime as dt
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -149,6 +150,28 @@ def test_windowed_read_of_the_sparse_tiff() -> None:
         assert not np.any(data)
         with pytest.raises(SafeError, match="outside the 15010x24499 image"):
             product.read_window("IW2", "VV", (15000, 15020), (0, 10))
+
+
+def test_a_measurement_tiff_is_opened_once_per_product(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Burst after burst reads one open GDAL handle (a zipped member is a deflate stream: every fresh open would
+    decompress it again from the start); closing the product closes it."""
+    import rasterio
+
+    opened: list[Any] = []
+    real_open = rasterio.open
+
+    def counting_open(*args: Any, **kwargs: Any) -> Any:
+        opened.append(real_open(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(rasterio, "open", counting_open)
+    with SafeProduct(_zip("F396")) as product:
+        first = product.read_window("IW2", "VV", (14000, 14050), (24000, 24499))
+        second = product.read_window("IW2", "VV", (100, 120), (0, 64))
+        with pytest.raises(SafeError, match="outside the 15010x24499 image"):
+            product.read_window("IW2", "VV", (15000, 15020), (0, 10))
+    assert first.shape == (50, 499) and second.shape == (20, 64)
+    assert len(opened) == 1 and opened[0].closed
 
 
 def _rewritten(tmp_path: Path, name: str, replace: dict[str, str]) -> Path:

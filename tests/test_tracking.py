@@ -1,8 +1,8 @@
 """The built-in tracker on synthetic speckle pairs with known offsets, and on ISCE2's own fixture.
 
 Images are small (a few hundred lines) so that the whole file runs in well under a minute on 2 cores. Accuracy
-limits are set from the Cramér-Rao bounds of ``../shared/reference/offset-tracking.md`` §2 with margin for the
-small number of windows.
+limits are set from the Cramér-Rao bounds (coherent: Bamler & Eineder 2005, IEEE GRSL 2(2) 151-155; incoherent:
+De Zan 2014, IEEE TGRS 52(3) 1757-1767) with margin for the small number of windows.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from offset_cube.tracking.synthetic import (
     warp,
     window_mean_offsets,
 )
+from offset_cube.tracking.tracker import outlier_windows
 from tests.conftest import data_path
 
 WINDOW = (64, 16)
@@ -151,7 +152,7 @@ def test_pure_noise_is_low_snr_and_invalid(mode: str) -> None:
     assert np.isnan(ds.range_offset.values).mean() > 0.9
     matched = track(*constant_shift_pair((256, 1024), (0.5, 0.5), gamma=0.7, seed=9), mode=mode)
     assert np.median(matched.snr.values) > 2 * DEFAULT_SNR_THRESHOLDS[mode]
-    kept = track(ref, sec, mode=mode, snr_threshold=0.0)
+    kept = track(ref, sec, mode=mode, snr_threshold=0.0, outlier_mad_k=None)
     assert np.isfinite(kept.range_offset.values).mean() > 0.5
 
 
@@ -172,6 +173,45 @@ def test_nan_and_zero_regions_invalidate_only_their_windows() -> None:
     good = ~should_fail
     assert good.sum() >= 10
     assert np.isfinite(d_rg[good]).all() and rms(d_rg[good]) < 0.06
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_false_match_that_passes_the_snr_cut_is_an_outlier(mode: str) -> None:
+    """A copy of one window's reference chip pasted 5 x 6 px away in the secondary gives that window a strong,
+    wrong peak (SNR far above the cut); the neighbour consistency test invalidates it and keeps the rest."""
+    shift = (2.0, -3.0)
+    ref, sec = constant_shift_pair((192, 1024), shift, gamma=0.8, seed=21)
+    top, left = 8 + 16 * 5, 20 + 32 * 12  # window row 5, column 12
+    sec[top + 5 : top + 21, left + 6 : left + 70] = ref[top : top + 16, left : left + 64]
+    unfiltered = track(ref, sec, mode=mode, outlier_mad_k=None)
+    d_az, d_rg = errors(unfiltered, shift)
+    wrong = np.hypot(np.nan_to_num(d_az), np.nan_to_num(d_rg)) > 1
+    assert wrong[5, 12] and np.isfinite(d_az[5, 12])
+    assert unfiltered.snr.values[5, 12] > 3 * DEFAULT_SNR_THRESHOLDS[mode]
+    ds = track(ref, sec, mode=mode)
+    d_az, d_rg = errors(ds, shift)
+    assert np.isnan(d_az[5, 12]) and np.isnan(d_rg[5, 12])
+    valid = np.isfinite(d_az)
+    assert (np.abs(d_az[valid]) < 0.5).all() and (np.abs(d_rg[valid]) < 0.5).all()
+    assert ds.attrs["outlier_windows"] == wrong.sum() >= 1
+    assert valid.sum() == np.isfinite(unfiltered.azimuth_offset.values).sum() - wrong.sum()
+
+
+def test_outlier_windows_rule() -> None:
+    """k * max(MAD, 0.1 px) around the median of the passing windows in a 5x5 box; sparse boxes are not judged."""
+    az = np.tile(np.linspace(0.0, 3.0, 12), (9, 1))  # a ramp of 0.27 px per window is not an outlier
+    rg = np.zeros_like(az)
+    passing = np.ones(az.shape, dtype=bool)
+    az[4, 6] += 2.0  # the ramp makes the MAD 0.27 px here: limit 1.36 px
+    rg[2, 2] -= 0.4
+    passing[0, 0] = False
+    az[0, 0] = 50.0  # not passing: never an outlier whatever its value
+    isolated = np.zeros_like(passing)
+    isolated[8, 11] = isolated[8, 10] = True
+    found = outlier_windows((az, rg), passing, 5.0)
+    assert found.sum() == 1 and found[4, 6]
+    assert outlier_windows((az, rg), passing, 3.0).sum() == 2
+    assert not outlier_windows((az + 9 * isolated, rg), isolated, 5.0).any()
 
 
 def test_windows_at_borders_and_gross_offsets() -> None:
@@ -275,6 +315,7 @@ def test_memmap_input(tmp_path: Path) -> None:
         ({"gross_offset": (np.zeros((3, 3)), 0.0)}, "gross azimuth offset field has shape (3, 3)"),
         ({"skip": None}, "skip is needed unless both lines and samples"),
         ({"workers": 0}, "workers must be at least 1"),
+        ({"outlier_mad_k": 0}, "outlier_mad_k must be a positive number"),
     ],
 )
 def test_bad_parameters_are_rejected_with_a_clear_message(kwargs: dict[str, Any], message: str) -> None:
@@ -346,3 +387,113 @@ def test_spectrum_survives_a_c2r_transform_that_overwrites_its_input(monkeypatch
         result = track(ref, sec)
         equal = np.array_equal(result.range_offset.values, expected.range_offset.values, equal_nan=True)
         assert equal == same
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [int(info["num_threads"]) for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_blas_runs_single_threaded_inside_the_tracker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracker's workers own the cores: BLAS is pinned to one thread while they run, restored afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    from offset_cube.tracking import tracker
+
+    seen: list[list[int]] = []
+    real = tracker.track_batch
+
+    def recording(*args: Any) -> Any:
+        seen.append(_blas_threads())
+        return real(*args)
+
+    monkeypatch.setattr(tracker, "track_batch", recording)
+    ref, sec = constant_shift_pair((128, 512), (0.5, 0.5), seed=3)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        assert before and all(n == 2 for n in before)
+        track(ref, sec, mode="amplitude", workers=2)
+        assert _blas_threads() == before
+        # overlapping trackers (two pairs at once) share the limit until the last one ends
+        first, second = tracker._single_threaded_blas(), tracker._single_threaded_blas()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)
+        assert all(n == 1 for n in _blas_threads())
+        second.__exit__(None, None, None)
+        assert _blas_threads() == before
+    assert seen and all(threads and all(n == 1 for n in threads) for threads in seen)
+
+
+def _dense_and_per_window(ref: Any, sec: Any, **kwargs: Any) -> tuple[Any, Any]:
+    raw = {"mode": "amplitude", "snr_threshold": 0.0, "outlier_mad_k": None, **kwargs}
+    return track(ref, sec, oversampling_path="dense", **raw), track(ref, sec, oversampling_path="window", **raw)
+
+
+def _assert_paths_agree(dense: Any, window: Any, min_windows: int) -> None:
+    for name in ("azimuth_offset", "range_offset"):
+        a, b = dense[name].values, window[name].values
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+        both = np.isfinite(a)
+        assert both.sum() >= min_windows
+        assert rms(a[both] - b[both]) <= 0.005 and np.abs(a[both] - b[both]).max() < 0.06, name
+    np.testing.assert_allclose(dense.snr.values, window.snr.values, rtol=1e-5)  # stage 1 is shared
+    assert (dense.attrs["oversampling_path"], window.attrs["oversampling_path"]) == ("dense", "window")
+
+
+@pytest.mark.parametrize(
+    ("window", "search", "skip", "gamma"),
+    [((64, 16), (20, 8), (32, 16), 0.7), ((256, 64), (30, 10), (44, 8), 0.7)],
+)
+def test_dense_and_per_window_oversampling_agree(
+    window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int], gamma: float
+) -> None:
+    """The dense path (each tile's blocks oversampled once) gives the per-window path's offsets to <= 0.005 px
+    RMS on the same windows, on a smooth field, for the peer settings and the Shirase settings (windows overlap
+    46-fold). What differs is the per-window chips' edge ringing inside their 2-px guard band."""
+    shape = (224, 768)
+    field = glacier_field((8 * shape[0], 4 * shape[1]))  # a corner of a field with the benchmark's gradients
+    rng = np.random.default_rng(17)
+    ref = speckle(shape, rng)
+    sec = mix(warp(ref, field), speckle(shape, rng), gamma)
+    dense, window_path = _dense_and_per_window(ref, sec, window=window, search=search, skip=skip)
+    _assert_paths_agree(dense, window_path, 40)
+    truth = window_mean_offsets(field, (dense.line.values, dense.sample.values), window)
+    assert rms(errors(dense, truth)[0]) < 0.05
+
+
+def test_dense_and_per_window_agree_at_borders_with_no_data_and_a_gross_field() -> None:
+    """Windows whose search areas reach the image edges, NaN and zero regions, and a gross-offset field that
+    moves each window's search area differently: the two paths still agree, window by window."""
+    shift = (3.6, -9.2)
+    ref, sec = constant_shift_pair((192, 768), shift, gamma=0.8, seed=23)
+    ref[60:75, 300:330] = np.nan
+    sec[150:, 500:] = 0
+    lines, samples = window_centres(ref.shape, WINDOW, (6, 6), SKIP)
+    lines = np.concatenate([[7.5], lines, [ref.shape[0] - 8.5]])  # chips touching the top and bottom edges
+    samples = np.concatenate([[31.5], samples, [ref.shape[1] - 32.5]])
+    gross_az = np.full((lines.size, samples.size), 3.0) + np.linspace(-0.6, 0.6, samples.size)[None, :]
+    gross_rg = np.full((lines.size, samples.size), -9.0) + np.linspace(-0.7, 0.7, lines.size)[:, None]
+    options = {"search": (6, 6), "lines": lines, "samples": samples, "gross_offset": (gross_az, gross_rg)}
+    dense, window_path = _dense_and_per_window(ref, sec, **options)
+    _assert_paths_agree(dense, window_path, 200)
+    d_az = errors(dense, shift)[0]
+    assert np.isnan(d_az[0]).all() and np.isnan(d_az[:, 0]).all()  # search areas leave the image
+    assert np.isfinite(d_az[1:-1, 1:-1]).mean() > 0.6
+
+
+def test_cost_model_picks_dense_for_overlapping_windows_only() -> None:
+    from offset_cube.tracking.core import dense_is_cheaper
+
+    # 256 windows 64x16 every 32x16 (a tile 2 rows of 128 windows): blocks ~50 x 4200 px
+    assert dense_is_cheaper((16, 64), 256, [(48, 4200), (64, 4240)])
+    # 20 windows 256x64 every 44x8 in one row: blocks ~72 x 1100 px
+    assert dense_is_cheaper((64, 256), 20, [(72, 1100), (96, 1160)])
+    # 16 windows 16x16 scattered over a 2000 x 2000 block: per-window chips cost far less
+    assert not dense_is_cheaper((16, 16), 16, [(2000, 2000), (2010, 2010)])
+    # 'auto' follows the model: the peer grid's tiles go dense; 'window' stays the default
+    ref, sec = constant_shift_pair((128, 512), (0.3, 1.6), gamma=0.8, seed=2)
+    auto = track(ref, sec, oversampling_path="auto")
+    np.testing.assert_array_equal(auto.range_offset.values, track(ref, sec, oversampling_path="dense").range_offset)
+    assert track(ref, sec).attrs["oversampling_path"] == "window"

@@ -89,12 +89,13 @@ def test_npy_and_geotiff_inputs_with_gross_offset(tmp_path: Path) -> None:
     assert open_image(tmp_path / "sec.tif").shape == (160, 512)
     out = tmp_path / "o.zarr"
     images = [str(tmp_path / "ref.npy"), str(tmp_path / "sec.tif")]
-    options = ["--gross-offset", "-6,14", "--mode", "complex", "--out", str(out)]
+    options = ["--gross-offset", "-6,14", "--mode", "complex", "--outlier-mad-k", "0", "--out", str(out)]
     result = runner.invoke(app, ["track", *images, *GRID, *options])
     assert result.exit_code == 0, result.output
     assert "windows valid" in result.stdout
     ds = xr.open_zarr(out, consolidated=False)
     assert ds.attrs["gross_offset_azimuth"] == -6.0
+    assert ds.attrs["outlier_mad_k"] == "off"  # --outlier-mad-k 0 turns the neighbour test off
     np.testing.assert_allclose(np.nanmean(ds.range_offset.values), shift[1], atol=0.01)
     np.testing.assert_allclose(np.nanmean(ds.azimuth_offset.values), shift[0], atol=0.01)
 

@@ -66,7 +66,9 @@ def make_plan(job: JobConfig) -> Plan:
 
     with user_errors():
         scenes = search_scenes(job)
-        plan = plan_pairs(job, scenes, existing=existing_pair_ids(job.storage.cube_path))
+        # with product.replace every pair is redone, as the flow's existing-pairs task decides
+        existing = set() if job.product.replace else existing_pair_ids(job.storage.cube_path)
+        plan = plan_pairs(job, scenes, existing=existing)
     return plan
 
 
@@ -139,10 +141,26 @@ def run(
             typer.echo(folder)
         typer.echo(f"dry run: topsApp inputs of {len(folders)} pair(s) written; nothing downloaded or run", err=True)
         return
+    nothing_new = nothing_to_run(job)
+    if nothing_new is not None:
+        typer.echo(nothing_new)
+        return
     state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the run failed", code=EXIT_FAILED)
     typer.echo(state.message or "done")
+
+
+def nothing_to_run(job: JobConfig) -> str | None:
+    """Why a run would have nothing to do, decided from the search and the cube without Prefect (whose temporary
+    server takes 8-18 s to start), or None when there are pairs to process. The flow searches again when it runs,
+    so a scene published in between is not missed."""
+    the_plan = make_plan(job)
+    if the_plan.pairs:
+        return None
+    for message in the_plan.notices():
+        warn(message)
+    return the_plan.no_pairs_reason() + "; nothing to run"
 
 
 def run_flow(job: JobConfig) -> Any:

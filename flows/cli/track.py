@@ -13,7 +13,7 @@ from flows.cli.app import app, fail, user_errors
 from offset_cube.errors import TrackingError
 from offset_cube.size import Size
 from offset_cube.track_files import close_image, open_image, write_isce_offsets, write_offsets_zarr
-from offset_cube.tracking import track_offsets
+from offset_cube.tracking import DEFAULT_OUTLIER_MAD_K, track_offsets
 
 ImageArg = Annotated[Path, typer.Argument(help="ISCE raster (.slc/.bil or its .xml/.vrt), GeoTIFF or .npy.")]
 
@@ -49,6 +49,14 @@ def track(
     gross_offset: Annotated[str, typer.Option("--gross-offset", help="Constant offset AZ,RG in pixels.")] = "0,0",
     backend: Annotated[str, typer.Option(help="'numpy' (CPU) or 'cupy' (NVIDIA GPU).")] = "numpy",
     workers: Annotated[int, typer.Option(help="CPU threads.", min=1, max=256)] = 2,
+    outlier_mad_k: Annotated[
+        float,
+        typer.Option(
+            "--outlier-mad-k",
+            help="Invalid where an offset is > K x max(local MAD, 0.1 px) from its 5x5 neighbours' median; 0: off.",
+            min=0.0,
+        ),
+    ] = DEFAULT_OUTLIER_MAD_K,
     isce_format: Annotated[
         Path | None,
         typer.Option("--isce-format", help="Also write ISCE2's dense_offsets*.bil (+.xml/.vrt) into this folder."),
@@ -75,6 +83,7 @@ def track(
                 mode=mode,
                 backend=backend,
                 workers=workers,
+                outlier_mad_k=outlier_mad_k or None,
             )
             seconds = time.perf_counter() - started
         finally:

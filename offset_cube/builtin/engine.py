@@ -26,6 +26,7 @@ from offset_cube.area import parse_area
 from offset_cube.builtin.bias import estimate_bias, stable_mask
 from offset_cube.builtin.heights import HeightModel
 from offset_cube.builtin.radargrid import RadarGrid, SwathSource, build_radar_grid
+from offset_cube.builtin.streaming import StreamedCrop
 from offset_cube.config import JobConfig
 from offset_cube.dem import describe_dem, job_dem
 from offset_cube.errors import EngineError, SafeError
@@ -237,16 +238,22 @@ def track_pair(
     # Size(*...) also where a model copy skipped validation
     window, search, skip = Size(*job.tracking.window), Size(*inputs.pair.search_px), Size(*job.tracking.skip)
     layout = layout_pair(ref_grid, sec_grid, area, heights, window, search, skip)
-    ref_data, _ = ref_grid.read(layout.ref_crop.lines, layout.ref_crop.samples)
-    sec_data, sec_valid = sec_grid.read(layout.sec_crop.lines, layout.sec_crop.samples)
-    if not np.any(sec_valid):
+    if sec_grid.covered(layout.sec_crop.lines, layout.sec_crop.samples) == 0:
         raise SafeError(f"{sec.paths}: no burst covers the area's counterpart in the secondary")
+    # Both crops are read (and deramped) in azimuth blocks as the tracker reaches them, so memory is bounded by
+    # the block size, not by the area (offset_cube.builtin.streaming).
+    ref_data, sec_data = (
+        StreamedCrop(grid, (crop.line0, crop.sample0), (crop.n_lines, crop.n_samples))
+        for grid, crop in ((ref_grid, layout.ref_crop), (sec_grid, layout.sec_crop))
+    )
     log.info(
-        "%s: swaths %s, crop %dx%d px, %d windows, geometric offset %.2f..%.2f lines, %.2f..%.2f samples",
+        "%s: swaths %s, crop %dx%d px read in blocks of %d lines, %d windows, geometric offset %.2f..%.2f lines, "
+        "%.2f..%.2f samples",
         inputs.pair.label,
         ",".join(ref_grid.swaths),
         layout.ref_crop.n_samples,
         layout.ref_crop.n_lines,
+        ref_data.block_lines,
         layout.predicted_az.size,
         float(layout.predicted_az.min()),
         float(layout.predicted_az.max()),
@@ -254,7 +261,8 @@ def track_pair(
         float(layout.predicted_rg.max()),
     )
     gross_az, gross_rg = layout.gross
-    # The tracker's own SNR cut is off: the product stage applies product.snr_threshold and its outlier filter.
+    # The tracker's own SNR cut and outlier test are off: the product stage applies product.snr_threshold and
+    # its outlier filter with the job's settings.
     tracked = track_offsets(
         ref_data,
         sec_data,
@@ -270,6 +278,7 @@ def track_pair(
         lines=layout.lines - layout.ref_crop.line0,
         samples=layout.samples - layout.ref_crop.sample0,
         snr_threshold=0.0,
+        outlier_mad_k=None,
     )
     motion_az = np.asarray(tracked["azimuth_offset"].values, dtype=np.float64) - gross_az
     motion_rg = np.asarray(tracked["range_offset"].values, dtype=np.float64) - gross_rg

@@ -71,10 +71,21 @@ def burst_ramp(annotation: SwathAnnotation, burst: Burst, orbit: Orbit, samples:
 
 
 def deramp(data: np.ndarray, ramp: BurstRamp, lines: np.ndarray) -> np.ndarray:
-    """``data`` (burst lines × ramp samples) moved to baseband: × exp(jφ)."""
-    return np.asarray(data * np.exp(1j * ramp.phase(lines)).astype(np.complex64))
+    """``data`` (burst lines × ramp samples) moved to baseband: × exp(jφ), complex64."""
+    return _times_phasor(data, ramp.phase(lines))
 
 
 def reramp(data: np.ndarray, ramp: BurstRamp, lines: np.ndarray) -> np.ndarray:
     """The inverse of :func:`deramp`: × exp(−jφ) (how the simulator gives baseband bursts their TOPS ramp)."""
-    return np.asarray(data * np.exp(-1j * ramp.phase(lines)).astype(np.complex64))
+    return _times_phasor(data, -ramp.phase(lines))
+
+
+def _times_phasor(data: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    """``data × exp(j·phase)`` in complex64. The phase (thousands of radians at a burst's ends) is wrapped to
+    [−π, π) in float64 first, so cos/sin in float32 keep ~1e-7 rad; a complex128 exp costs several times more."""
+    wrapped = (np.remainder(phase + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
+    phasor = np.empty(wrapped.shape, dtype=np.complex64)
+    phasor.real = np.cos(wrapped)
+    phasor.imag = np.sin(wrapped)
+    phasor *= data
+    return phasor

@@ -1,16 +1,22 @@
 """An IW SLC product on disk (zip or ``.SAFE`` folder): manifest, per-swath annotations, measurement windows.
 
 Only the lines and samples asked for are read from a measurement TIFF (GDAL through ``/vsizip/`` for zips), so a
-1 GB swath file costs what the area needs. Every error names the product file.
+1 GB swath file costs what the area needs. Each measurement TIFF is opened once per product and stays open until
+the product is closed: GDAL decompresses a zipped member as a stream, and a fresh open starts that stream again
+(a 1 500 x 10 456 burst window cost 0.95-1.61 s per open from a zip against 0.06 s unpacked), while an open handle
+continues from where it stopped and seeks back from the snapshots it keeps (GDAL ``cpl_vsil_gzip.cpp``). Every
+error names the product file.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +59,8 @@ class SafeProduct:
             self.archive.close()
             raise
         self._annotations: dict[tuple[str, str], SwathAnnotation] = {}
+        self._measurements: dict[str, Any] = {}  # member -> open rasterio dataset
+        self._read_lock = threading.Lock()  # a GDAL dataset is not to be read by two threads at once
 
     def __enter__(self) -> SafeProduct:
         return self
@@ -63,6 +71,10 @@ class SafeProduct:
         self.close()
 
     def close(self) -> None:
+        with self._read_lock:
+            for dataset in self._measurements.values():
+                dataset.close()
+            self._measurements.clear()
         self.archive.close()
 
     @property
@@ -104,7 +116,11 @@ class SafeProduct:
             raise SafeError(f"{self.path} lacks the measurement file {member}")
         if self.archive.member_size(member) == 0:
             raise SafeError(f"{self.path}: measurement file {member} is empty (0 bytes); the product is incomplete")
-        return read_tiff_window(self.archive.location(member), rows, cols, where=f"{self.path}:{member}")
+        where = f"{self.path}:{member}"
+        with self._read_lock:
+            if member not in self._measurements:
+                self._measurements[member] = open_tiff(self.archive.location(member), where)
+            return read_tiff_window(self._measurements[member], rows, cols, where=where)
 
     def _swath_files(self) -> list[SwathFile]:
         files = []
@@ -126,23 +142,32 @@ class SafeProduct:
         return files
 
 
-def read_tiff_window(location: str, rows: tuple[int, int], cols: tuple[int, int], where: str) -> np.ndarray:
-    """A window of a complex int16 TIFF as complex64; only the blocks it touches are read."""
+def open_tiff(location: str, where: str) -> Any:
+    """An open rasterio dataset of a measurement TIFF (the caller closes it)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-    from rasterio.windows import Window
 
-    (r0, r1), (c0, c1) = rows, cols
     try:
         with warnings.catch_warnings():
             # S1 measurement TIFFs carry GCPs or nothing, never a geotransform: that is expected here.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(location) as ds:
-                if not (0 <= r0 < r1 <= ds.height and 0 <= c0 < c1 <= ds.width):
-                    raise SafeError(
-                        f"{where}: window rows {r0}:{r1}, columns {c0}:{c1} is outside the {ds.height}x{ds.width} image"
-                    )
-                data = ds.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
+            return rasterio.open(location)
+    except RasterioIOError as err:
+        raise SafeError(f"{where}: measurement TIFF cannot be read ({err})") from err
+
+
+def read_tiff_window(dataset: Any, rows: tuple[int, int], cols: tuple[int, int], where: str) -> np.ndarray:
+    """A window of an open complex int16 TIFF as complex64; only the blocks it touches are read."""
+    from rasterio.errors import RasterioIOError
+    from rasterio.windows import Window
+
+    (r0, r1), (c0, c1) = rows, cols
+    if not (0 <= r0 < r1 <= dataset.height and 0 <= c0 < c1 <= dataset.width):
+        raise SafeError(
+            f"{where}: window rows {r0}:{r1}, columns {c0}:{c1} is outside the {dataset.height}x{dataset.width} image"
+        )
+    try:
+        data = dataset.read(1, window=Window(c0, r0, c1 - c0, r1 - r0))
     except RasterioIOError as err:
         raise SafeError(f"{where}: measurement TIFF cannot be read ({err})") from err
     if not np.iscomplexobj(data):

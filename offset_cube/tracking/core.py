@@ -9,6 +9,7 @@ complex chips coherently and refines that surface directly; it reaches the coher
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,10 @@ from offset_cube.tracking.backend import Backend
 
 Mode = Literal["amplitude", "complex"]
 Subpixel = Literal["dft", "parabolic"]
+#: How amplitude mode oversamples: 'window' interpolates each window's chips x2 on their own, 'dense' the tile's
+#: whole image blocks once (windows that overlap share the work), 'auto' picks the cheaper per tile
+#: (:func:`dense_is_cheaper`).
+OversamplingPath = Literal["auto", "dense", "window"]
 
 #: Guard band (px) around the chips that are oversampled x2, cropped after oversampling so that the periodic
 #: FFT's edge ringing stays outside the window (reference doc §4.2: "os2 without guard band" is worse in azimuth).
@@ -40,6 +45,7 @@ class BatchParams:
     subpixel: Subpixel
     oversampling: int
     complex_input: bool
+    path: OversamplingPath = "window"
 
     @property
     def lags(self) -> tuple[int, int]:
@@ -107,6 +113,8 @@ class BatchInput:
     ref_lefts: Any
     sec_tops: Any
     sec_lefts: Any
+    #: Dense path (amplitude): both blocks oversampled x2 and detected (sample 2i on block pixel i), else None.
+    oversampled: tuple[Any, Any] | None = None
 
 
 def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResult:
@@ -171,10 +179,48 @@ def os_chip_shapes(window: tuple[int, int]) -> tuple[tuple[int, int], tuple[int,
     return (ref[0], ref[1]), (sec[0], sec[1])
 
 
-def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:
-    """Amplitude NCC of the x2-oversampled complex chips around the coarse peak, refined; lags in px."""
+def dense_is_cheaper(window: tuple[int, int], windows: int, blocks: list[tuple[int, int]]) -> bool:
+    """Cost model of the x2 oversampling: FFT work (n log n over the samples transformed, forward and the two
+    inverse passes at 2x and 4x the size) of ``windows`` separate chip pairs against that of the tile's
+    ``blocks`` (reference and secondary, (lines, samples)) oversampled once."""
+
+    def work(shape: tuple[int, int]) -> float:
+        n = shape[0] * shape[1]
+        return 7.0 * n * math.log2(max(n, 2))  # 1 + 2 + 4 times n: the forward FFT and the two padded inverses
+
+    chips = sum(work(shape) for shape in os_chip_shapes(window))
+    return sum(work(_even(shape)) for shape in blocks) < windows * chips
+
+
+def _even(shape: tuple[int, ...]) -> tuple[int, int]:
+    return (shape[0] + shape[0] % 2, shape[1] + shape[1] % 2)
+
+
+def oversample_block(be: Backend, block: Any, complex_input: bool) -> Any:
+    """A whole image block interpolated x2 (sample 2i on pixel i) and detected: the dense path's input.
+
+    Odd sizes are padded with one zero line or sample at the end. The periodic FFT's edge ringing reaches a few
+    pixels into the block, where the tile's margins (the per-window path's guard band) keep every chip away.
+    """
+    xp = be.xp
+    lines, samples = _even(block.shape)
+    padded = block
+    if (lines, samples) != block.shape:
+        padded = xp.zeros((lines, samples), dtype=block.dtype)
+        padded[: block.shape[0], : block.shape[1]] = block
+    return _detect(be, k.oversample2(be, padded[None], (0, 0), (2 * lines, 2 * samples))[0], complex_input)
+
+
+def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any]:
+    """Detected x2-oversampled reference chips (B, 2h, 2w) and search chips +/-OS_HALF_SEARCH px around the
+    coarse peak (B, 2h + 4p, 2w + 4p), from the dense blocks or chip by chip."""
     h, w = params.window.shape
     p = OS_HALF_SEARCH
+    if data.oversampled is not None:
+        ref_os, sec_os = data.oversampled
+        ref2 = k.gather(be, ref_os, 2 * data.ref_tops, 2 * data.ref_lefts, (2 * h, 2 * w))
+        sec_tops, sec_lefts = 2 * (data.sec_tops + peak.iy - p), 2 * (data.sec_lefts + peak.ix - p)
+        return ref2, k.gather(be, sec_os, sec_tops, sec_lefts, (2 * h + 4 * p, 2 * w + 4 * p))
     ref_shape, sec_shape = os_chip_shapes(params.window.shape)
     gry, grx = (ref_shape[0] - h) // 2, (ref_shape[1] - w) // 2
     gsy, gsx = (sec_shape[0] - h - 2 * p) // 2, (sec_shape[1] - w - 2 * p) // 2
@@ -185,8 +231,14 @@ def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak
     ref2 = _detect(be, k.oversample2(be, ref, (2 * gry, 2 * grx), (2 * h, 2 * w)), params.complex_input)
     del ref
     sec2 = k.oversample2(be, sec, (2 * gsy, 2 * gsx), (2 * h + 4 * p, 2 * w + 4 * p))
-    sec2 = _detect(be, sec2, params.complex_input)
-    del sec
+    return ref2, _detect(be, sec2, params.complex_input)
+
+
+def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:
+    """Amplitude NCC of the x2-oversampled complex chips around the coarse peak, refined; lags in px."""
+    h, w = params.window.shape
+    p = OS_HALF_SEARCH
+    ref2, sec2 = _oversampled_chips(be, params, data, peak)
     surface = k.amplitude_surface(be, ref2, sec2, (4 * p + 1, 4 * p + 1))
     fine = k.find_peak(be, surface.ncc, 4 * h * w, statistics=False)
     if params.subpixel == "parabolic":

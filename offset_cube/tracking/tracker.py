@@ -40,6 +40,8 @@ the mode (amplitude Pearson NCC, or coherent |NCC| in complex mode):
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,15 +49,28 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
+from offset_cube.cube.stats import local_median_mad
 from offset_cube.errors import TrackingError
 from offset_cube.size import Size
 from offset_cube.tracking import kernels
 from offset_cube.tracking.backend import BACKENDS, Backend, get_backend
-from offset_cube.tracking.core import BatchInput, BatchParams, BatchResult, Mode, Subpixel, track_batch
+from offset_cube.tracking.core import (
+    BatchInput,
+    BatchParams,
+    BatchResult,
+    Mode,
+    OversamplingPath,
+    Subpixel,
+    dense_is_cheaper,
+    oversample_block,
+    track_batch,
+)
 
 MODES: tuple[Mode, ...] = ("amplitude", "complex")
 SUBPIXEL_METHODS: tuple[Subpixel, ...] = ("dft", "parabolic")
+OVERSAMPLING_PATHS: tuple[OversamplingPath, ...] = ("auto", "dense", "window")
 #: Default correlation-peak oversampling: the peak is interpolated on a grid of at most 1/8 px before the final
 #: parabola (finer grids change offsets by < 0.001 px RMS, tests/test_tracking.py).
 DEFAULT_OVERSAMPLING = 8
@@ -65,6 +80,16 @@ DEFAULT_OVERSAMPLING = 8
 #: percentile) and 67 (complex), at coherence 0.2 complex mode still gives 17 (median). Checked by
 #: tests/test_tracking.py::test_pure_noise_is_low_snr_and_invalid.
 DEFAULT_SNR_THRESHOLDS: dict[str, float] = {"amplitude": 15.0, "complex": 12.0}
+#: Default consistency test: a window is an outlier when its offset (azimuth or range) differs from the median of
+#: the SNR-valid windows in the OUTLIER_BOX x OUTLIER_BOX box around it by more than k * max(MAD, OUTLIER_FLOOR_PX)
+#: of that box (the product stage's rule, ``product.outlier_mad_k``). A correlation peak on the wrong speckle
+#: spot can pass an SNR cut (a window 7.3 px off was reported on a benchmark pair); offsets within
+#: k * OUTLIER_FLOOR_PX = 0.5 px of their neighbours' median are never rejected.
+DEFAULT_OUTLIER_MAD_K = 5.0
+OUTLIER_BOX = 5
+OUTLIER_FLOOR_PX = 0.1
+#: Fewest SNR-valid windows in the box (the window included) for the test to judge; fewer leaves it valid.
+OUTLIER_MIN_NEIGHBOURS = 4
 #: Windows per batch at most: on the CPU larger batches stop paying off once their chips leave the caches; a
 #: GPU wants large batches (fewer kernel launches), bounded by the memory budget.
 MAX_BATCH = {"numpy": 256, "cupy": 16384}
@@ -121,6 +146,8 @@ def track_offsets(
     lines: Sequence[float] | np.ndarray | None = None,
     samples: Sequence[float] | np.ndarray | None = None,
     snr_threshold: float | None = None,
+    outlier_mad_k: float | None = DEFAULT_OUTLIER_MAD_K,
+    oversampling_path: str = "window",
 ) -> xr.Dataset:
     """Dense offsets of ``secondary`` relative to ``reference`` on a grid of windows.
 
@@ -150,6 +177,13 @@ def track_offsets(
             and the snapped values are the returned coordinates. Default: :func:`window_centres` of the reference.
         snr_threshold: windows whose SNR is below this are invalid (offsets NaN); None: the mode's default
             from :data:`DEFAULT_SNR_THRESHOLDS` (amplitude 15, complex 12).
+        outlier_mad_k: windows whose offset differs from the median of their SNR-valid neighbours (5x5 box) by
+            more than this times max(local MAD, 0.1 px) are invalid too (see :data:`DEFAULT_OUTLIER_MAD_K`);
+            None turns the test off (as the engine does: its product stage filters with its own settings).
+        oversampling_path: amplitude mode's x2 oversampling: 'window' (each window's chips on their own; the
+            default), 'dense' (each tile's image blocks once, shared by overlapping windows; offsets within
+            0.005 px RMS of 'window's) or 'auto' (the cheaper per tile by an FFT cost model). The dense path's
+            offsets depend on the tiling (memory budget, explicit centres) by up to ~0.003 px, so it is opt-in.
 
     Returns:
         Dataset with dims (line, sample), coords = window centres, float32 ``azimuth_offset``,
@@ -170,6 +204,7 @@ def track_offsets(
         subpixel=cast(Subpixel, _choice(subpixel, SUBPIXEL_METHODS, "subpixel")),
         oversampling=_checked_oversampling(oversampling),
         complex_input=complex_input,
+        path=cast(OversamplingPath, _choice(oversampling_path, OVERSAMPLING_PATHS, "oversampling_path")),
     )
     if workers < 1:
         raise TrackingError(f"workers must be at least 1; got {workers}")
@@ -181,7 +216,9 @@ def track_offsets(
     plan = _Plan.build(grid, gross, params, ref_shape, sec_shape)
     result = _run(be, params, plan, reference, secondary, workers, memory_budget_mb)
     threshold = DEFAULT_SNR_THRESHOLDS[mode_name] if snr_threshold is None else float(snr_threshold)
-    return _dataset(grid, plan, result, params, threshold, gross_offset, be.name, stp if skip is not None else None)
+    outlier_k = _checked_outlier_k(outlier_mad_k)
+    thresholds = (threshold, outlier_k)
+    return _dataset(grid, plan, result, params, thresholds, gross_offset, be.name, stp if skip is not None else None)
 
 
 @dataclass(frozen=True)
@@ -278,18 +315,46 @@ def _run(
     def work(tile: _Tile) -> tuple[tuple[np.ndarray, np.ndarray], BatchResult] | None:
         return _process_tile(be, params, plan, tile, reference, secondary)
 
-    if parallel > 1 and len(tiles) > 1:
-        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tracker") as pool:
-            outputs: Iterator[Any] = pool.map(work, tiles)
-            for output in outputs:
+    with _single_threaded_blas():
+        if parallel > 1 and len(tiles) > 1:
+            with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tracker") as pool:
+                outputs: Iterator[Any] = pool.map(work, tiles)
+                for output in outputs:
+                    if output is not None:
+                        result.fill(*output)
+        else:
+            for tile in tiles:
+                output = work(tile)
                 if output is not None:
                     result.fill(*output)
-    else:
-        for tile in tiles:
-            output = work(tile)
-            if output is not None:
-                result.fill(*output)
     return result
+
+
+_blas_lock = threading.Lock()
+_blas_users: list[threadpool_limits] = []
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """BLAS limited to one thread while any tracker runs in this process.
+
+    The tracker owns its parallelism: BLAS (the batched matrix products) runs inside each worker, and its own
+    thread pool competes with the workers (OPENBLAS_NUM_THREADS=1 took the Shirase settings from 202 to 285
+    windows/s on 2 cores; the FFTs already run with workers=1). The limit is process-wide (threadpoolctl), so
+    concurrent trackers (two pairs at once) share one limit, lifted when the last of them ends.
+    """
+    with _blas_lock:
+        if not _blas_users:
+            _blas_users.append(threadpool_limits(limits=1, user_api="blas"))
+        else:
+            _blas_users.append(_blas_users[0])
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            limiter = _blas_users.pop()
+            if not _blas_users:
+                limiter.restore_original_limits()
 
 
 def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, largest: int) -> int:
@@ -347,13 +412,24 @@ def _process_tile(
         return None
     index = (index[0][enough], index[1][enough])
     xp = be.xp
+    ref_device, sec_device = be.to_device(ref_block), be.to_device(sec_block)
+    oversampled = None
+    if params.mode == "amplitude" and (
+        params.path == "dense"
+        or (
+            params.path == "auto"
+            and dense_is_cheaper(params.window.shape, index[0].size, [ref_block.shape, sec_block.shape])
+        )
+    ):
+        oversampled = tuple(oversample_block(be, block, params.complex_input) for block in (ref_device, sec_device))
     data = BatchInput(
-        ref_block=be.to_device(ref_block),
-        sec_block=be.to_device(sec_block),
+        ref_block=ref_device,
+        sec_block=sec_device,
         ref_tops=xp.asarray(rt[enough]),
         ref_lefts=xp.asarray(rl[enough]),
         sec_tops=xp.asarray(st[enough]),
         sec_lefts=xp.asarray(sl[enough]),
+        oversampled=(oversampled[0], oversampled[1]) if oversampled else None,
     )
     return index, track_batch(be, params, data)
 
@@ -399,15 +475,19 @@ def _dataset(
     plan: _Plan,
     result: _Result,
     params: BatchParams,
-    snr_threshold: float,
+    thresholds: tuple[float, float | None],
     gross_offset: tuple[Any, Any],
     backend: str,
     skip: Size | None,
 ) -> xr.Dataset:
     """The result Dataset: total offsets (rounded gross + lag - search), masked where invalid."""
+    snr_threshold, outlier_k = thresholds
     base_az = (plan.sec_top - plan.ref_top).astype(np.float64)
     base_rg = (plan.sec_left - plan.ref_left).astype(np.float64)
-    valid = np.isfinite(result.lag_az) & np.isfinite(result.lag_rg) & (result.snr >= snr_threshold)
+    offsets = (base_az + result.lag_az, base_rg + result.lag_rg)
+    passing = np.isfinite(result.lag_az) & np.isfinite(result.lag_rg) & (result.snr >= snr_threshold)
+    outliers = outlier_windows(offsets, passing, outlier_k) if outlier_k is not None else np.zeros_like(passing)
+    valid = passing & ~outliers
     dims = ("line", "sample")
 
     def var(values: np.ndarray, units: str, long_name: str, mask: bool = True) -> xr.Variable:
@@ -416,8 +496,8 @@ def _dataset(
 
     ds = xr.Dataset(
         {
-            "azimuth_offset": var(base_az + result.lag_az, "pixel", "azimuth offset, secondary - reference"),
-            "range_offset": var(base_rg + result.lag_rg, "pixel", "range offset, secondary - reference"),
+            "azimuth_offset": var(offsets[0], "pixel", "azimuth offset, secondary - reference"),
+            "range_offset": var(offsets[1], "pixel", "range offset, secondary - reference"),
             "snr": var(result.snr, "1", "correlation peak SNR (ampcor definition)", mask=False),
             "cov_az": var(result.cov_az, "pixel2", "azimuth offset variance (ampcor definition)"),
             "cov_rg": var(result.cov_rg, "pixel2", "range offset variance (ampcor definition)"),
@@ -441,6 +521,7 @@ def _dataset(
             "mode": params.mode,
             "subpixel": params.subpixel,
             "oversampling": params.oversampling,
+            "oversampling_path": params.path,
             "window_width": window.width,
             "window_height": window.height,
             "search_width": search.width,
@@ -450,12 +531,35 @@ def _dataset(
             "gross_offset_azimuth": gross_az,
             "gross_offset_range": gross_rg,
             "snr_threshold": float(snr_threshold),
+            "outlier_mad_k": "off" if outlier_k is None else outlier_k,
+            "outlier_windows": int(outliers.sum()),
             "backend": backend,
             "windows": int(valid.size),
             "valid_windows": int(valid.sum()),
         }
     )
     return ds
+
+
+def outlier_windows(offsets: tuple[np.ndarray, np.ndarray], passing: np.ndarray, k: float) -> np.ndarray:
+    """Windows among ``passing`` whose azimuth or range offset is more than k * max(MAD, floor) from the median
+    of the passing windows in the :data:`OUTLIER_BOX`-wide box around them (constants above)."""
+    outliers = np.zeros(passing.shape, dtype=bool)
+    for values in offsets:
+        median, mad, count = local_median_mad(np.where(passing, values, np.nan), OUTLIER_BOX)
+        limit = k * np.maximum(np.nan_to_num(mad, nan=0.0), OUTLIER_FLOOR_PX)
+        deviation = np.abs(np.where(passing, values, 0.0) - np.nan_to_num(median, nan=0.0))
+        outliers |= passing & (count >= OUTLIER_MIN_NEIGHBOURS) & (deviation > limit)
+    return outliers
+
+
+def _checked_outlier_k(value: float | None) -> float | None:
+    if value is None:
+        return None
+    k = float(value)
+    if not np.isfinite(k) or k <= 0:
+        raise TrackingError(f"outlier_mad_k must be a positive number (or None for no outlier test); got {value!r}")
+    return k
 
 
 def _gross_attr(value: Any) -> float | str:
