@@ -22,12 +22,13 @@ M_PER_DEG_LAT = 111_320.0
 
 
 def dem_box(area: BaseGeometry, margin_m: float) -> Box:
-    """The area's bounding box grown by ``margin_m`` on every side, in degrees."""
+    """The area's bounding box grown by ``margin_m`` on every side, in degrees: past the antimeridian it runs on
+    east of 180° (179.9..180.1), and when it reaches a pole it takes every longitude (:meth:`Box.normalised`)."""
     west, south, east, north = area.bounds
     dlat = margin_m / M_PER_DEG_LAT
     widest = min(max(abs(south - dlat), abs(north + dlat)), 89.0)
     dlon = min(margin_m / (M_PER_DEG_LAT * math.cos(math.radians(widest))), 180.0)
-    return Box(west - dlon, max(south - dlat, -90.0), east + dlon, min(north + dlat, 90.0))
+    return Box(west - dlon, south - dlat, east + dlon, north + dlat).normalised()
 
 
 def job_dem(job: JobConfig) -> Path | None:
