@@ -58,7 +58,7 @@ def main() -> None:
 
         configure_prefect_env(out / ".prefect")  # offline, as the CLI runs it
 
-        job = job_from_dict(demo_job(describe(stack), out))
+        job = job_from_dict(demo_job(describe(stack)), base=out)  # its paths are relative to the stack
         state = run_flow(job)
         if not state.is_completed():
             sys.exit(f"the demo run failed: {state.message}")
