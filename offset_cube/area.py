@@ -99,8 +99,10 @@ def _validate(geom: BaseGeometry, source: str) -> Polygon | MultiPolygon:
         )
     if maxx - minx > 180:
         raise AreaError(
-            f"area {_short(source)!r} spans {maxx - minx:.1f} degrees of longitude; an area crossing the "
-            "antimeridian must be split, or given in one hemisphere"
+            f"area {_short(source)!r} spans {maxx - minx:.1f} degrees of longitude (bounds {minx:.4f} to "
+            f"{maxx:.4f}); an area that crosses the antimeridian (±180°) or contains a pole is not supported: give "
+            "areas that each lie on one side of ±180° and away from the poles (one job each); near ±180° the "
+            "automatic DEM still reaches across it"
         )
     geom = shapely.remove_repeated_points(geom)
     if not geom.is_valid:

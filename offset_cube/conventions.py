@@ -313,6 +313,7 @@ OPTIONAL_RESULT_VARIABLES: dict[str, str] = {
     "cov_az": "pixel2",
     "cov_rg": "pixel2",
     "cov_azrg": "pixel2",
+    "azimuth_skew": "degree",  # zero-Doppler ground line vs the normal to the heading (see look_geometry)
     "slope_east": "1",  # terrain gradient from the DEM: the velocity conversion is then surface-parallel
     "slope_north": "1",
 }

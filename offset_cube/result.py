@@ -20,6 +20,8 @@ incidence_angle       degree local incidence from the ellipsoid normal at the ta
 heading               degree local along-track ground heading, clockwise from north, in (-180, 180]
 azimuth_spacing       m      ground distance of one azimuth line at the target
 range_spacing         m      slant-range pixel spacing
+azimuth_skew          degree angle from the normal to the heading to the zero-Doppler ground line (optional, 0 when
+                             absent): ``d`` m across track moves the azimuth by d·tan(skew)/azimuth_spacing lines
 cov_az, cov_rg,       pixel² offset (co)variances (optional)
 cov_azrg
 slope_east,           1      terrain gradient ∂h/∂E, ∂h/∂N from the DEM (optional); when present the velocity

@@ -8,6 +8,7 @@ format are the public source's. Every request is recorded; chosen paths can be m
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from offset_cube.dem.glo30 import Box, glo30_tiles
-from offset_cube.dem.mirror import write_geoid, write_tile
+from offset_cube.dem.mirror import write_cog, write_geoid, write_tile
 from tests.local_http import QuietHandler, serve
 
 #: Test tiles take every 10th posting (360 x 360 samples below 50°).
@@ -83,14 +84,28 @@ class DemHandler(QuietHandler):
             self.wfile.write(data)
 
 
-def write_source(root: Path, box: Box, geoid_box: Box | None = None) -> list[str]:
-    """Write the tiles the GLO-30 index lists over ``box`` and a geoid grid; return the tile ids."""
+def write_source(root: Path, box: Box, geoid_box: Box | None = None, geoid: bool = True) -> list[str]:
+    """Write the tiles the GLO-30 index lists over ``box`` and (unless ``geoid`` is false) a geoid grid around it;
+    return the tile ids."""
     tiles = glo30_tiles(box)
     for tile in tiles:
         write_tile(root, tile, terrain_above_geoid, coarsen=COARSEN)
+    if not geoid:
+        return [t.tile_id for t in tiles]
     around = Box(box.west - 0.5, max(box.south - 0.5, -90), box.east + 0.5, min(box.north + 0.5, 90))
     write_geoid(root / GEOID_NAME, geoid_box or around, geoid_heights, step_deg=1.0 / 60.0)
     return [t.tile_id for t in tiles]
+
+
+def write_global_geoid(path: Path, south: float, north: float, step_deg: float = 1.0 / 12.0) -> Path:
+    """A geoid strip laid out as the global EGM2008 grid is: every longitude once, pixel edges on -180/180 (and on
+    -90/90 where the strip reaches a pole), rows from ``south`` to ``north`` (coarser than EGM2008's 1′ for speed)."""
+    top = min(step_deg * math.ceil(north / step_deg) + step_deg, 90.0)
+    bottom = max(step_deg * math.floor(south / step_deg) - step_deg, -90.0)
+    lats = top - step_deg / 2 - step_deg * np.arange(round((top - bottom) / step_deg))
+    lons = -180.0 + step_deg / 2 + step_deg * np.arange(round(360.0 / step_deg))
+    lat, lon = np.meshgrid(lats, lons, indexing="ij")
+    return write_cog(path, geoid_heights(lat, lon).astype(np.float32), -180.0, top, step_deg, step_deg)
 
 
 @contextmanager

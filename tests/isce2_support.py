@@ -74,8 +74,9 @@ def write_isce_dem(path: Path, box: tuple[float, float, float, float] = BC_DEM_B
     )
 
 
-def isce2_job(tmp_path: Path, dem: Path | None = None, **sections: Any) -> JobConfig:
-    """An isce2 job over the BC area that runs the stand-in topsApp with this interpreter."""
+def isce2_job(tmp_path: Path, dem: Path | dict[str, Any] | None = None, **sections: Any) -> JobConfig:
+    """An isce2 job over the BC area that runs the stand-in topsApp with this interpreter (``dem``: a DEM file,
+    or the job's ``dem`` section; default a flat ISCE DEM)."""
     raw: dict[str, Any] = {
         "name": "bc-test",
         "area": BC_AREA,
@@ -88,7 +89,7 @@ def isce2_job(tmp_path: Path, dem: Path | None = None, **sections: Any) -> JobCo
             "python": sys.executable,
             "isce_home": str(FAKE_ISCE_HOME),
         },
-        "dem": str(dem or write_isce_dem(tmp_path / "dem" / "bc.dem")),
+        "dem": dem if isinstance(dem, dict) else str(dem or write_isce_dem(tmp_path / "dem" / "bc.dem")),
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(raw.get(key), dict):

@@ -15,7 +15,14 @@ from offset_cube.cube.grid import auto_crs
 from offset_cube.dem import dem_box, job_dem
 from offset_cube.dem.glo30 import Box, Source, mosaic
 from offset_cube.errors import DemError
-from tests.fake_dem import GEOID_NAME, dem_server, geoid_heights, terrain_above_geoid, write_source
+from tests.fake_dem import (
+    GEOID_NAME,
+    dem_server,
+    geoid_heights,
+    terrain_above_geoid,
+    write_global_geoid,
+    write_source,
+)
 
 SHIRASE = "POLYGON((38.30 -70.45, 39.84 -70.45, 39.84 -69.88, 38.30 -69.88, 38.30 -70.45))"
 
@@ -116,3 +123,76 @@ def test_server_errors_are_retried_then_one_error_names_the_tile(tmp_path: Path)
         path = mosaic(box, source(url, retries=2), tmp_path / "cache")  # the next run succeeds
     assert sample(path, 38.3, 72.3) == pytest.approx(ellipsoidal(38.3, 72.3), abs=0.05)
     assert not list((tmp_path / "cache").rglob(".tmp-*"))  # nothing half-written was left
+
+
+def test_an_area_at_the_antimeridian_gets_the_tiles_on_both_sides(tmp_path: Path) -> None:
+    """Chukotka at 180°: the area's DEM box runs past 180°, so the tiles east of it (W180) join those west of it
+    (E179) in one continuous mosaic; the geoid is read round the global grid; the engine's height model finds
+    points given at -179.9° in it."""
+    from offset_cube.builtin.heights import HeightModel
+
+    area = "POLYGON((179.80 65.70, 179.97 65.70, 179.97 65.90, 179.80 65.90, 179.80 65.70))"
+    box = dem_box(parse_area(area), 10_000)
+    assert box.crosses_antimeridian and box.west < 180 < box.east < 181
+    mirrored = dem_box(parse_area(area.replace("179.", "-179.")), 10_000)  # west of 180°: the same one frame
+    assert mirrored.crosses_antimeridian and 179 < mirrored.west < 180 < mirrored.east
+    ids = write_source(tmp_path / "bucket", box, geoid=False)
+    assert ids == [
+        "Copernicus_DSM_COG_10_N65_00_E179_00_DEM",
+        "Copernicus_DSM_COG_10_N65_00_W180_00_DEM",
+    ]
+    write_global_geoid(tmp_path / "bucket" / GEOID_NAME, 65.0, 67.0)
+    with dem_server(tmp_path / "bucket") as (url, state):
+        job = JobConfig.model_validate(
+            {
+                "area": area,
+                "start": "2020-01-01",
+                "end": "2020-02-01",
+                "dem": {"tiles_url": url, "geoid_url": f"{url}/{GEOID_NAME}", "cache": str(tmp_path / "cache")},
+            }
+        )
+        path = job_dem(job)
+    assert path is not None and sorted(p.split("/")[0] for p in state.tile_requests()) == ids
+    with rasterio.open(path) as dataset:
+        west, _, east, _ = dataset.bounds
+    assert west < 179.8 and east > 180.1
+    for lat, lon in [(65.8, 179.9), (65.8, -179.9), (65.75, -179.85)]:
+        assert sample(path, lat, lon % 360) == pytest.approx(ellipsoidal(lat, lon), abs=0.5)
+    model = HeightModel(dem=path)
+    lat, lon = np.array([65.8, 65.8]), np.array([179.9, -179.9])
+    assert model(lat, lon) == pytest.approx([ellipsoidal(*p) for p in zip(lat, lon, strict=True)], abs=0.5)
+
+
+@pytest.mark.slow  # the 360 tiles round the pole
+def test_a_box_reaching_a_pole_takes_every_longitude(tmp_path: Path) -> None:
+    """20 km from the South Pole the DEM box reaches it: it takes every longitude (the 360 S90 tiles), the mosaic
+    goes all the way round with no seam at 180°, and the geoid's polar row serves beyond -90°."""
+    from offset_cube.builtin.heights import HeightModel
+
+    area = parse_area("POLYGON((10 -89.85, 30 -89.85, 30 -89.80, 10 -89.80, 10 -89.85))")
+    box = dem_box(area, 20_000)
+    assert box.all_longitudes and (box.west, box.south, box.east) == (-180.0, -90.0, 180.0)
+    ids = write_source(tmp_path / "bucket", box, geoid=False)
+    assert len(ids) == 360 and all("_S90_00_" in i for i in ids)
+    write_global_geoid(tmp_path / "bucket" / GEOID_NAME, -90.0, -89.0)
+    with dem_server(tmp_path / "bucket") as (url, state):
+        path = mosaic(box, source(url), tmp_path / "cache")
+    assert sorted(p.split("/")[0] for p in state.tile_requests()) == ids
+    with rasterio.open(path) as dataset:
+        west, south, east, north = dataset.bounds
+    assert west < -179.99 and east > 179.9 and south < -89.999 and north > box.north
+    model = HeightModel(dem=path)
+    lat = np.array([-89.9, -89.9, -89.9, -89.75])
+    lon = np.array([20.0, 179.95, -179.99, -100.0])  # the test terrain jumps at 180°: no sample across it
+    assert model(lat, lon) == pytest.approx([ellipsoidal(*p) for p in zip(lat, lon, strict=True)], abs=1.0)
+
+
+def test_an_area_across_the_antimeridian_or_round_a_pole_is_one_clear_error() -> None:
+    from offset_cube.area import AreaError
+
+    for wkt in (
+        "POLYGON((179.8 -70, -179.8 -70, -179.8 -69.5, 179.8 -69.5, 179.8 -70))",
+        "POLYGON((0 -88, 90 -88, 180 -88, -90 -88, 0 -88))",
+    ):
+        with pytest.raises(AreaError, match=r"crosses the antimeridian \(±180°\) or contains a pole is not supported"):
+            parse_area(wkt)

@@ -203,3 +203,25 @@ def test_surface_parallel_motion_on_a_slope_is_recovered_with_the_slope_and_bias
     rise = math.tan(math.radians(INCIDENCE - 3))
     slope = {"slope_east": rise * math.cos(h), "slope_north": -rise * math.sin(h)}
     assert np.all(np.isnan(ground_displacement(1.0, 1.0, heading_deg=heading, **slope, **kwargs)))
+
+
+@pytest.mark.parametrize("heading", [ASCENDING_H, DESCENDING_H], ids=["ascending", "descending"])
+def test_azimuth_skew_keeps_across_track_motion_out_of_the_along_track_component(heading: float) -> None:
+    """With the zero-Doppler ground line skewed by 0.12° from the normal to the heading (S1 IW at 38°N), ice moving
+    20 m straight across track (horizontally, or on a slope) also shifts the azimuth by 20 tan(0.12°) m = 0.042 m;
+    with the skew the conversion returns no along-track motion, without it 0.042 m."""
+    skew, d_gr = 0.12, 20.0
+    h, inc = math.radians(heading), math.radians(INCIDENCE)
+    kwargs = {"azimuth_spacing_m": AZ_SPACING, "range_spacing_m": RG_SPACING, "incidence_deg": INCIDENCE}
+    lines = d_gr * math.tan(math.radians(skew)) / AZ_SPACING
+    for s_e, s_n in ((0.0, 0.0), (0.05, -0.08)):
+        d_z = s_e * d_gr * math.cos(h) - s_n * d_gr * math.sin(h)  # the slope along ground range, times d_gr
+        samples = (d_gr * math.sin(inc) - d_z * math.cos(inc)) / RG_SPACING
+        slopes = {"slope_east": s_e, "slope_north": s_n}
+        east, north = ground_displacement(
+            lines, samples, heading_deg=heading, azimuth_skew_deg=skew, **slopes, **kwargs
+        )
+        assert (float(east), float(north)) == pytest.approx(along(heading + 90.0, d_gr), abs=1e-9)
+        east, north = ground_displacement(lines, samples, heading_deg=heading, **slopes, **kwargs)
+        along_track = float(east) * math.sin(h) + float(north) * math.cos(h)
+        assert along_track == pytest.approx(d_gr * math.tan(math.radians(skew)), rel=1e-3)

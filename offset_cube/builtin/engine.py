@@ -295,6 +295,7 @@ def track_pair(
         "snr": tracked["snr"].values,
         **{name: geometry[name] for name in ("latitude", "longitude", "incidence_angle", "heading")},
         "azimuth_spacing": geometry["azimuth_spacing"],
+        "azimuth_skew": geometry["azimuth_skew"],
         "range_spacing": np.full(mesh_l.shape, ref_grid.range_spacing),
         "geometric_azimuth_offset": layout.predicted_az,
         "geometric_range_offset": layout.predicted_rg,

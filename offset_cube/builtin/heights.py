@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from offset_cube.errors import EngineError
+from offset_cube.geometry.ellipsoid import wrap_longitude
 
 #: Terrain slopes are central differences over ±this distance (m): about one GLO-30 posting.
 SLOPE_STEP_M = 30.0
@@ -78,6 +79,8 @@ class HeightModel:
             raise EngineError(f"DEM {dem} cannot be read ({err})") from err
         if crs is None:
             raise EngineError(f"DEM {dem} has no CRS; give a georeferenced GeoTIFF of ellipsoidal heights")
+        if crs.is_geographic and round(360.0 / transform.a) == data.shape[1]:
+            data = np.hstack([data, data[:, :1]])  # all the way round: the first column again after the last
         return data, transform, crs
 
     def _sample(self, dem: Path, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -90,6 +93,8 @@ class HeightModel:
         x, y = Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
         inverse = ~transform  # type: ignore[operator]
         x, y = np.asarray(x), np.asarray(y)
+        if crs.is_geographic:  # type: ignore[attr-defined]
+            x = wrap_longitude(x, transform.c)  # type: ignore[attr-defined]
         col = inverse.a * x + inverse.b * y + inverse.c
         row = inverse.d * x + inverse.e * y + inverse.f
         # Pixel-is-area: the value of pixel (r, c) sits at its centre (r + 0.5, c + 0.5).

@@ -6,6 +6,10 @@ checked on hand-computed cases and real-product examples in tests/test_velocity.
 1. azimuth offset (lines) × ground azimuth spacing → ``d_az``, + along the flight direction;
    range offset (samples) × slant-range spacing → ``d_los``, + away from the sensor;
    ``d_gr = d_los / sin θ`` (ground range, assuming horizontal motion; θ = local incidence from the ellipsoid normal).
+   The zero-Doppler ground line is not quite perpendicular to the heading (``azimuth_skew``, a few tenths of a
+   degree, from :func:`offset_cube.geometry.rangedoppler.look_geometry`): a ground-range displacement ``d_gr`` also
+   moves the azimuth by ``d_gr tan(skew)`` metres, which is taken out of ``d_az`` (ignoring it puts ~0.2 % of the
+   across-track motion into the along-track component).
    Where the result carries the terrain's slope (``slope_east``, ``slope_north`` = ∂h/∂E, ∂h/∂N from the DEM), the
    motion is taken as **surface-parallel** instead, as autoRIFT/ITS_LIVE do: a feature moving along a slope also
    moves vertically by ``d_z = s_a d_az + s_r d_gr`` (``s_a``, ``s_r`` the slope along the flight direction and
@@ -71,15 +75,18 @@ def ground_displacement(
     heading_deg: Any,
     slope_east: Any = None,
     slope_north: Any = None,
+    azimuth_skew_deg: Any = None,
 ) -> tuple[FloatArray, FloatArray]:
     """East and north ground displacement (m) of offsets (secondary − reference, pixels) for right-looking S1:
     horizontal motion, or surface-parallel motion where the terrain slope (∂h/∂E, ∂h/∂N) is given."""
     incidence = np.asarray(incidence_deg, dtype=np.float64)
     _check_incidence(incidence)
-    d_az = np.asarray(azimuth_px, dtype=np.float64) * np.asarray(azimuth_spacing_m, dtype=np.float64)
+    d_lines = np.asarray(azimuth_px, dtype=np.float64) * np.asarray(azimuth_spacing_m, dtype=np.float64)
     d_los = np.asarray(range_px, dtype=np.float64) * np.asarray(range_spacing_m, dtype=np.float64)
+    skew = np.tan(np.radians(np.asarray(0.0 if azimuth_skew_deg is None else azimuth_skew_deg, dtype=np.float64)))
     h = np.radians(np.asarray(heading_deg, dtype=np.float64))
     sin_i, cos_i = np.sin(np.radians(incidence)), np.cos(np.radians(incidence))
+    # The azimuth measured d_lines = d_az + skew·d_gr (metres along the heading); solved with the range equation.
     if slope_east is None or slope_north is None:
         d_gr = d_los / sin_i
     else:
@@ -88,7 +95,8 @@ def ground_displacement(
         s_gr = s_e * np.cos(h) - s_n * np.sin(h)  # slope along ground range (away from the sensor)
         denominator = sin_i - s_gr * cos_i
         steep = ~(denominator >= SURFACE_PARALLEL_MIN * sin_i)
-        d_gr = (d_los + s_az * d_az * cos_i) / np.where(steep, np.nan, denominator)
+        d_gr = (d_los + s_az * d_lines * cos_i) / np.where(steep, np.nan, denominator + s_az * cos_i * skew)
+    d_az = d_lines - skew * d_gr
     east = d_az * np.sin(h) + d_gr * np.cos(h)
     north = d_az * np.cos(h) - d_gr * np.sin(h)
     return east, north
@@ -127,6 +135,7 @@ def offsets_to_velocity(
     crs: str | CRS,
     slope_east: Any = None,
     slope_north: Any = None,
+    azimuth_skew_deg: Any = None,
 ) -> Velocity:
     """Offsets (pixels) and geometry at each point → velocity (m/yr) on the axes of ``crs`` (surface-parallel
     where the terrain slope is given, else horizontal)."""
@@ -141,6 +150,7 @@ def offsets_to_velocity(
         heading_deg=heading_deg,
         slope_east=slope_east,
         slope_north=slope_north,
+        azimuth_skew_deg=azimuth_skew_deg,
     )
     per_year = DAYS_PER_YEAR / float(dt_days)
     gamma = meridian_convergence_deg(crs, longitude, latitude)
@@ -163,6 +173,7 @@ def velocity_from_result(result: xr.Dataset, crs: str | CRS) -> Velocity:
         crs=crs,
         slope_east=result["slope_east"].values if "slope_east" in result else None,
         slope_north=result["slope_north"].values if "slope_north" in result else None,
+        azimuth_skew_deg=result["azimuth_skew"].values if "azimuth_skew" in result else None,
     )
 
 

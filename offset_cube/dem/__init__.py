@@ -15,19 +15,20 @@ from offset_cube.area import parse_area
 from offset_cube.config import JobConfig
 from offset_cube.dem.glo30 import Box, Source, mosaic
 
-__all__ = ["Box", "dem_box", "describe_dem", "job_dem"]
+__all__ = ["Box", "auto_dem", "dem_box", "describe_dem", "job_dem"]
 
 #: Metres per degree of latitude (mean; the margin only needs to be generous, not exact).
 M_PER_DEG_LAT = 111_320.0
 
 
 def dem_box(area: BaseGeometry, margin_m: float) -> Box:
-    """The area's bounding box grown by ``margin_m`` on every side, in degrees."""
+    """The area's bounding box grown by ``margin_m`` on every side, in degrees: past the antimeridian it runs on
+    east of 180° (179.9..180.1), and when it reaches a pole it takes every longitude (:meth:`Box.normalised`)."""
     west, south, east, north = area.bounds
     dlat = margin_m / M_PER_DEG_LAT
     widest = min(max(abs(south - dlat), abs(north + dlat)), 89.0)
     dlon = min(margin_m / (M_PER_DEG_LAT * math.cos(math.radians(widest))), 180.0)
-    return Box(west - dlon, max(south - dlat, -90.0), east + dlon, min(north + dlat, 90.0))
+    return Box(west - dlon, south - dlat, east + dlon, north + dlat).normalised()
 
 
 def job_dem(job: JobConfig) -> Path | None:
@@ -36,6 +37,11 @@ def job_dem(job: JobConfig) -> Path | None:
         return None
     if job.dem.path is not None:
         return job.dem.path
+    return auto_dem(job, dem_box(parse_area(job.area), job.dem.margin_m))
+
+
+def auto_dem(job: JobConfig, box: Box) -> Path:
+    """The ``dem: auto`` mosaic over ``box`` from the job's GLO-30 source, through the job's DEM cache."""
     source = Source(
         tiles_url=job.dem.tiles_url,
         geoid_url=job.dem.geoid_url,
@@ -43,7 +49,7 @@ def job_dem(job: JobConfig) -> Path | None:
         retry_delay_s=job.dem.retry_delay_s,
         timeout_s=job.dem.timeout_s,
     )
-    return mosaic(dem_box(parse_area(job.area), job.dem.margin_m), source, job.dem_cache_dir)
+    return mosaic(box, source, job.dem_cache_dir)
 
 
 def describe_dem(job: JobConfig) -> str:

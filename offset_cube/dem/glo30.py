@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -63,6 +64,26 @@ class Box:
         """[xmin, ymin, xmax, ymax], the order dem-stitcher takes."""
         return [self.west, self.south, self.east, self.north]
 
+    @property
+    def all_longitudes(self) -> bool:
+        """The box goes all the way round (it reaches a pole, or its margin wraps the globe)."""
+        return self.east - self.west >= 360.0
+
+    @property
+    def crosses_antimeridian(self) -> bool:
+        """A :meth:`normalised` box that runs east past 180° (e.g. 179.5..180.5)."""
+        return self.east > 180.0 and not self.all_longitudes
+
+    def normalised(self) -> Box:
+        """The same ground in the one form the mosaic takes: a box that reaches a pole or spans 360° of longitude
+        becomes every longitude, -180..180 (a polar cap); one that crosses the antimeridian becomes one continuous
+        span starting in [-180, 180) and running east past 180 (as dem-stitcher represents a dateline crossing)."""
+        south, north = max(self.south, -90.0), min(self.north, 90.0)
+        if south <= -90.0 or north >= 90.0 or self.east - self.west >= 360.0:
+            return Box(-180.0, south, 180.0, north)
+        shift = 360.0 * math.floor((self.west + 180.0) / 360.0)
+        return Box(self.west - shift, south, self.east - shift, north)
+
     def snapped(self, step: float = SNAP_DEG) -> Box:
         return Box(
             math.floor(self.west / step + 1e-9) * step,
@@ -101,7 +122,9 @@ def glo30_tiles(box: Box) -> list[Tile]:
     """The GLO-30 tiles the index lists over ``box`` (land tiles; ocean has none), sorted by id."""
     from dem_stitcher.datasets import get_overlapping_dem_tiles
 
-    frame = get_overlapping_dem_tiles(box.as_list(), "glo_30")
+    with warnings.catch_warnings():  # across the antimeridian it warns that it looks on the other side: wanted
+        warnings.filterwarnings("ignore", message="Getting tiles across dateline", category=UserWarning)
+        frame = get_overlapping_dem_tiles(box.as_list(), "glo_30")
     tiles = [
         Tile(str(tile_id), urlsplit(str(url)).path.lstrip("/"))
         for tile_id, url in zip(frame["tile_id"], frame["url"], strict=True)
@@ -123,7 +146,7 @@ def mosaic(box: Box, source: Source, cache_dir: Path) -> Path:
     Safe to call from several threads or processes at once: one builds it under a file lock, the others wait
     and reuse it. A rerun over the same box fetches nothing.
     """
-    box = box.snapped()
+    box = box.normalised().snapped()
     identity = {
         "version": MOSAIC_VERSION,
         "box": box.as_list(),
@@ -239,9 +262,13 @@ def _check_raster(path: Path, url: str) -> None:
 
 
 def _read_geoid_window(path: str, box: Box) -> tuple[np.ndarray, dict[str, Any]]:
+    """The geoid over ``box`` plus :data:`GEOID_BUFFER_PX` samples, in the box's longitude frame: a box past
+    ±180° (or all the way round) takes its columns round a global grid; beyond a pole the polar row is repeated,
+    so the cubic interpolation has its whole kernel everywhere."""
     import rasterio
+    from affine import Affine
     from rasterio.errors import RasterioIOError
-    from rasterio.windows import Window, from_bounds
+    from rasterio.windows import Window
 
     options = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -250,16 +277,29 @@ def _read_geoid_window(path: str, box: Box) -> tuple[np.ndarray, dict[str, Any]]
     }
     try:
         with rasterio.Env(**options), rasterio.open(path) as dataset:
-            window = from_bounds(*box.as_list(), transform=dataset.transform)
-            col0 = max(math.floor(window.col_off) - GEOID_BUFFER_PX, 0)
-            row0 = max(math.floor(window.row_off) - GEOID_BUFFER_PX, 0)
-            col1 = min(math.ceil(window.col_off + window.width) + GEOID_BUFFER_PX, dataset.width)
-            row1 = min(math.ceil(window.row_off + window.height) + GEOID_BUFFER_PX, dataset.height)
-            if col1 <= col0 or row1 <= row0:
+            t = dataset.transform
+            dx, dy = float(t.a), float(-t.e)
+            col0 = math.floor((box.west - t.c) / dx) - GEOID_BUFFER_PX
+            col1 = math.ceil((box.east - t.c) / dx) + GEOID_BUFFER_PX
+            row0 = math.floor((t.f - box.north) / dy) - GEOID_BUFFER_PX
+            row1 = math.ceil((t.f - box.south) / dy) + GEOID_BUFFER_PX
+            r0, r1 = max(row0, 0), min(row1, dataset.height)
+            period = round(360.0 / dx)
+            is_global = dataset.width >= period and abs(period * dx - 360.0) < 1e-6
+            if (col0 < 0 or col1 > dataset.width) and is_global:
+                strip = dataset.read(1, window=Window(0, r0, period, max(r1 - r0, 0)))
+                data = strip[:, np.arange(col0, col1) % period]
+            else:
+                col0, col1 = max(col0, 0), min(col1, dataset.width)
+                data = dataset.read(1, window=Window(col0, r0, max(col1 - col0, 0), max(r1 - r0, 0)))
+            if data.size == 0:
                 raise DemError(f"the geoid grid {path} does not cover {box.describe()}")
-            read = Window(col0, row0, col1 - col0, row1 - row0)
-            data = dataset.read(1, window=read).astype(np.float32)
-            profile = {"crs": dataset.crs, "transform": dataset.window_transform(read)}
+            # Beyond a pole the grid has no rows: the polar row stands in (the geoid is one value at the pole).
+            at_north = abs(t.f - 90.0) < dy and row0 < 0
+            at_south = abs(t.f - dy * dataset.height + 90.0) < dy and row1 > dataset.height
+            pad = (r0 - row0 if at_north else 0, row1 - r1 if at_south else 0)
+            data = np.pad(data.astype(np.float32), (pad, (0, 0)), mode="edge")
+            profile = {"crs": dataset.crs, "transform": t @ Affine.translation(col0, r0 - pad[0])}
     except RasterioIOError as err:
         raise _Transient(str(err)) from err
     return data, profile
@@ -279,7 +319,6 @@ def _local_path(location: str) -> Path | None:
 def _ellipsoidal_mosaic(box: Box, tiles: Sequence[Path], geoid: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Tiles merged over the whole box (ocean = 0 m above the geoid), plus the geoid: WGS84 ellipsoid heights."""
     import rasterio
-    from dem_stitcher.geoid import remove_geoid
     from dem_stitcher.merge import merge_tile_datasets_within_extent
     from rasterio.warp import Resampling, reproject
 
@@ -287,7 +326,7 @@ def _ellipsoidal_mosaic(box: Box, tiles: Sequence[Path], geoid: Path) -> tuple[n
     heights = np.full((profile["height"], profile["width"]), np.nan, dtype=np.float32)
     if tiles:
         with contextlib.ExitStack() as stack:
-            datasets = [stack.enter_context(rasterio.open(path)) for path in tiles]
+            datasets = [_in_frame(stack, stack.enter_context(rasterio.open(path)), box) for path in tiles]
             # dem-stitcher draws tqdm progress bars on stderr and shapely warns on degenerate overlaps: quiet.
             with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
                 warnings.simplefilter("ignore")
@@ -306,13 +345,64 @@ def _ellipsoidal_mosaic(box: Box, tiles: Sequence[Path], geoid: Path) -> tuple[n
             resampling=Resampling.nearest,  # the grids are aligned: a copy
         )
     heights[~np.isfinite(heights)] = 0.0  # no tile (ocean) or no data: at sea level, i.e. on the geoid
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ellipsoidal = remove_geoid(heights[None], {**profile, "count": 1}, str(geoid))
-    out = np.asarray(ellipsoidal, dtype=np.float32).reshape(heights.shape)
+    out = _add_geoid(heights, profile, geoid)
     if not np.all(np.isfinite(out)):
         raise DemError(f"the geoid grid {geoid} does not cover the DEM box {box.describe()}")
     return out, profile
+
+
+def _in_frame(stack: contextlib.ExitStack, dataset: Any, box: Box) -> Any:
+    """A tile in the box's longitude frame: across the antimeridian, a tile west of it (-180..-179) is moved
+    by +360° to continue the span east of 180 (as dem-stitcher's ``stitch_dem`` translates them)."""
+    if not box.crosses_antimeridian or dataset.bounds.right > 0:
+        return dataset
+    from dem_stitcher.rio_tools import translate_dataset
+
+    memory, moved = translate_dataset(dataset, 360.0 / dataset.res[0], 0)
+    stack.enter_context(memory)
+    return stack.enter_context(moved)
+
+
+def _add_geoid(heights: np.ndarray, profile: dict[str, Any], geoid: Path) -> np.ndarray:
+    """Heights above the geoid plus the geoid: dem-stitcher's ``remove_geoid`` (cubic, on the DEM's own grid).
+
+    ``remove_geoid`` reads a box that crosses ±180° from both ends of a global geoid file and refuses one past a
+    pole; ours is one continuous window (it may run past 180°, cover every longitude, or hold a pole's samples,
+    whose pixels reach half a posting beyond it), so such a box is handed to it in slices of under 180° of
+    longitude, each relabelled (mosaic and geoid alike) to be centred on 0° and clear of the poles: the
+    interpolation only sees relative positions, so the result is the same.
+    """
+    import rasterio
+    from affine import Affine
+    from dem_stitcher.geoid import remove_geoid
+
+    transform, width = profile["transform"], profile["width"]
+    dx = float(transform.a)
+
+    def add(block: np.ndarray, block_transform: Any, geoid_path: Path) -> np.ndarray:
+        block_profile = {**profile, "count": 1, "width": block.shape[1], "transform": block_transform}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            added = remove_geoid(block[None], block_profile, str(geoid_path))
+        return np.asarray(added, dtype=np.float32).reshape(block.shape)
+
+    top, bottom = float(transform.f), float(transform.f + transform.e * heights.shape[0])
+    if transform.c >= -180.0 and transform.c + width * dx <= 180.0 and bottom >= -90.0 and top <= 90.0:
+        return add(heights, transform, geoid)
+    # a sample on a pole has half a pixel beyond it: moved in by that much as well
+    lift = -90.0 - bottom if bottom < -90.0 else (90.0 - top if top > 90.0 else 0.0)
+    with rasterio.open(geoid) as dataset:
+        geoid_data, geoid_transform, geoid_crs = dataset.read(1), dataset.transform, dataset.crs
+    out = np.empty(heights.shape, dtype=np.float32)
+    step = max(int(179.0 / dx), 1)
+    with tempfile.TemporaryDirectory(prefix="geoid-") as tmp:
+        for start in range(0, width, step):
+            stop = min(start + step, width)
+            block_transform = transform @ Affine.translation(start, 0)
+            shift = Affine.translation(-(block_transform.c + (stop - start) * dx / 2), lift)
+            relabelled = write_heights(Path(tmp) / f"{start}.tif", geoid_data, shift @ geoid_transform, geoid_crs)
+            out[:, start:stop] = add(heights[:, start:stop], shift @ block_transform, relabelled)
+    return out
 
 
 def _box_grid(box: Box, tiles: Sequence[Path]) -> dict[str, Any]:
@@ -330,6 +420,8 @@ def _box_grid(box: Box, tiles: Sequence[Path]) -> dict[str, Any]:
     west, east = math.floor(box.west / dx + 1e-6) * dx, math.ceil(box.east / dx - 1e-6) * dx
     south, north = math.floor(box.south / dy + 1e-6) * dy, math.ceil(box.north / dy - 1e-6) * dy
     width, height = round((east - west) / dx) + 1, round((north - south) / dy) + 1
+    if box.all_longitudes:  # every longitude once: -180 .. 180 - dx (180 is -180 again)
+        west, width = -180.0, round(360.0 / dx)
     return {
         "driver": "GTiff",
         "crs": CRS.from_epsg(4326),

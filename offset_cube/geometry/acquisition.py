@@ -94,12 +94,12 @@ class LookGeometry:
     def at(
         self, latitude: np.ndarray, longitude: np.ndarray, height: np.ndarray | float = 0.0
     ) -> dict[str, np.ndarray]:
-        """Incidence, heading, azimuth and range spacing (float64, shaped like ``latitude``) at ground points
+        """Incidence, heading, azimuth skew, azimuth and range spacing (float64, shaped like ``latitude``) at points
         given by latitude, longitude (degrees) and ellipsoidal height (m)."""
         lat = np.asarray(latitude, dtype=np.float64)
         lon = np.broadcast_to(np.asarray(longitude, dtype=np.float64), lat.shape).ravel()
         h = np.broadcast_to(np.asarray(height, dtype=np.float64), lat.shape).ravel()
-        names = ("incidence_angle", "heading", "azimuth_spacing")
+        names = ("incidence_angle", "heading", "azimuth_spacing", "azimuth_skew")
         out = {name: np.empty(lat.size) for name in names}
         for first in range(0, lat.size, POINTS_PER_BATCH):
             part = slice(first, first + POINTS_PER_BATCH)

@@ -54,3 +54,9 @@ def enu_basis(lat_deg: np.ndarray, lon_deg: np.ndarray) -> tuple[np.ndarray, np.
     north = np.stack([-np.sin(lat) * np.cos(lon), -np.sin(lat) * np.sin(lon), np.cos(lat)], axis=-1)
     up = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
     return east, north, up
+
+
+def wrap_longitude(lon: np.ndarray, west: float) -> np.ndarray:
+    """Longitudes moved by whole turns into [west, west + 360): how a grid that runs past 180° (a DEM across the
+    antimeridian) is indexed."""
+    return np.asarray(west + np.mod(np.asarray(lon, dtype=np.float64) - west, 360.0))

@@ -107,18 +107,26 @@ def geo2rdr(orbit: Orbit, points: np.ndarray, t_guess: np.ndarray | float) -> tu
 
 
 def look_geometry(orbit: Orbit, t: np.ndarray, points: np.ndarray, dt_line: float) -> dict[str, np.ndarray]:
-    """Local incidence (from the ellipsoid normal), along-track ground heading (clockwise from N, degrees) and
-    the ground distance of one azimuth line at each point (checked against the annotation's ``platformHeading`` and
-    ``azimuthPixelSpacing`` in tests/test_geometry.py)."""
+    """Local incidence (from the ellipsoid normal), along-track ground heading (clockwise from N, degrees), the
+    ground distance of one azimuth line at each point (checked against the annotation's ``platformHeading`` and
+    ``azimuthPixelSpacing`` in tests/test_geometry.py) and the azimuth skew.
+
+    The heading is the direction in which the ground point at constant slant range moves from line to line. The
+    zero-Doppler ground line (along which the azimuth time does not change) is perpendicular to the satellite's
+    velocity, not to that heading: the two differ by the *skew* (a few tenths of a degree; the velocity is not
+    level at the target, whose ellipsoid normal is not the satellite's), so moving ``d`` metres across track
+    (perpendicular to the heading) changes the azimuth by ``d tan(skew) / azimuth_spacing`` lines.
+    """
     lat, lon, h = ecef_to_geodetic(points)
     east, north, up = enu_basis(lat, lon)
-    sat, _ = orbit.interpolate(t)
+    sat, velocity = orbit.interpolate(t)
     to_sat = sat - points
     cos_inc = np.sum(to_sat * up, axis=-1) / np.linalg.norm(to_sat, axis=-1)
     slant = np.linalg.norm(to_sat, axis=-1)
     nxt = rdr2geo(orbit, np.asarray(t) + dt_line, slant, h)
     step = nxt - points
     heading = np.degrees(np.arctan2(np.sum(step * east, axis=-1), np.sum(step * north, axis=-1)))
+    velocity_heading = np.degrees(np.arctan2(np.sum(velocity * east, axis=-1), np.sum(velocity * north, axis=-1)))
     return {
         "latitude": lat,
         "longitude": lon,
@@ -126,4 +134,5 @@ def look_geometry(orbit: Orbit, t: np.ndarray, points: np.ndarray, dt_line: floa
         "incidence_angle": np.degrees(np.arccos(np.clip(cos_inc, -1, 1))),
         "heading": heading,
         "azimuth_spacing": np.linalg.norm(step, axis=-1),
+        "azimuth_skew": (velocity_heading - heading + 180.0) % 360.0 - 180.0,
     }

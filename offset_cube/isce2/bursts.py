@@ -64,6 +64,9 @@ class BurstChoice:
     holding: dict[str, list[int]]  # the bursts that hold the area (reference date)
     total: dict[str, int]  # bursts of the reference date per swath, before cropping
     exact: bool  # kept == holding on both dates
+    #: ISCE's boxes of every burst topsApp keeps, on every date, merged (south, north, west, east): what its
+    #: ``topo`` step runs over, so what the DEM must cover.
+    extent: Box
 
     def describe(self) -> str:
         parts = [f"{s}: {_numbers(self.kept[s])} of {self.total[s]}" for s in sorted(self.kept)]
@@ -193,12 +196,19 @@ def choose_region(
         per_date.append((boxes, holding))
     region, exact = region_for_bursts(wanted, others, fallback)
     reference, reference_holding = per_date[0]
+    kept = [box.box for boxes, _ in per_date for box in kept_by_isce(boxes, region)] or [fallback]
     return BurstChoice(
         region=region,
         kept=_by_swath(kept_by_isce(reference, region), swaths),
         holding=_by_swath(reference_holding, swaths),
         total={s: sum(b.swath == s for b in reference) for s in swaths},
         exact=exact,
+        extent=(
+            min(b[0] for b in kept),
+            max(b[1] for b in kept),
+            min(b[2] for b in kept),
+            max(b[3] for b in kept),
+        ),
     )
 
 

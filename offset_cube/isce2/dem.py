@@ -21,6 +21,7 @@ from lxml import etree
 
 from offset_cube.atomic import write_text_atomic
 from offset_cube.errors import ConfigError
+from offset_cube.geometry.ellipsoid import wrap_longitude
 from offset_cube.isce2.xml import Box
 from offset_cube.isce_raster import IsceRasterError, read_band, read_isce_header, write_isce_raster
 
@@ -115,7 +116,8 @@ def dem_heights(path: Path, latitude: np.ndarray, longitude: np.ndarray) -> np.n
     header = read_isce_header(path)
     lat = np.asarray(latitude, dtype=np.float64)
     row = (lat - header.y_start) / header.y_delta
-    col = (np.asarray(longitude, dtype=np.float64) - header.x_start) / header.x_delta
+    west = header.x_start - abs(header.x_delta) / 2  # a DEM across the antimeridian runs past 180°
+    col = (wrap_longitude(np.asarray(longitude, dtype=np.float64), west) - header.x_start) / header.x_delta
     inside = (row >= -0.5) & (row <= header.length - 0.5) & (col >= -0.5) & (col <= header.width - 0.5)
     heights = np.zeros(lat.shape)
     if not inside.any():

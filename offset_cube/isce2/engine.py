@@ -174,7 +174,8 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
         processing_parameters=parameters,
     )
     attrs = result_attrs(record, grid="geographic")
-    return geocoded_dataset(files, geocoded_geometry(reference_geometry(inputs, rendered), job), attrs)
+    dem = Path(rendered.dem) if rendered.dem else None
+    return geocoded_dataset(files, geocoded_geometry(reference_geometry(inputs, rendered), job, dem), attrs)
 
 
 def reference_geometry(inputs: PairInputs, rendered: RenderedPair) -> LookGeometry:
@@ -188,11 +189,12 @@ def reference_geometry(inputs: PairInputs, rendered: RenderedPair) -> LookGeomet
         raise EngineError(f"{inputs.pair.label}: incidence and heading cannot be derived: {err}") from err
 
 
-def geocoded_geometry(looks: LookGeometry, job: JobConfig) -> GeometryAt:
+def geocoded_geometry(looks: LookGeometry, job: JobConfig, pair_dem: Path | None = None) -> GeometryAt:
     """The look geometry at geocoded points on the ground topsApp geocoded them onto: the geocode DEM's (else
-    the DEM's) heights; 0 m above the ellipsoid when topsApp fetched SRTM itself (no DEM in the job)."""
+    the DEM topsApp was given for the pair, ``pair_dem`` as the render record has it, else the job's) heights;
+    0 m above the ellipsoid when topsApp fetched SRTM itself (no DEM in the job)."""
     dem, geocode_dem = job_dems(job)
-    heights_from = geocode_dem or dem
+    heights_from = geocode_dem or pair_dem or dem
 
     def at(latitude: np.ndarray, longitude: np.ndarray) -> dict[str, np.ndarray]:
         if heights_from is None:

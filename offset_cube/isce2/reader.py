@@ -142,7 +142,7 @@ def geocoded_dataset(files: OffsetFiles, geometry: GeometryAt, attrs: dict[str, 
     looks = geometry(lat2d, lon2d)
     for name in GEOMETRY_VARIABLES:
         variables[name] = (dims, np.asarray(looks[name], dtype=np.float32))
-    for name in ("slope_east", "slope_north"):  # the terrain's slope, when the job has a DEM
+    for name in ("azimuth_skew", "slope_east", "slope_north"):  # skew; the terrain's slope with a DEM
         if name in looks:
             variables[name] = (dims, np.asarray(looks[name], dtype=np.float32))
     for name, cov in (("cov_az", bands.cov_az), ("cov_rg", bands.cov_rg), ("cov_azrg", bands.cov_azrg)):

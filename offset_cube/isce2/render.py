@@ -11,6 +11,12 @@
 * offset geocode list: the raw, SNR and covariance offsets and topsApp's filtered offsets, as absolute paths;
   with ``use GPU`` also ``dense_offsets.bip``, which topsApp's default list forgets (``applications/topsApp.py``;
   ``runGeocode.py`` skips missing files).
+* DEM: topsApp's ``topo`` runs over every burst it keeps, so with ``dem: auto`` and the bursts known each pair gets
+  a mosaic covering ISCE's boxes of the kept bursts of both dates (and the area's own DEM box), its bounds rounded
+  out to whole degrees as ISCE expects them (``TopsProc/runVerifyDEM.py``; ACCESS-Cloud-Based-InSAR/
+  DockerizedTopsApp issue #60 traced a geocoding artifact to a corrupted ``hgt`` burst when they were not), which
+  also lets the pairs of a track share one mosaic. A user's DEM that leaves a kept burst uncovered is used with a
+  warning.
 The area is assumed not to cross the antimeridian.
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +36,12 @@ from shapely.geometry.base import BaseGeometry
 from offset_cube.area import parse_area
 from offset_cube.atomic import write_text_atomic
 from offset_cube.config import JobConfig
-from offset_cube.dem import job_dem
+from offset_cube.dem import Box as DemBox
+from offset_cube.dem import auto_dem, dem_box, job_dem
 from offset_cube.errors import EngineError, OrbitError, SafeError
 from offset_cube.geometry.acquisition import open_date
 from offset_cube.isce2.bursts import BurstChoice, choose_region
-from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, prepare_dem
+from offset_cube.isce2.dem import check_dem_covers, check_srtm_reach, dem_extent, prepare_dem
 from offset_cube.isce2.reader import COVARIANCE, FILTERED, OFFSETS, OFFSETS_GPU, SNR
 from offset_cube.isce2.topsapp import MERGED_DIR
 from offset_cube.isce2.xml import (
@@ -71,6 +79,7 @@ class RenderedPair:
     use_gpu: bool
     filtered: bool
     bursts: dict[str, list[int]] = field(default_factory=dict)  # swath -> reference bursts topsApp keeps (1-based)
+    dem: str | None = None  # the DEM topsApp was given (None: topsApp's own SRTM)
 
     @property
     def expected_swaths(self) -> tuple[int, ...]:
@@ -124,6 +133,7 @@ def write_pair_files(
     swaths, source = choose_swaths(job, area, reference_safes, polarization)
     dates = ((reference_safes, orbit_files[0]), (secondary_safes, orbit_files[1]))
     region, bursts = region_of_interest(job, pair, area, dates, polarization, swaths)
+    dem = pair_dem(job, area, dem, bursts)
     pair_dir = pair_dir.absolute()
     settings = TopsAppSettings(
         reference=_catalog("reference", reference_safes, reference_orbits, pair_dir, polarization),
@@ -158,6 +168,7 @@ def write_pair_files(
         use_gpu=job.isce2.use_gpu,
         filtered=job.isce2.snr_threshold_factor is not None,
         bursts=bursts.kept if bursts is not None else {},
+        dem=str(dem) if dem is not None else None,
     )
     write_text_atomic(pair_dir / RENDER_RECORD, json.dumps(record.__dict__, indent=2) + "\n")
     return pair_dir
@@ -189,6 +200,7 @@ def read_render_record(pair_dir: Path) -> RenderedPair:
             use_gpu=bool(data["use_gpu"]),
             filtered=bool(data["filtered"]),
             bursts={str(k): [int(n) for n in v] for k, v in data.get("bursts", {}).items()},
+            dem=str(data["dem"]) if data.get("dem") else None,
         )
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise EngineError(f"{path} is missing or unreadable ({err}); the render stage must run first") from err
@@ -244,6 +256,36 @@ def region_of_interest(
         return bbox, None
     log.info("%s: %s", pair.label, choice.describe())
     return choice.region, choice
+
+
+def pair_dem(job: JobConfig, area: BaseGeometry, dem: Path | None, bursts: BurstChoice | None) -> Path | None:
+    """The DEM topsApp gets for a pair: with ``dem: auto`` and the kept bursts known, a mosaic over all of them
+    (whole degrees, and at least the area's DEM box); else the job's DEM (``None``: topsApp's own SRTM)."""
+    if dem is None or bursts is None:
+        return dem
+    south, north, west, east = bursts.extent
+    if job.dem.source == "auto":
+        around = dem_box(area, job.dem.margin_m)
+        box = DemBox(
+            math.floor(min(west, around.west)),
+            max(math.floor(min(south, around.south)), -90),
+            math.ceil(max(east, around.east)),
+            min(math.ceil(max(north, around.north)), 90),
+        )
+        dem = prepare_dem(auto_dem(job, box), job.dem_cache_dir, ellipsoidal=True)
+    extent = dem_extent(dem)
+    if not extent.covers(bursts.extent):
+        log.warning(
+            "DEM %s spans %s but the bursts topsApp keeps reach S %.4f N %.4f W %.4f E %.4f; topo has no terrain "
+            "beyond the DEM there (use a DEM covering them, or dem: auto)",
+            dem,
+            extent.describe(),
+            south,
+            north,
+            west,
+            east,
+        )
+    return dem
 
 
 def swaths_covering(safes: Sequence[Path], area: BaseGeometry, polarization: str) -> tuple[int, ...]:
