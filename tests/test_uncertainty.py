@@ -10,14 +10,17 @@ import pytest
 import rasterio
 import xarray as xr
 from affine import Affine
+from scipy.spatial import cKDTree
 
 from offset_cube.config import ProductConfig
+from offset_cube.cube.grid import from_lonlat
 from offset_cube.cube.product import make_pair_product, read_product
 from offset_cube.cube.uncertainty import (
     MIN_STABLE_CELLS,
     SEED_QUANTILE,
     StableSurface,
     cell_errors,
+    local_scatter,
     speed_error,
     stable_surface,
 )
@@ -88,22 +91,45 @@ def test_speed_error_is_the_component_errors_along_the_flow() -> None:
     assert float(speed_error(0.0, 0.0, ex, ey)) == pytest.approx(math.sqrt((144 + 900) / 2))
 
 
-def test_cell_errors_follow_the_tracker_scaled_to_the_stable_ground() -> None:
-    """Where the tracker says a cell is twice as noisy, its error is twice the others'; over the stable cells the
-    RMS of the map equals the layer's error. Without covariance every cell gets the layer's error."""
+def test_cell_errors_take_the_larger_of_the_tracker_and_the_local_scatter() -> None:
+    """Per cell: the larger of the covariance σ and the local scatter where either is known; the layer's scalar
+    errors where neither is (the stable ground does not rescale the map)."""
     cells = np.zeros((20, 20), dtype=bool)
     cells[10:] = True
     stable = StableSurface(0.0, 0.0, 10.0, 20.0, int(cells.sum()), 2, cells)
-    sigma = np.ones((20, 20))
-    sigma[:, :10] = 2.0
+    sigma = np.full((20, 20), 3.0)
+    scatter = np.full((20, 20), 2.0)
+    scatter[:, :5] = 7.0  # e.g. a shear margin: the neighbours disagree more than the covariance says
     sigma[0, 0] = np.nan
-    ex, ey = cell_errors(stable, sigma * 0.3, sigma * 0.5)
-    assert math.sqrt(float(np.mean(ex[cells] ** 2))) == pytest.approx(10.0)
-    assert math.sqrt(float(np.mean(ey[cells] ** 2))) == pytest.approx(20.0)
-    assert ex[5, 2] == pytest.approx(2 * ex[5, 15])
-    assert ex[0, 0] == 10.0  # no covariance at this cell: the layer's error
+    scatter[1, 1] = np.nan
+    sigma[2, 2] = scatter[2, 2] = np.nan
+    ex, ey = cell_errors(stable, sigma, 2 * sigma, scatter, scatter)
+    assert ex[5, 10] == 3.0 and ey[5, 10] == 6.0
+    assert ex[5, 2] == 7.0 and ey[5, 2] == 7.0
+    assert ex[0, 0] == 7.0 and ex[1, 1] == 3.0  # one estimate missing: the other
+    assert ex[2, 2] == 10.0 and ey[2, 2] == 20.0  # neither: the layer's errors
     plain_x, plain_y = cell_errors(stable)
     assert np.all(plain_x == 10.0) and np.all(plain_y == 20.0)
+
+
+def test_local_scatter_sees_noise_and_blunders_but_not_gradients() -> None:
+    """On a steep linear ramp plus white noise σ the scatter gives σ back (a point minus the mean of its four
+    independent neighbours has σ·√(1 + 1/4)), whatever the ramp; a cluster of false peaks raises it around the
+    cluster; too few valid neighbours give NaN."""
+    rng = np.random.default_rng(5)
+    rows, cols = np.mgrid[0:60, 0:60]
+    ramp = 40.0 * rows + 25.0 * cols  # 40 m/yr per point: far above the noise
+    field = ramp + rng.normal(0.0, 4.0, ramp.shape)
+    valid = np.ones(ramp.shape, dtype=bool)
+    scatter = local_scatter(field, valid)
+    inner = scatter[5:-5, 5:-5]
+    assert float(np.median(inner)) == pytest.approx(4.0, rel=0.1)
+    blunders = field.copy()
+    blunders[30:33, 30:33] += rng.uniform(-300, 300, (3, 3))
+    assert float(local_scatter(blunders, valid)[31, 31]) > 20 * 4.0
+    sparse = np.zeros(ramp.shape, dtype=bool)
+    sparse[::7, ::7] = True
+    assert np.isnan(local_scatter(field, sparse)).all()
 
 
 def noisy(sigma_px: float, seed: int, scale: float = 1.0) -> object:
@@ -122,8 +148,9 @@ def noisy(sigma_px: float, seed: int, scale: float = 1.0) -> object:
 
 
 def test_product_errors_match_the_true_error_of_the_layer(tmp_path: Path) -> None:
-    """Offsets with 0.1 px noise everywhere (a whole area moving at one speed): the reported vx/vy_error and the
-    RMS of v_error equal the true RMS errors of the product's cells within 15 %; no shift is applied without a
+    """Offsets with 0.1 px noise everywhere (a whole area moving at one speed): the reported vx/vy_error equal the
+    true RMS errors of the product's cells within 15 %, the RMS of v_error is within x1.5 of it (not below); no
+    shift is applied without a
     mask (the motion is real), and the error variables are on the product."""
     grid = south_grid()
     result = synthetic_result(tmp_path, acquisition(0), acquisition(12), edit=noisy(0.1, 7))
@@ -137,11 +164,58 @@ def test_product_errors_match_the_true_error_of_the_layer(tmp_path: Path) -> Non
     rms_v = math.sqrt(float(np.mean((ds["v"].values - np.hypot(true_vx, true_vy))[ok] ** 2)))
     assert ds.attrs["vx_error"] == pytest.approx(rms_x, rel=0.15)
     assert ds.attrs["vy_error"] == pytest.approx(rms_y, rel=0.15)
-    assert math.sqrt(float(np.mean(ds["v_error"].values[ok] ** 2))) == pytest.approx(rms_v, rel=0.15)
+    # the per-cell map is interpolated like the velocity, not reduced for the averaging that interpolation does
+    # between independent points (real windows overlap, and their errors correlate): cautious, within x1.5
+    assert 1.0 <= math.sqrt(float(np.mean(ds["v_error"].values[ok] ** 2))) / rms_v <= 1.5
     assert ds.attrs["stable_shift_flag"] == 0 and ds.attrs["stable_count"] > 0.8 * ok.sum()
     for name in ("v_error", "vx_error_cell", "vy_error_cell"):
         assert ds[name].attrs["units"] == "meter/year"
         assert np.isnan(ds[name].values[~np.isfinite(ds["vx"].values)]).all()
+
+
+def strained(seed: int) -> object:
+    """Edit for :func:`synthetic_result`: 0.05 px of noise, 0.4 px in a band of rows (a shear margin, where strain
+    decorrelates the speckle), and a covariance that knows only the 0.05 px."""
+
+    def edit(ds: xr.Dataset) -> None:
+        rng = np.random.default_rng(seed)
+        shape = ds["azimuth_offset"].shape
+        noise = np.full(shape, 0.05)
+        noise[30:50] = 0.4
+        ds["azimuth_offset"][:] = (1.0 + rng.normal(0, 1, shape) * noise).astype(np.float32)
+        ds["range_offset"][:] = (0.5 + rng.normal(0, 1, shape) * noise).astype(np.float32)
+        ds["cov_az"] = (("line", "sample"), np.full(shape, 0.05**2, np.float32))
+        ds["cov_rg"] = (("line", "sample"), np.full(shape, 0.05**2, np.float32))
+        ds["cov_azrg"] = (("line", "sample"), np.zeros(shape, np.float32))
+
+    return edit
+
+
+def test_errors_grow_where_the_tracker_is_worse_than_its_covariance(tmp_path: Path) -> None:
+    """Regression test of the error model (bench/errors_bench.py checks it on a simulated glacier): in a band
+    whose offsets are 8x noisier than the covariance says, and outside it, the RMS of the reported v_error is
+    within a factor 1.5 of the true RMS error of v; a covariance-only or stable-ground-scaled map would be ~8x
+    too small in the band or too large outside it."""
+    grid = south_grid()
+    result = synthetic_result(tmp_path, acquisition(0), acquisition(12), edit=strained(11))
+    ds = read_product(make_pair_product(result, grid, ProductConfig(), tmp_path / "p.zarr")).load()
+    gx, gy = np.meshgrid(grid.x, grid.y)
+    true_vx, true_vy = expected_velocity(gx, gy, grid.crs)
+    lattice = xr.open_zarr(result, consolidated=False)
+    px, py = from_lonlat(grid).transform(lattice["longitude"].values, lattice["latitude"].values)
+    nearest = cKDTree(np.column_stack([np.ravel(px), np.ravel(py)])).query(np.column_stack([gx.ravel(), gy.ravel()]))
+    row = (nearest[1] // lattice.sizes["sample"]).reshape(gx.shape)  # the lattice row each cell lies on
+    inside = (row >= 33) & (row < 47)  # away from the band's edges
+    outside = (row < 24) | (row >= 56)
+    ok = ds["valid"].values.astype(bool)
+    error_v = ds["v"].values - np.hypot(true_vx, true_vy)
+    for where in (inside, outside):
+        cells = ok & where
+        assert cells.sum() > 100
+        ratio = math.sqrt(float(np.mean(ds["v_error"].values[cells] ** 2))) / math.sqrt(
+            float(np.mean(error_v[cells] ** 2))
+        )
+        assert 1 / 1.5 <= ratio <= 1.5, ratio
 
 
 def test_a_stable_mask_applies_the_shift(tmp_path: Path) -> None:

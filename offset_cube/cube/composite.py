@@ -8,10 +8,22 @@ where ``t1``, ``t2`` are its acquisition times and σ_i its per-cell error (``vx
 ``vy_error_cell`` for ``vy``): a pair spanning a period boundary counts by its share of time in the period, a
 noisier layer counts less. The composite is the weighted mean ``m = Σ a_i v_i / Σ a_i`` (inverse-variance
 weighting, as ITS_LIVE's annual composites weight by 1/error², Gardner et al. 2018,
-https://doi.org/10.5194/tc-12-521-2018). Its error (one standard deviation) is the propagated error of that mean,
-``sqrt(Σ a_i² σ_i²) / Σ a_i``, multiplied by ``sqrt(χ²/(n − 1))`` when the layers scatter more than their errors
-say (``χ² = Σ (v_i − m)² / σ_i²`` over the n layers): errors that share an image in a pair network, or motion
-that changes within the period, then widen the interval instead of being hidden. A 95 % interval is ±1.96 errors.
+https://doi.org/10.5194/tc-12-521-2018).
+
+Its error (one standard deviation) does not assume the layers' errors independent: layers that share an image
+(a pair network) or the same geometry, windows and surface texture (every pair of a track: the tracker smooths
+shear margins the same way each time) share part of their error, which no number of layers averages out. Each
+layer's error σ_i is split into a part that varies from layer to layer and a part common to all of them; only
+the first shows in the layers' scatter about the mean, ``χ² = Σ (v_i − m)² / σ_i²`` over the n layers, whose
+expectation is ``f (n − 1)`` when a share f of each variance varies. With ``f = χ²/(n − 1)`` (1 for a single
+layer):
+
+    error² = f · Σ a_i² σ_i² / (Σ a_i)²  +  max(1 − f, 0) · Σ a_i σ_i² / Σ a_i
+
+the varying part averages down as for independent errors, the common part stays at the layers' (weighted) error.
+f = 1 gives the independent-errors formula; f > 1 (the layers scatter more than their errors say: blunders,
+motion that changes within the period) widens it by √f; f → 0 keeps the error of one layer. The scatter cannot
+tell errors that are shared from errors that are overstated: the formula takes the cautious reading.
 
 ``v`` is the speed of the mean velocity (not the mean of speeds, which noise biases upwards) and ``v_error`` its
 error from the component errors (:func:`offset_cube.cube.uncertainty.speed_error`). ``count`` is how many layers
@@ -201,10 +213,13 @@ def weighted_mean(
     count = ok.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count > 0, (a * np.where(ok, values, 0.0)).sum(axis=0) / total, np.nan)
-        propagated = np.sqrt((a * a * var).sum(axis=0)) / total
+        propagated = (a * a * var).sum(axis=0) / total**2
+        typical = (a * var).sum(axis=0) / total
         chi2 = (np.where(ok, (values - mean) ** 2, 0.0) / var).sum(axis=0)
-        excess = np.where(count > 1, chi2 / np.maximum(count - 1, 1), 1.0)
-    error = np.where(count > 0, propagated * np.sqrt(np.maximum(excess, 1.0)), np.nan)
+        # share of the layers' variance that their scatter about the mean shows (1 when they tell nothing)
+        random = np.where(count > 1, chi2 / np.maximum(count - 1, 1), 1.0)
+    variance = random * propagated + np.maximum(1.0 - random, 0.0) * typical
+    error = np.where(count > 0, np.sqrt(variance), np.nan)
     return mean, error, count
 
 

@@ -49,6 +49,7 @@ from offset_cube.cube.uncertainty import (
     FLAG_NOT_APPLIED,
     StableSurface,
     cell_errors,
+    local_scatter,
     speed_error,
     stable_surface,
     tracker_velocity_sigma,
@@ -118,6 +119,8 @@ def make_pair_product(
     sigma = _tracker_sigma(crop, grid)
     if sigma is not None:
         fields["sigma_vx"], fields["sigma_vy"] = sigma
+    fields["scatter_vx"] = local_scatter(velocity.vx, valid)
+    fields["scatter_vy"] = local_scatter(velocity.vy, valid)
     gridded, cell_reasons = resample_to_grid(np.asarray(x), np.asarray(y), fields, reasons, grid)
     mask = read_stable_mask(config.stable_mask, grid) if config.stable_mask is not None else None
     apply_shift = config.stable_shift == "always" or (config.stable_shift == "mask" and mask is not None)
@@ -172,16 +175,17 @@ def add_errors(
     """Stable-surface shift and errors of a gridded layer (:mod:`offset_cube.cube.uncertainty`).
 
     Subtracts the shift from ``vx``, ``vy`` when asked and known (else ``stable_shift_flag`` is 0), adds
-    ``v_error``, ``vx_error_cell``, ``vy_error_cell`` in place and drops the tracker's σ fields.
+    ``v_error``, ``vx_error_cell``, ``vy_error_cell`` in place and drops the tracker's σ and local-scatter fields.
     """
     sigma_x, sigma_y = gridded.pop("sigma_vx", None), gridded.pop("sigma_vy", None)
+    scatter_x, scatter_y = gridded.pop("scatter_vx", None), gridded.pop("scatter_vy", None)
     stable = stable_surface(gridded["vx"], gridded["vy"], mask)
     if apply_shift and stable.usable:
         gridded["vx"] = gridded["vx"] - stable.vx_shift
         gridded["vy"] = gridded["vy"] - stable.vy_shift
     else:
         stable = dataclasses.replace(stable, flag=FLAG_NOT_APPLIED)
-    ex, ey = cell_errors(stable, sigma_x, sigma_y)
+    ex, ey = cell_errors(stable, sigma_x, sigma_y, scatter_x, scatter_y)
     measured = np.isfinite(gridded["vx"]) & np.isfinite(gridded["vy"])
     gridded["vx_error_cell"] = np.where(measured, ex, np.nan)
     gridded["vy_error_cell"] = np.where(measured, ey, np.nan)

@@ -19,10 +19,28 @@ https://doi.org/10.5194/tc-12-521-2018, §2.3, and the ITS_LIVE cube documentati
     the error of the speed ``v`` from the cell's component errors, ``sqrt((ex·vx/v)² + (ey·vy/v)²)`` (ITS_LIVE's
     per-pixel ``v_error``); where ``v`` = 0, ``sqrt((ex² + ey²)/2)``.
 ``vx_error_cell``, ``vy_error_cell`` (per cell)
-    ``ex``, ``ey`` above: where the engine gives the tracker's offset covariance (ampcor's, both engines), the
-    covariance propagated through the offsets → velocity conversion, **scaled** so that its RMS over the stable
-    cells equals ``vx_error``/``vy_error`` (the correlation-surface covariance is a relative measure: ampcor's
-    estimate is not calibrated, the stable ground is); elsewhere the layer's ``vx_error``/``vy_error``.
+    ``ex``, ``ey`` above: the larger of two estimates made on the engine's point lattice (both in m/yr, then
+    interpolated to the grid like the velocity):
+
+    * the tracker's offset covariance (ampcor's, both engines; ISCE2 ``components/mroipac/ampcor/src/ampcor.F``)
+      propagated through the offsets → velocity conversion, σ² = J C Jᵀ: the noise of a window whose shift is
+      uniform, which gets worse as the pair decorrelates;
+    * the *local scatter*: the RMS, over the 5 × 5 points around, of each valid point's difference from the mean
+      of its valid 4-neighbours (a discrete Laplacian, blind to uniform gradients). It sees what the covariance
+      cannot: strain inside the window on moving ice (shear decorrelates the speckle and breaks the uniform-shift
+      assumption of the covariance, Bamler & Eineder 2005, https://doi.org/10.1109/LGRS.2004.843032; Dall et al.,
+      Fringe 2015), and false peaks that pass the outlier test in clusters where a long pair has decorrelated.
+      Judging a displacement by its consistency with its neighbours is autoRIFT's NDC filter (Lei, Gardner &
+      Agram 2021, https://doi.org/10.3390/rs13040749).
+
+    The maximum, not the quadrature sum: where the window's shift is uniform both measure the same speckle noise.
+    No factor is applied to the scatter: its ×1/√1.25 for independent neighbours and the ×~1.3 that 50 %
+    overlapping windows need (their errors are correlated, which hides part of the noise from the difference)
+    roughly cancel. Where neither estimate exists, the layer's ``vx_error``/``vy_error``.
+
+    The stable ground is **not** used to scale the per-cell map: on ice the errors are 2-3 times the stable ground's
+    (strain, false peaks), and without a mask the stable set grows into the slow ice margins, whose motion inflates
+    the spread. ``bench/errors_bench.py`` checks the maps against a simulated truth.
 
 **Choosing stable cells without a mask.** ITS_LIVE falls back to the slowest 25 % of a *reference* velocity map.
 We have none, and the slowest 25 % of the layer's own speeds are the cells where the noise happened to be small:
@@ -54,6 +72,11 @@ CLIP_VARIANCE = 1.0 - 2.0 * CLIP_SIGMA * math.exp(-(CLIP_SIGMA**2) / 2) / math.s
     CLIP_SIGMA / math.sqrt(2)
 )
 MAX_ITERATIONS = 50
+#: Box (points of the engine's lattice) over which the local scatter is taken, and the fewest differences in it.
+SCATTER_WINDOW = 5
+MIN_SCATTER_VALUES = 5
+#: Variance of a point minus the mean of 4 neighbours, all independent with unit variance.
+LAPLACIAN_VARIANCE = 1.25
 FLAG_NOT_APPLIED = 0
 FLAG_MASK = 1
 FLAG_SLOW = 2
@@ -143,25 +166,52 @@ def tracker_velocity_sigma(
     return np.sqrt(np.where(ok, var_x, np.nan)), np.sqrt(np.where(ok, var_y, np.nan))
 
 
-def cell_errors(stable: StableSurface, sigma_x: Any = None, sigma_y: Any = None) -> tuple[FloatArray, FloatArray]:
-    """Per-cell ``vx_error_cell``, ``vy_error_cell``: the tracker's σ scaled to the stable-surface errors where
-    it is known (and the stable cells have it), else the layer's scalar errors."""
+def local_scatter(values: Any, valid: Any, window: int = SCATTER_WINDOW) -> FloatArray:
+    """Per point of a 2-D lattice: the error of one point that the local scatter implies — the RMS over the
+    ``window`` × ``window`` box of each valid point's difference from the mean of its valid 4-neighbours, over
+    √(1 + 1/4) (that difference's standard deviation for independent points of unit error); NaN where fewer than
+    :data:`MIN_SCATTER_VALUES` such differences. ``values`` in m/yr; ``valid`` marks the points to use. See the
+    module docstring (``vx_error_cell``).
+    """
+    field = np.where(np.asarray(valid, dtype=bool), np.asarray(values, dtype=np.float64), np.nan)
+    padded = np.pad(field, 1, constant_values=np.nan)
+    neighbours = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    known = np.isfinite(neighbours)
+    count = known.sum(axis=0)
+    total = np.where(known, neighbours, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.where(np.isfinite(field) & (count >= 2), field - total / count, np.nan)
+    have = np.isfinite(diff)
+    half = window // 2
+    squares = np.pad(np.where(have, diff * diff, 0.0), half)
+    counts = np.pad(have.astype(np.float64), half)
+    box_sum = np.lib.stride_tricks.sliding_window_view(squares, (window, window)).sum(axis=(-1, -2))
+    box_count = np.lib.stride_tricks.sliding_window_view(counts, (window, window)).sum(axis=(-1, -2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rms = np.sqrt(box_sum / box_count / LAPLACIAN_VARIANCE)
+    return np.asarray(np.where(box_count >= MIN_SCATTER_VALUES, rms, np.nan))
+
+
+def cell_errors(
+    stable: StableSurface,
+    sigma_x: Any = None,
+    sigma_y: Any = None,
+    scatter_x: Any = None,
+    scatter_y: Any = None,
+) -> tuple[FloatArray, FloatArray]:
+    """Per-cell ``vx_error_cell``, ``vy_error_cell``: the larger of the tracker's σ and the local scatter where
+    either is known, else the layer's scalar errors (see the module docstring)."""
     shape = stable.cells.shape
-    ex = np.full(shape, stable.vx_error)
-    ey = np.full(shape, stable.vy_error)
-    if sigma_x is None or sigma_y is None or not stable.usable:
-        return ex, ey
     out = []
-    for sigma, scalar, default in (
-        (np.asarray(sigma_x), stable.vx_error, ex),
-        (np.asarray(sigma_y), stable.vy_error, ey),
-    ):
-        known = stable.cells & np.isfinite(sigma)
-        if int(known.sum()) < MIN_STABLE_CELLS:
-            out.append(default)
-            continue
-        factor = scalar / math.sqrt(float(np.mean(sigma[known] ** 2)))
-        out.append(np.where(np.isfinite(sigma), sigma * factor, scalar))
+    for sigma, scatter, scalar in ((sigma_x, scatter_x, stable.vx_error), (sigma_y, scatter_y, stable.vy_error)):
+        estimates = [np.broadcast_to(np.asarray(a, dtype=np.float64), shape) for a in (sigma, scatter) if a is not None]
+        error = np.full(shape, scalar)
+        if estimates:
+            stacked = np.stack(estimates)
+            known = np.isfinite(stacked).any(axis=0)
+            largest = np.max(np.where(np.isfinite(stacked), stacked, -np.inf), axis=0)
+            error = np.where(known, largest, scalar)
+        out.append(error)
     return out[0], out[1]
 
 
