@@ -29,11 +29,17 @@ def _run_name(kind: str) -> Any:
 
 
 def monitor_window(job: JobConfig) -> tuple[JobConfig, dt.datetime | None]:
-    """The job narrowed to [latest acquisition in the cube − lookback, today], and that latest time."""
+    """The job narrowed to [latest acquisition in the cube − lookback, today], and that latest time.
+
+    With network pairing the window reaches back ``max_gap_days`` too, so a new date finds every earlier partner.
+    """
     latest = latest_acquisition(job.storage.cube_path)
     start = job.start
     if latest is not None:
-        start = max(job.start, latest.date() - dt.timedelta(days=job.monitor.lookback_days))
+        lookback = job.monitor.lookback_days
+        if job.pairing == "network" and job.max_gap_days is not None:
+            lookback = max(lookback, job.max_gap_days)
+        start = max(job.start, latest.date() - dt.timedelta(days=lookback))
     scoped = job_from_dict({**job.model_dump(mode="json"), "start": start.isoformat(), "end": None}, "monitor")
     return scoped, latest
 

@@ -18,14 +18,15 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict
 
+from offset_cube.atomic import private_folder
 from offset_cube.config import Engine, JobConfig
 from offset_cube.disk import human_bytes, tree_bytes
 from offset_cube.download import releasable_scenes
-from offset_cube.errors import PairDeferred
+from offset_cube.errors import PairDeferred, PairSkipped
 from offset_cube.planning import Pair, Plan
 from offset_cube.stages import PairOutcome
 from tasks._common.limits import engine_limits, prepare_limits
-from tasks.cube import insert_into_cube, report_cube
+from tasks.cube import insert_into_cube, report_cube, update_composites
 from tasks.dem import dem_task
 from tasks.download import check_downloads, download_scene, release_scene, retry_options
 from tasks.engine import kill_engine_processes, run_engine
@@ -75,6 +76,7 @@ def flow_run_name() -> str:
 def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
     """Process every new pair of the job's tracks into the job's velocity cube."""
     logger = get_run_logger()
+    job.storage.check_writable()  # a deployment's bad storage ends the run before any work
     scenes = search_task(job)
     existing = existing_pairs_task(job)
     plan = plan_task(job, scenes, existing)
@@ -87,7 +89,10 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
     if not plan.pairs:
         message = plan.no_pairs_reason()
         logger.info(message)
-        return RunSummary(job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message)
+        summary = RunSummary(
+            job=job.name, cube=job.storage.cube_path, pairs_planned=0, outcomes=outcomes, message=message
+        )
+        return Completed(message=message, data=summary)  # the state's message is what the terminal shows
 
     check_downloads(plan.scenes(), job)  # no credentials: one clear error before any download starts
     dem_task(job)  # the terrain once, before any pair (later calls find it in the DEM cache)
@@ -104,6 +109,8 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
         report = report_cube(cube, job, return_state=True)  # pictures only: a failure must not fail the run
         if not report.is_completed():
             logger.warning("cube report failed: %s", report.message)
+        if job.composites:
+            update_composites(cube, job)
     summary = _summary(job, plan, outcomes)
     create_markdown_artifact(markdown=_summary_markdown(summary), key="run-summary", description=summary.message)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -117,7 +124,7 @@ def velocity_cube_flow(job: JobConfig) -> RunSummary | State[Any]:
 
 def _submit_pairs(plan: Plan, job: JobConfig) -> dict[str, list[PrefectFuture[Any]]]:
     """Submit each scene's download and orbit once, then each pair's chain; return the futures per pair."""
-    results = job.storage.out / ".prefect-results"
+    results = private_folder(job.storage.out / ".prefect-results")
     download = download_scene.with_options(result_storage=results, **retry_options(job.download))
     orbit = fetch_orbit.with_options(result_storage=results)
     engine = run_engine.with_options(result_storage=results)
@@ -173,7 +180,7 @@ def _submit_releases(plan: Plan, job: JobConfig, chains: dict[str, list[PrefectF
     """Delete each downloaded zip once all its pairs completed (a failed or deferred pair keeps it)."""
     return [
         release_scene.submit(scene, job, wait_for=[chains[p][-1] for p in pair_ids], return_state=False)
-        for scene, pair_ids in releasable_scenes(plan)
+        for scene, pair_ids in releasable_scenes(plan, keep_newest=job.neighbours)
     ]
 
 
@@ -184,8 +191,9 @@ def _outcome(pair: Pair, chain: list[PrefectFuture[Any]]) -> PairOutcome:
         if state.is_completed():
             continue
         error = state.result(raise_on_failure=False)
-        if isinstance(error, PairDeferred):
-            return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="deferred", message=str(error))
+        if isinstance(error, PairDeferred | PairSkipped):
+            status = "deferred" if isinstance(error, PairDeferred) else "skipped"
+            return PairOutcome(pair_id=pair.pair_id, label=pair.label, status=status, message=str(error))
         message = str(error) if isinstance(error, BaseException) else (state.message or state.name or "not run")
         return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="failed", message=message)
     return PairOutcome(pair_id=pair.pair_id, label=pair.label, status="completed", product=chain[-1].result())
@@ -204,6 +212,9 @@ def _summary(job: JobConfig, plan: Plan, outcomes: list[PairOutcome]) -> RunSumm
             f"; this run's pair folders hold {human_bytes(sum(disk.values()))} "
             f"(at most {human_bytes(max(disk.values()))} per pair; cleanup.pair_files: {job.cleanup.pair_files})"
         )
+    skipped = [o.message for o in outcomes if o.status == "skipped" and o.message]
+    if skipped:
+        message += ". Skipped: " + "; ".join(skipped)
     return RunSummary(
         job=job.name,
         cube=job.storage.cube_path,

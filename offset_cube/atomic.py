@@ -8,10 +8,11 @@ into place when complete. An interrupted write leaves only a ``.tmp-*`` entry, w
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 TMP_PREFIX = ".tmp-"
@@ -64,6 +65,56 @@ def write_text_atomic(path: Path | str, text: str) -> Path:
 def fsync_file(path: Path | str) -> None:
     """Flush a file (or every file under a folder) to disk, as :func:`atomic_path` does before its rename."""
     _fsync_tree(Path(path))
+
+
+@contextlib.contextmanager
+def file_lock(path: Path | str, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created if missing) across threads and processes, held while the block
+    runs; ``flock(2)``, so the OS releases it when the holder dies, however it dies. ``on_wait`` is called
+    once before waiting when another holds it."""
+    lock = Path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+b") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def private_folder(path: Path | str) -> Path:
+    """``path``, created if missing, readable by its owner only (0700): for Prefect's state and results,
+    which hold task parameters and exceptions that no other user of the machine should read."""
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    return folder
+
+
+def folder_problem(folder: Path | str) -> str | None:
+    """Why ``folder`` cannot hold outputs (a file in its place, or not writable), or None; writes nothing.
+
+    The nearest existing ancestor decides for a folder still to be created. ``os.access`` reports read-only
+    mounts as well as permissions (it answers for the real user id: root passes any permission bits).
+    """
+    path = Path(folder)
+    while not path.exists():
+        if path.is_symlink():
+            return f"{path} is a broken symbolic link"
+        if path.parent == path:
+            return "no part of it exists"
+        path = path.parent
+    if not path.is_dir():
+        return f"{path} is a file, not a folder" if path != Path(folder) else "it is a file, not a folder"
+    if not os.access(path, os.W_OK | os.X_OK):
+        where = "it" if path == Path(folder) else f"{path}, where it would be created,"
+        return f"{where} is not writable (read-only file system or no permission)"
+    return None
 
 
 def remove_stale_temporaries(folder: Path | str) -> list[Path]:

@@ -4,13 +4,15 @@ Conventions used by every field:
 - window, search and skip sizes are ``(width, height)`` = (range samples, azimuth lines);
 - ``search`` is the *half* search range, as ISCE2's Ampcor properties;
 - speeds are metres per year (365.25 days), distances metres, times days unless the name says otherwise;
-- relative paths are resolved against the current directory when the model is built, so the flow (which may
-  run in another process) always receives absolute paths.
+- relative paths are made absolute when the model is built, so the flow (which may run in another process)
+  always receives absolute paths: those of a job file against the file's folder (the folder can be moved with
+  its job), all others against the current directory.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,14 +29,24 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     ValidationError,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from offset_cube.area import area_to_wkt, parse_area
+from offset_cube.atomic import folder_problem
 from offset_cube.errors import ConfigError
 from offset_cube.size import Size
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    """``value`` made absolute: against the job file's folder (validation context ``base``), else the current one."""
+    value = value.expanduser()
+    base = (info.context or {}).get("base")
+    return (Path(base) / value if base is not None and not value.is_absolute() else value).absolute()
+
 
 #: Sentinel-1A's first IW SLC data available from ASF (the mission's routine operations began 2014-10-03).
 S1_FIRST_DATA = dt.date(2014, 10, 3)
@@ -103,8 +115,9 @@ def _size_in_bounds(value: Size) -> Size:
 
 #: A (width, height) size from ``[w, h]``, ``"WxH"`` or one int (square).
 SizeField = Annotated[Size, BeforeValidator(_size_pair), AfterValidator(_size_in_bounds)]
-#: A path made absolute (``~`` expanded, relative to the current directory) when the model is built.
-AbsolutePath = Annotated[Path, AfterValidator(lambda p: p.expanduser().absolute())]
+#: A path made absolute when the model is built (``~`` expanded; relative to the job file's folder, else to the
+#: current directory).
+AbsolutePath = Annotated[Path, AfterValidator(_resolve)]
 
 
 @dataclass(frozen=True)
@@ -119,15 +132,16 @@ class SearchSource:
         return self.kind if self.path is None else f"{self.kind}:{self.path}"
 
     @classmethod
-    def parse(cls, value: Any) -> SearchSource:
-        """Parse ``asf``, ``file:PATH`` or ``local:FOLDER`` (the path made absolute and checked to exist)."""
+    def parse(cls, value: Any, info: ValidationInfo | None = None) -> SearchSource:
+        """Parse ``asf``, ``file:PATH`` or ``local:FOLDER`` (the path made absolute — against the job file's folder
+        when ``info`` carries one — and checked to exist)."""
         if isinstance(value, SearchSource):
             return value
         kind, _, arg = str(value).partition(":")
         if kind == "asf" and not arg:
             return cls("asf")
         if kind in ("file", "local") and arg:
-            path = Path(arg).expanduser().absolute()
+            path = _resolve(Path(arg), info) if info is not None else Path(arg).expanduser().absolute()
             if kind == "file" and not path.is_file():
                 raise ValueError(f"search file {arg!r} does not exist")
             if kind == "local" and not path.is_dir():
@@ -136,9 +150,13 @@ class SearchSource:
         raise ValueError(f"search {value!r} is not one of 'asf', 'file:PATH', 'local:FOLDER'")
 
 
+def _search_source(value: Any, info: ValidationInfo) -> SearchSource:
+    return SearchSource.parse(value, info)
+
+
 SearchSourceField = Annotated[
     SearchSource,
-    PlainValidator(SearchSource.parse),
+    PlainValidator(_search_source),
     PlainSerializer(str, return_type=str),
     WithJsonSchema({"type": "string", "examples": ["asf", "file:PATH", "local:FOLDER"]}),
 ]
@@ -253,6 +271,16 @@ class StorageConfig(StrictModel):
     def cube_path(self) -> Path:
         return self.cube or self.out / "cube.zarr"
 
+    def check_writable(self) -> None:
+        """Raise :class:`ConfigError` unless every output folder exists or can be created, and can be written:
+        checked before any work, so a bad ``out`` ends at once and writes nothing."""
+        named = {"storage.out": self.out, "storage.scene_cache": self.scene_dir, "storage.orbit_cache": self.orbit_dir}
+        named |= {"storage.work": self.pairs_dir, "storage.cube": self.cube_path.parent}
+        for name, folder in named.items():
+            problem = folder_problem(folder)
+            if problem is not None:
+                raise ConfigError(f"{name} {folder}: {problem}; give a folder you can write to (created if missing)")
+
 
 class Isce2Config(StrictModel):
     """How to find and run ISCE2's topsApp.py (engine: isce2)."""
@@ -342,26 +370,40 @@ class DemConfig(StrictModel):
     )
     tiles_url: str = Field(
         GLO30_URL,
-        pattern=_URL_OR_FOLDER,
-        description="Where GLO-30 tiles are fetched from (http(s):// or file:// laid out as the public bucket).",
+        description=(
+            "Where GLO-30 tiles are fetched from (http(s)://, file:// or a local folder, laid out as the public "
+            "bucket)."
+        ),
     )
     geoid_url: str = Field(
         EGM2008_URL,
-        pattern=_URL_OR_FOLDER,
-        description="The EGM2008 geoid grid (GeoTIFF, http(s):// or file://) that converts GLO-30 to ellipsoid.",
+        description=(
+            "The EGM2008 geoid grid (GeoTIFF: http(s)://, file:// or a local path) that converts GLO-30 to ellipsoid."
+        ),
     )
     cache: AbsolutePath | None = Field(None, description="Tiles and per-area mosaics (default: <storage.out>/dem).")
     retries: int = Field(3, ge=0, le=20, description="Retries of a tile or geoid fetch that failed transiently.")
     retry_delay_s: float = Field(5.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="Socket timeout of one HTTP connect or read.")
 
+    @field_validator("tiles_url", "geoid_url")
+    @classmethod
+    def _url_or_path(cls, value: str, info: ValidationInfo) -> str:
+        """A URL as given; a local path (relative to the job file's folder) as its file:// URL."""
+        text = value.strip()
+        if re.fullmatch(_URL_OR_FOLDER, text):
+            return text
+        if not text or "://" in text:
+            raise ValueError(f"{text!r} is not an http(s):// or file:// URL or a local path")
+        return _resolve(Path(text), info).as_uri()
+
     @field_validator("source")
     @classmethod
-    def _source(cls, value: str) -> str:
+    def _source(cls, value: str, info: ValidationInfo) -> str:
         text = value.strip()
         if text.lower() in ("auto", "none"):
             return text.lower()
-        path = Path(text).expanduser().absolute()
+        path = _resolve(Path(text), info)
         if path.suffix == ".xml":
             path = path.with_suffix("")
         if not (path.is_file() or path.with_name(path.name + ".xml").is_file()):
@@ -384,6 +426,29 @@ class ProductConfig(StrictModel):
     outlier_window: int = Field(
         5, ge=3, le=51, description="Local median window (odd), in points of the engine's offset grid."
     )
+    min_coverage_pct: float = Field(
+        1.0,
+        ge=0,
+        le=100,
+        description=(
+            "A pair whose product has fewer valid cells than this (% of the area's cells) is skipped, with the "
+            "reason in the run summary, and never becomes a layer; an empty product is always skipped."
+        ),
+    )
+    stable_mask: AbsolutePath | None = Field(
+        None,
+        description=(
+            "Raster of stable ground (GeoTIFF or any GDAL raster with a CRS; non-zero = bedrock that does not move) "
+            "for each layer's stable-surface shift and errors; default: the layer's own slow cells."
+        ),
+    )
+    stable_shift: Literal["mask", "always", "never"] = Field(
+        "mask",
+        description=(
+            "When to subtract each layer's remaining stable-ground shift (vx/vy_stable_shift) from it: 'mask' only "
+            "with a stable_mask; 'always' also with the layer's slow cells (wrong where the whole area moves)."
+        ),
+    )
     replace: bool = Field(
         False,
         description=(
@@ -391,6 +456,16 @@ class ProductConfig(StrictModel):
             "otherwise they are skipped. Meant for a one-off rerun with new parameters, not for schedules."
         ),
     )
+
+    @field_validator("stable_mask")
+    @classmethod
+    def _mask_exists(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value  # made absolute by AbsolutePath (against the job file's folder)
+        if not path.is_file():
+            raise ValueError(f"stable_mask {str(value)!r} is not a file; give a raster of stable ground")
+        return path
 
     @field_validator("outlier_window")
     @classmethod
@@ -414,6 +489,23 @@ class DownloadConfig(StrictModel):
     retry_delay_s: float = Field(30.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
     timeout_s: float = Field(
         120.0, gt=0, le=3600, description="Socket timeout of one HTTP connect or read (scene and orbit downloads)."
+    )
+    deadline_s: float = Field(
+        6 * 3600.0,
+        gt=0,
+        le=7 * 86400,
+        description=(
+            "Longest one transfer of a scene may take (then it is cut off and retried): the socket timeout never "
+            "ends a server that keeps sending a byte now and then."
+        ),
+    )
+    min_rate_bytes_per_s: float = Field(
+        20_000.0,
+        ge=0,
+        description="Lowest acceptable transfer rate over rate_window_s (bytes/s; 0 = no check); slower is retried.",
+    )
+    rate_window_s: float = Field(
+        300.0, gt=0, le=86400, description="Window over which the transfer rate is measured (s)."
     )
     edl_host: str = Field(
         "urs.earthdata.nasa.gov",
@@ -538,7 +630,25 @@ class JobConfig(StrictModel):
     max_gap_days: int | None = Field(
         None, ge=1, le=3650, description="Drop pairs further apart than this; default none (all pairs kept)."
     )
+    pairing: Literal["consecutive", "network"] = Field(
+        "consecutive",
+        description=(
+            "'consecutive': each date with the next date of its track. 'network': each date with up to "
+            "`max_neighbours` later dates of its track within `max_gap_days` (needs max_gap_days), so every date "
+            "is measured several times (as ITS_LIVE pairs each image with several later ones)."
+        ),
+    )
+    max_neighbours: int = Field(
+        3, ge=1, le=30, description="'network' pairing: later dates each date is paired with (1 = consecutive)."
+    )
     engine: Engine = Field(Engine.BUILTIN, description="'builtin' or 'isce2'.")
+    composites: list[Literal["month", "season", "year"]] = Field(
+        default_factory=list,
+        description=(
+            "Composites to update after each insert into the cube (<out>/composites-<period>.zarr); "
+            "only periods with new layers are recomputed. Default none."
+        ),
+    )
     max_speed_m_per_yr: float = Field(
         1000.0, gt=0, le=20_000, description="Fastest expected surface speed; sets the minimum search range."
     )
@@ -575,9 +685,10 @@ class JobConfig(StrictModel):
 
     @field_validator("area")
     @classmethod
-    def _area(cls, value: str) -> str:
+    def _area(cls, value: str, info: ValidationInfo) -> str:
         # Normalise to repaired WKT so the job is self-contained wherever the flow runs.
-        return area_to_wkt(parse_area(value))
+        in_folder = _resolve(Path(value.strip()), info) if (info.context or {}).get("base") else None
+        return area_to_wkt(parse_area(str(in_folder) if in_folder is not None and in_folder.is_file() else value))
 
     @field_validator("start")
     @classmethod
@@ -604,7 +715,17 @@ class JobConfig(StrictModel):
                 "amplitudes (DenseAmpcor 'mag', components/isceobj/TopsProc/runDenseOffsets.py); use mode "
                 "'amplitude' with isce2, or engine 'builtin' for complex tracking"
             )
+        if self.pairing == "network" and self.max_gap_days is None:
+            raise ValueError(
+                "pairing 'network' needs max_gap_days (e.g. 36: pairs up to 36 days apart); "
+                "without it the network would pair across every gap in the archive"
+            )
         return self
+
+    @property
+    def neighbours(self) -> int:
+        """How many later dates each date is paired with: 1 for consecutive pairing."""
+        return self.max_neighbours if self.pairing == "network" else 1
 
     @property
     def end_date(self) -> dt.date:
@@ -647,6 +768,9 @@ def utc_today() -> dt.date:
 def load_job(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> JobConfig:
     """Build a job from a YAML file and/or overrides (dotted keys allowed: ``{"storage.out": "x"}``).
 
+    Relative paths are relative to the file's folder, also in ``overrides`` (give those absolute: the command line
+    makes its flags absolute against the current folder first).
+
     Every problem becomes one :class:`ConfigError` whose message names the file, the field and what is valid.
     """
     raw: dict[str, Any] = {}
@@ -659,15 +783,14 @@ def load_job(path: Path | str | None = None, overrides: Mapping[str, Any] | None
         if value is None:
             continue
         _set_dotted(raw, key, value)
-    try:
-        return JobConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(f"{origin}: {format_validation_error(err)}") from None
+    return job_from_dict(raw, origin, base=None if path is None else path.parent)
 
 
-def job_from_dict(raw: Mapping[str, Any], origin: str = "job") -> JobConfig:
+def job_from_dict(raw: Mapping[str, Any], origin: str = "job", base: Path | None = None) -> JobConfig:
+    """The job from plain data; relative paths in it are relative to ``base`` (default: the current folder)."""
+    context = None if base is None else {"base": base.absolute()}
     try:
-        return JobConfig.model_validate(dict(raw))
+        return JobConfig.model_validate(dict(raw), context=context)
     except ValidationError as err:
         raise ConfigError(f"{origin}: {format_validation_error(err)}") from None
 

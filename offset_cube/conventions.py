@@ -115,6 +115,43 @@ class PairRecord:
             "cells of the grid with a valid velocity", units="percent", cube="roi_valid_percentage", dtype="float32"
         ),
     ] = None
+    # Set by the product stage from the layer's stable ground (ITS_LIVE names; offset_cube.cube.uncertainty).
+    vx_error: Annotated[
+        float | None,
+        Convention(
+            "RMS of vx about its shift over stable ground (error of one cell)", units="meter/year", dtype="float32"
+        ),
+    ] = None
+    vy_error: Annotated[
+        float | None,
+        Convention(
+            "RMS of vy about its shift over stable ground (error of one cell)", units="meter/year", dtype="float32"
+        ),
+    ] = None
+    vx_stable_shift: Annotated[
+        float | None,
+        Convention(
+            "median vx over stable ground (subtracted when stable_shift_flag > 0)", units="meter/year", dtype="float32"
+        ),
+    ] = None
+    vy_stable_shift: Annotated[
+        float | None,
+        Convention(
+            "median vy over stable ground (subtracted when stable_shift_flag > 0)", units="meter/year", dtype="float32"
+        ),
+    ] = None
+    stable_count: Annotated[
+        float | None,
+        Convention("number of stable-ground cells behind the errors and shifts", units="1", dtype="float32"),
+    ] = None
+    stable_shift_flag: Annotated[
+        float | None,
+        Convention(
+            "stable shift: 0 not applied, 1 applied from the stable-ground mask, 2 applied from slow cells",
+            units="1",
+            dtype="float32",
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
         for f in self.fields():
@@ -286,6 +323,15 @@ MAP_VARIABLES: dict[str, Convention] = {
         "motion offset in slant range, secondary minus reference, + = away from the sensor", units="pixel"
     ),
     "snr": Convention("correlation peak signal-to-noise ratio", units="1"),
+    "v_error": Convention(
+        "error of the speed v from the cell's vx and vy errors: sqrt((ex vx/v)^2 + (ey vy/v)^2)", units="meter/year"
+    ),
+    "vx_error_cell": Convention(
+        "error of vx at the cell: tracker covariance scaled to the layer's stable-ground vx_error", units="meter/year"
+    ),
+    "vy_error_cell": Convention(
+        "error of vy at the cell: tracker covariance scaled to the layer's stable-ground vy_error", units="meter/year"
+    ),
 }
 
 #: Projected coordinates of products and the cube.

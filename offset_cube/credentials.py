@@ -9,20 +9,32 @@ Resolution order, first found wins (never a prompt, so scheduled runs behave lik
 
 Secret values are held in :class:`pydantic.SecretStr`, whose ``repr``/``str`` print ``**********``; messages
 built here name only where credentials came from, never their values.
+
+Errors of code that holds credentials leave through :func:`keeps_secrets_out`: Prefect pickles a failed task's
+exception into its result file, and with ``tblib`` installed (dask does so) that pickle includes the chained
+``__cause__``/``__context__`` — a ``requests`` error holding the request with its ``Authorization`` header.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import netrc
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from offset_cube.errors import AuthenticationError
+from offset_cube.errors import AuthenticationError, OffsetCubeError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+#: An HTTP authorization value as servers may quote it back (``Basic dXNlcjpwYXNz``, ``Bearer eyJ...``).
+_AUTH_VALUE = re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+", re.IGNORECASE)
 
 #: Earthdata Login host; ASF's download redirects send credentials only here (asf-and-orbits.md §2.4).
 EDL_HOST = "urs.earthdata.nasa.gov"
@@ -57,14 +69,59 @@ class Credentials(BaseModel):
         return bool(self.username and self.password)
 
     def secret_values(self) -> list[str]:
-        """The raw secrets (for redaction only)."""
-        return [s.get_secret_value() for s in (self.password, self.token) if s is not None and s.get_secret_value()]
+        """The raw secrets and their HTTP basic-auth encoding (for redaction only)."""
+        values = [s.get_secret_value() for s in (self.password, self.token) if s is not None and s.get_secret_value()]
+        if self.username and self.password is not None:
+            login = f"{self.username}:{self.password.get_secret_value()}"
+            values += [login, base64.b64encode(login.encode()).decode()]
+        return sorted(values, key=len, reverse=True)  # the longest first: a login contains its password
 
     def redact(self, text: str) -> str:
-        """``text`` with every secret value replaced by ``***`` (for messages that quote a server's reply)."""
-        for secret in self.secret_values():
-            text = text.replace(secret, "***")
-        return text
+        """``text`` without secrets (for messages that quote a server's reply)."""
+        return redact(text, self.secret_values())
+
+
+def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """``text`` with each of ``secrets`` and every quoted ``Basic``/``Bearer`` credential replaced by ``***``."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return _AUTH_VALUE.sub(lambda m: f"{m.group(1)} ***", text)
+
+
+def keeps_secrets_out(
+    wrap: Callable[[str], OffsetCubeError],
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate code that handles credentials so that no error it raises carries them on.
+
+    The project's own errors leave with no ``__cause__``, ``__context__`` or traceback (the chain would hold
+    the ``requests`` objects, with headers, that their clean message replaces); any other error becomes
+    ``wrap(message)`` naming its type and its redacted text. The error is raised outside the ``except``
+    clause, so that Python does not attach the caught error as its ``__context__`` again.
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            failure: OffsetCubeError
+            try:
+                return func(*args, **kwargs)
+            except OffsetCubeError as err:
+                failure = err
+            except Exception as err:  # any error escaping code that holds a login is cleaned, not kept
+                failure = wrap(f"{type(err).__name__}: {redact(str(err))}")
+            raise detached(failure)
+
+        return guarded
+
+    return decorate
+
+
+def detached(error: OffsetCubeError) -> OffsetCubeError:
+    """``error`` without its chained cause, context and traceback (see :func:`keeps_secrets_out`)."""
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+    return error.with_traceback(None)
 
 
 def credentials_from_value(value: Any, source: str) -> Credentials:
@@ -122,22 +179,30 @@ def netrc_file(env: Mapping[str, str]) -> Path:
 
 
 def credentials_from_netrc(path: Path, host: str) -> Credentials | None:
-    """Login and password of ``machine host`` (or ``default``) in ``path``; None when absent."""
+    """Login and password of ``machine host`` in ``path``, else of its ``default`` entry; None when absent.
+
+    The source names which entry it was. Either is used for ``host`` only: the download session never lets
+    ``requests`` apply ``.netrc`` itself, which would send a ``default`` login to every host it meets.
+    """
     if not path.is_file():
         return None
     try:
-        entry = netrc.netrc(str(path)).authenticators(host)
+        hosts = netrc.netrc(str(path)).hosts
     except netrc.NetrcParseError as err:
         # The parser's own message can quote a token of the file (a password), so only its line is named.
         raise AuthenticationError(f"{path} is not a valid .netrc file (parse error near line {err.lineno})") from None
     except OSError as err:
         raise AuthenticationError(f"{path} cannot be read: {err.strerror or type(err).__name__}") from None
+    entry, label = hosts.get(host), f"machine {host}"
+    if entry is None:
+        # Python's netrc keeps the ``default`` entry under that name (Lib/netrc.py).
+        entry, label = hosts.get("default"), f"default entry, used for {host} only"
     if entry is None:
         return None
     login, _account, password = entry
     if not (login and password):
         return None
-    return Credentials(source=f"{path} (machine {host})", username=login, password=SecretStr(password))
+    return Credentials(source=f"{path} ({label})", username=login, password=SecretStr(password))
 
 
 def resolve_earthdata_credentials(

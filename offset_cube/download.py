@@ -11,22 +11,26 @@ file's size and mtime, so a cached file verifies next time without being read ag
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import asf_search as asf
 import requests
 from requests.auth import HTTPBasicAuth, _basic_auth_str
 
-from offset_cube.atomic import fsync_file, write_text_atomic
-from offset_cube.credentials import EDL_HOST, Credentials
+from offset_cube.atomic import file_lock, fsync_file, write_text_atomic
+from offset_cube.credentials import EDL_HOST, Credentials, keeps_secrets_out
 from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
 from offset_cube.planning import Plan
 from offset_cube.progress import ProgressCallback
@@ -52,15 +56,40 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
     between ASF and Earthdata hosts and drops elsewhere (S3).
     """
 
-    def __init__(self, credentials: Credentials | None, *, timeout_s: float = 120.0, edl_host: str = EDL_HOST) -> None:
+    def __init__(
+        self,
+        credentials: Credentials | None,
+        *,
+        timeout_s: float = 120.0,
+        edl_host: str = EDL_HOST,
+        limits: TransferLimits | None = None,
+    ) -> None:
         super().__init__()
         self.credentials = credentials
         self.timeout_s = timeout_s
         self.edl_host = edl_host
+        self.limits = limits or TransferLimits()
         self.on_bytes: ProgressCallback | None = None
         self._streams: list[requests.Response] = []
+        self._guards: list[TransferGuard] = []
         if credentials is not None and credentials.token is not None:
             self.headers["Authorization"] = f"Bearer {credentials.token.get_secret_value()}"
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        with self._without_netrc():
+            return super().prepare_request(request)  # type: ignore[no-any-return]
+
+    @contextlib.contextmanager
+    def _without_netrc(self) -> Iterator[None]:
+        """``requests`` applies ``.netrc`` to every host when ``trust_env`` is set (a ``default`` line to any
+        host at all); credentials here come only from :attr:`credentials`. Proxies from the environment still
+        apply: ``request`` merges them outside this block."""
+        trust: bool = getattr(self, "trust_env", True)
+        self.trust_env = False
+        try:
+            yield
+        finally:
+            self.trust_env = trust
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
         if kwargs.get("timeout") is None:
@@ -69,17 +98,26 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
         response: requests.Response = super().request(method, url, *args, **kwargs)
         if kwargs.get("stream"):
             self._streams.append(response)
-            if response.ok and self.on_bytes is not None:
-                _count_bytes(response, self.on_bytes)
+            if 200 <= response.status_code < 300:  # a body is coming (not a redirect or an error page)
+                guard = TransferGuard(self.limits, url, response)
+                self._guards.append(guard)
+                _count_bytes(response, guard.received, self.on_bytes)
         return response
 
     def close_streams(self) -> None:
-        """Close streamed responses (asf_search leaves a failed transfer's connection open)."""
+        """Close streamed responses (asf_search leaves a failed transfer's connection open); stop their guards."""
+        while self._guards:
+            self._guards.pop().stop()
         while self._streams:
             self._streams.pop().close()
 
+    def stall_reason(self) -> str | None:
+        """Why a guard ended a transfer of this session (deadline or rate), if one did."""
+        return next((g.reason for g in self._guards if g.reason), None)
+
     def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
-        super().rebuild_auth(prepared_request, response)
+        with self._without_netrc():
+            super().rebuild_auth(prepared_request, response)
         creds = self.credentials
         if creds is None or not creds.username or creds.password is None:
             return
@@ -91,7 +129,7 @@ class EarthdataSession(asf.ASFSession):  # type: ignore[misc]  # asf_search ship
             del prepared_request.headers["Authorization"]
 
 
-def _count_bytes(response: requests.Response, on_bytes: ProgressCallback) -> None:
+def _count_bytes(response: requests.Response, count: Callable[[int], None], on_bytes: ProgressCallback | None) -> None:
     """Make ``response.iter_content`` (what asf_search reads) report the running byte count."""
     original = response.iter_content
     length = response.headers.get("Content-Length")
@@ -101,19 +139,133 @@ def _count_bytes(response: requests.Response, on_bytes: ProgressCallback) -> Non
         done = 0
         for chunk in original(*args, **kwargs):
             done += len(chunk)
-            on_bytes(done, total)
+            count(done)
+            if on_bytes is not None:
+                on_bytes(done, total)
             yield chunk
 
     response.iter_content = counting  # type: ignore[method-assign]
 
 
+@dataclass(frozen=True)
+class TransferLimits:
+    """An overall deadline for one transfer and the lowest acceptable rate over a sliding window.
+
+    The socket timeout alone never ends a server that sends a byte now and then (each read returns in time).
+    """
+
+    deadline_s: float = 6 * 3600.0
+    min_rate_bytes_per_s: float = 0.0
+    window_s: float = 120.0
+
+
+class TransferGuard:
+    """Watches one streamed transfer from a thread; past the deadline or below the minimum rate over the
+    window it records why and shuts the socket down, which ends the blocked read in the downloading thread."""
+
+    def __init__(self, limits: TransferLimits, url: str, response: requests.Response) -> None:
+        self.limits = limits
+        self.host = urlparse(url).hostname or url
+        self.reason: str | None = None
+        self._response = response
+        self._done = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"transfer-guard-{self.host}", daemon=True)
+        self._thread.start()
+
+    def received(self, done: int) -> None:
+        self._done = done
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5.0)
+
+    def _watch(self) -> None:
+        limits = self.limits
+        start = time.monotonic()
+        samples: deque[tuple[float, int]] = deque([(start, 0)])
+        poll_s = max(0.05, min(1.0, limits.window_s / 4, limits.deadline_s / 4))
+        while not self._stopped.wait(poll_s):
+            if getattr(self._response.raw, "closed", False):
+                return  # the transfer ended (read to the end, or closed by its reader)
+            now, done = time.monotonic(), self._done
+            samples.append((now, done))
+            while len(samples) > 1 and samples[1][0] <= now - limits.window_s:
+                samples.popleft()
+            first_t, first_done = samples[0]
+            rate = (done - first_done) / max(now - first_t, 1e-9)
+            if now - start >= limits.deadline_s:
+                self.reason = (
+                    f"the transfer from {self.host} was still running at its deadline of {limits.deadline_s:g} s "
+                    f"(download.deadline_s) after {done} bytes ({done / (now - start):.1f} B/s)"
+                )
+            elif now - start >= limits.window_s and rate < limits.min_rate_bytes_per_s:
+                self.reason = (
+                    f"the transfer from {self.host} ran at {rate:.1f} B/s over the last {limits.window_s:g} s, "
+                    f"below download.min_rate_bytes_per_s = {limits.min_rate_bytes_per_s:g}"
+                )
+            if self.reason:
+                _shut_down(self._response)
+                return
+
+
+def _shut_down(response: requests.Response) -> None:
+    """Shut the response's socket down (urllib3 2 keeps the connection on a streamed response)."""
+    connection = getattr(response.raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def open_session(
-    credentials: Credentials | None, *, timeout_s: float = 120.0, edl_host: str = EDL_HOST
+    credentials: Credentials | None,
+    *,
+    timeout_s: float = 120.0,
+    edl_host: str = EDL_HOST,
+    limits: TransferLimits | None = None,
 ) -> EarthdataSession:
     """A download session for ``credentials`` (None: anonymous, e.g. for a test server)."""
     # asf_search would otherwise POST details of every error to ASF's error-report service (§2.6).
     asf.REPORT_ERRORS = False
-    return EarthdataSession(credentials, timeout_s=timeout_s, edl_host=edl_host)
+    return EarthdataSession(credentials, timeout_s=timeout_s, edl_host=edl_host, limits=limits)
+
+
+@keeps_secrets_out(DownloadError)
+def check_login(scene: Scene, session: EarthdataSession, max_hops: int = 8) -> bool:
+    """Ask Earthdata Login once, before any download, whether it accepts the session's username/password.
+
+    Follows the redirects of ``scene``'s URL without transferring data until the login host answers the login:
+    a redirect onwards means accepted (True); 401/403 raises :class:`AuthenticationError`, so that one refused
+    login stops the run instead of being tried again for every scene. False when nothing could be learnt
+    (a token, no login asked, a network error: the downloads themselves report those).
+    """
+    creds = session.credentials
+    if creds is None or not creds.has_login or creds.password is None or not scene.url:
+        return False
+    url = str(scene.url)
+    login = HTTPBasicAuth(creds.username or "", creds.password.get_secret_value())
+    try:
+        for _ in range(max_hops):
+            at_login = urlparse(url).hostname == session.edl_host
+            with session.get(url, allow_redirects=False, stream=True, auth=login if at_login else None) as reply:
+                if at_login:
+                    if reply.status_code in (401, 403):
+                        body = next(reply.iter_content(400), b"").decode("utf-8", errors="replace")
+                        raise _client_error(
+                            scene.product_id, url, f"HTTP {reply.status_code}: {body}", creds, creds.redact
+                        )
+                    return bool(reply.is_redirect)
+                if not reply.is_redirect:
+                    return False
+                url = urljoin(url, reply.headers["Location"])
+    except requests.RequestException as err:
+        log.warning(
+            "%s: the Earthdata login could not be checked (%s); downloading anyway",
+            scene.product_id,
+            type(err).__name__,
+        )
+    return False
 
 
 # --------------------------------------------------------------------------------------------------- cache
@@ -202,18 +354,18 @@ def remove_scene_file(scene: Scene, scene_dir: Path) -> list[Path]:
     return removed
 
 
-def releasable_scenes(plan: Plan) -> list[tuple[Scene, list[str]]]:
+def releasable_scenes(plan: Plan, keep_newest: int = 1) -> list[tuple[Scene, list[str]]]:
     """Downloaded scenes that may be deleted once the listed pairs complete, with those pair ids.
 
-    The newest acquisition of each track is kept: the next run pairs it with the following date. Local
-    catalog products are never listed.
+    The newest ``keep_newest`` acquisitions of each track are kept: the next run pairs a new date with them
+    (1 for consecutive pairing, ``max_neighbours`` for a network). Local catalog products are never listed.
     """
-    newest: dict[tuple[int, str], Any] = {}
+    dates: dict[tuple[int, str], dict[Any, Any]] = defaultdict(dict)
     for pair in plan.pairs:
-        key = (pair.track, pair.direction.value)
-        if key not in newest or pair.secondary.date > newest[key].date:
-            newest[key] = pair.secondary
-    kept = {s.product_id for acquisition in newest.values() for s in acquisition.scenes}
+        for acquisition in (pair.reference, pair.secondary):
+            dates[(pair.track, pair.direction.value)][acquisition.date] = acquisition
+    newest = [group[d] for group in dates.values() for d in sorted(group)[-keep_newest:]]
+    kept = {s.product_id for acquisition in newest for s in acquisition.scenes}
     users: dict[str, tuple[Scene, list[str]]] = {}
     for pair in plan.pairs:
         for scene in pair.scenes:
@@ -222,30 +374,24 @@ def releasable_scenes(plan: Plan) -> list[tuple[Scene, list[str]]]:
     return sorted(users.values(), key=lambda item: (item[0].start, item[0].product_id))
 
 
-@contextlib.contextmanager
-def _scene_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock per scene across processes (flock; released by the OS if the process dies)."""
-    lock_dir = path.parent / _LOCK_DIR
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with (lock_dir / f"{path.name}.lock").open("a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+def _scene_lock(path: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock per scene across processes (released by the OS if the process dies)."""
+    return file_lock(path.parent / _LOCK_DIR / f"{path.name}.lock")
 
 
 # --------------------------------------------------------------------------------------------------- download
 
 
+@keeps_secrets_out(DownloadError)
 def download_scene_file(
     scene: Scene, scene_dir: Path, session: EarthdataSession, progress: ProgressCallback | None = None
 ) -> Path:
     """One download attempt of ``scene`` into ``scene_dir``; return the verified zip.
 
     Raises :class:`AuthenticationError` (refused: retrying will not help), :class:`TransientDownloadError`
-    (5xx, timeout, cut or corrupt transfer: retry later) or :class:`DownloadError`. Nothing but a whole,
-    verified zip ever appears under the final name; a failed attempt leaves no ``.part`` behind.
+    (5xx, timeout, cut or corrupt transfer: retry later) or :class:`DownloadError`, none of them chained to
+    the ``requests`` error (which holds the login request and its headers). Nothing but a whole, verified zip
+    ever appears under the final name; a failed attempt leaves no ``.part`` behind.
     """
     if not scene.url:
         raise DownloadError(f"{scene.product_id} has no download URL (search with 'asf' or an ASF export)")
@@ -290,27 +436,35 @@ def _with_total(progress: ProgressCallback, expected: int | None) -> ProgressCal
 
 
 def _fetch(scene: Scene, part: Path, session: EarthdataSession) -> None:
-    """``asf.download_url`` to ``part``, its failures turned into this project's errors."""
+    """``asf.download_url`` to ``part``, its failures turned into this project's errors (unchained: the
+    ``requests`` errors hold the login request with its headers)."""
     url = str(scene.url)
     pid = scene.product_id
     redact = session.credentials.redact if session.credentials is not None else (lambda text: text)
     try:
         asf.download_url(url=url, path=str(part.parent), filename=part.name, session=session)
     except asf.ASFAuthenticationError as err:  # asf_search raises this for every HTTP 4xx
-        raise _client_error(pid, url, str(err), session.credentials, redact) from err
+        raise _client_error(pid, url, str(err), session.credentials, redact) from None
     except asf.ASFDownloadError as err:
-        raise DownloadError(f"{pid}: {redact(str(err))}") from err
-    except requests.HTTPError as err:
+        raise DownloadError(f"{pid}: {redact(str(err))}") from None
+    except requests.RequestException as err:
+        raise _request_error(pid, url, err, session.stall_reason(), redact) from None
+
+
+def _request_error(pid: str, url: str, err: requests.RequestException, stall: str | None, redact: Any) -> DownloadError:
+    """The error for a failed request: a transfer ended by its guard, a 5xx, a broken connection, other."""
+    if stall is not None:
+        return TransientDownloadError(f"{pid}: {stall}; discarded, will retry")
+    if isinstance(err, requests.HTTPError):
         code = err.response.status_code if err.response is not None else 0
         if code >= 500:
-            raise TransientDownloadError(f"{pid}: the server answered HTTP {code} for {url}; will retry") from err
-        raise DownloadError(f"{pid}: HTTP {code} for {url}") from err
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as err:
-        raise TransientDownloadError(
+            return TransientDownloadError(f"{pid}: the server answered HTTP {code} for {url}; will retry")
+        return DownloadError(f"{pid}: HTTP {code} for {url}")
+    if isinstance(err, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError):
+        return TransientDownloadError(
             f"{pid}: the transfer from {urlparse(url).hostname} broke off or stalled ({type(err).__name__}); will retry"
-        ) from err
-    except requests.RequestException as err:
-        raise DownloadError(f"{pid}: {type(err).__name__} for {url}: {redact(str(err))}") from err
+        )
+    return DownloadError(f"{pid}: {type(err).__name__} for {url}: {redact(str(err))}")
 
 
 def _client_error(pid: str, url: str, message: str, credentials: Credentials | None, redact: Any) -> DownloadError:

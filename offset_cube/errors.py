@@ -55,6 +55,10 @@ class PairDeferred(OffsetCubeError):
     """The pair cannot run yet (e.g. its precise orbit is not published); a later run will pick it up."""
 
 
+class PairSkipped(OffsetCubeError):
+    """The pair was processed but its product is not worth a layer (reported as skipped, not failed)."""
+
+
 class OrbitError(OffsetCubeError, RuntimeError):
     """No valid orbit file could be found or a candidate file is invalid."""
 

@@ -24,7 +24,7 @@ import requests
 from lxml import etree
 
 from offset_cube.atomic import atomic_path
-from offset_cube.credentials import Credentials
+from offset_cube.credentials import Credentials, keeps_secrets_out
 from offset_cube.eof import EofName, OrbitKind, OrbitStateVectors, read_eof
 from offset_cube.errors import OrbitError, TransientOrbitError
 from offset_cube.scenes import Scene
@@ -186,6 +186,7 @@ def store_orbit(
     return target
 
 
+@keeps_secrets_out(OrbitError)  # Copernicus Data Space sources hold a login
 def choose_orbit(
     scene: Scene,
     cache_dirs: Sequence[Path],

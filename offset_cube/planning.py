@@ -1,9 +1,10 @@
 """From scenes to acquisitions to pairs.
 
 An *acquisition* is one pass over the area: every slice (frame) of one track and flight direction sensed on one
-UTC date (slices of one data-take stay together even across midnight). A *pair* joins two consecutive
-acquisitions of the same track; pairs never cross tracks. Each pair gets its time separation and a search
-range large enough for the fastest expected ice.
+UTC date (slices of one data-take stay together even across midnight). A *pair* joins two acquisitions of the
+same track: consecutive ones, or with ``pairing: network`` each one with several later ones (redundant
+measurements of every date, so noise and gaps average out in composites). Pairs never cross tracks. Each pair
+gets its time separation and a search range large enough for the fastest expected ice.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Acquisition(BaseModel):
 
 
 class Pair(BaseModel):
-    """Two consecutive acquisitions of one track; the earlier one is the reference."""
+    """Two acquisitions of one track; the earlier one is the reference."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -240,7 +241,12 @@ def make_acquisitions(scenes: Iterable[Scene]) -> list[Acquisition]:
 
 
 def plan_pairs(job: JobConfig, scenes: Sequence[Scene], existing: Collection[str] = ()) -> Plan:
-    """Plan every pair of consecutive acquisitions per track, minus those whose ids are in ``existing``."""
+    """Plan the pairs of each track, minus those whose ids are in ``existing``.
+
+    ``pairing: consecutive`` joins each date with the next one; ``network`` with up to ``max_neighbours`` later
+    dates within ``max_gap_days``. A consecutive pair beyond the gap is reported as skipped; a further network
+    neighbour beyond it is not formed at all (it was never meant to be).
+    """
     warnings: list[str] = []
     polarization = choose_polarization(job, scenes)
     usable = [s for s in scenes if polarization is None or polarization in s.polarisations]
@@ -258,38 +264,23 @@ def plan_pairs(job: JobConfig, scenes: Sequence[Scene], existing: Collection[str
     pairs: list[Pair] = []
     skipped: list[SkippedPair] = []
     done: list[str] = []
-    for (track, _direction), track_acqs in sorted(by_track.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
+    for _key, track_acqs in sorted(by_track.items(), key=lambda kv: (kv[0][0], kv[0][1].value)):
         gaps = [(b.start - a.start).total_seconds() / 86400 for a, b in itertools.pairwise(track_acqs)]
         typical = statistics.median(gaps) if gaps else 0.0
-        for ref, sec in itertools.pairwise(track_acqs):
-            dt_days = (sec.start - ref.start).total_seconds() / 86400
-            search, widened = search_window(job, dt_days)
-            pair = Pair(reference=ref, secondary=sec, search_px=search, search_widened=widened)
-            if pair.pair_id in existing:
-                done.append(pair.pair_id)
-                continue
-            if job.max_gap_days is not None and dt_days > job.max_gap_days + 0.5:
-                skipped.append(SkippedPair(pair=pair, reason=f"{dt_days:.0f} days > max_gap_days {job.max_gap_days}"))
-                continue
-            problems = engine_parameter_problems(job.engine, job.tracking.window, search)
-            if problems:
-                skipped.append(SkippedPair(pair=pair, reason=f"needs search {search}: " + "; ".join(problems)))
-                continue
-            if widened:
-                configured = job.tracking.search
-                warnings.append(
-                    f"{pair.label}: search widened to {search} px so that "
-                    f"{job.max_speed_m_per_yr:g} m/yr over {dt_days:.0f} days fits "
-                    f"(configured {configured} per {job.tracking.search_reference_days:g} days)"
-                    if configured
-                    else f"{pair.label}: search widened to {search} px"
-                )
-            if typical and dt_days > 2 * typical + 0.5:
-                warnings.append(
-                    f"{pair.label}: {dt_days:.0f}-day gap (typical {typical:.0f} days on track {track}); "
-                    "expect lower coherence"
-                )
-            pairs.append(pair)
+        for i, ref in enumerate(track_acqs):
+            for k, sec in enumerate(track_acqs[i + 1 : i + 1 + job.neighbours], start=1):
+                dt_days = (sec.start - ref.start).total_seconds() / 86400
+                if k > 1 and job.max_gap_days is not None and dt_days > job.max_gap_days + 0.5:
+                    break  # a network neighbour beyond the gap is simply not formed
+                outcome = _judge_pair(job, ref, sec, existing, typical if k == 1 else 0.0)
+                if isinstance(outcome, SkippedPair):
+                    skipped.append(outcome)
+                elif isinstance(outcome, str):
+                    done.append(outcome)
+                else:
+                    pairs.append(outcome[0])
+                    warnings.extend(outcome[1])
+    pairs.sort(key=lambda p: (p.track, p.direction.value, p.reference.date, p.secondary.date))
     return Plan(
         polarization=polarization,
         acquisitions=tuple(acquisitions),
@@ -298,3 +289,38 @@ def plan_pairs(job: JobConfig, scenes: Sequence[Scene], existing: Collection[str
         already_done=tuple(done),
         warnings=tuple(warnings),
     )
+
+
+def _judge_pair(
+    job: JobConfig, ref: Acquisition, sec: Acquisition, existing: Collection[str], typical_gap_days: float
+) -> tuple[Pair, list[str]] | SkippedPair | str:
+    """The pair of ``ref`` and ``sec`` with its warnings, or why it is not run: skipped, or its id if already done.
+
+    ``typical_gap_days`` (0: no check) warns about a consecutive pair across an unusually long gap.
+    """
+    dt_days = (sec.start - ref.start).total_seconds() / 86400
+    search, widened = search_window(job, dt_days)
+    pair = Pair(reference=ref, secondary=sec, search_px=search, search_widened=widened)
+    if pair.pair_id in existing:
+        return pair.pair_id
+    if job.max_gap_days is not None and dt_days > job.max_gap_days + 0.5:
+        return SkippedPair(pair=pair, reason=f"{dt_days:.0f} days > max_gap_days {job.max_gap_days}")
+    problems = engine_parameter_problems(job.engine, job.tracking.window, search)
+    if problems:
+        return SkippedPair(pair=pair, reason=f"needs search {search}: " + "; ".join(problems))
+    warnings: list[str] = []
+    if widened:
+        configured = job.tracking.search
+        warnings.append(
+            f"{pair.label}: search widened to {search} px so that "
+            f"{job.max_speed_m_per_yr:g} m/yr over {dt_days:.0f} days fits "
+            f"(configured {configured} per {job.tracking.search_reference_days:g} days)"
+            if configured
+            else f"{pair.label}: search widened to {search} px"
+        )
+    if typical_gap_days and dt_days > 2 * typical_gap_days + 0.5:
+        warnings.append(
+            f"{pair.label}: {dt_days:.0f}-day gap (typical {typical_gap_days:.0f} days on track {pair.track}); "
+            "expect lower coherence"
+        )
+    return pair, warnings

@@ -8,10 +8,11 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
 from offset_cube.config import JobConfig
+from offset_cube.cube.composite import composite_cube, default_composite_path
 from offset_cube.cube.export import describe_cube
 from offset_cube.cube.quicklook import cube_summary
 from offset_cube.cube.store import insert_products, job_grid
-from tasks._common import run_logger
+from tasks._common import png_markdown, run_logger
 
 #: File name of the cube summary picture, in ``storage.out``.
 SUMMARY_PNG = "cube_summary.png"
@@ -45,7 +46,10 @@ def report_cube(cube: Path, job: JobConfig) -> Path:
         f"# Cube {cube}",
         "",
         f"{len(info.layers)} layer(s); grid {info.grid.describe()}; updated {info.updated}.",
-        f"Summary picture: `{png}`; per-pair quicklooks: `<pairs>/<pair id>/quicklook.png`.",
+        "",
+        png_markdown(png, "cube summary"),
+        "",
+        f"Summary picture: `{png}`; per-pair quicklooks: `<pairs>/<pair id>/quicklook.png` and each pair's artifact.",
         "",
     ]
     header, rows = info.table()
@@ -53,3 +57,15 @@ def report_cube(cube: Path, job: JobConfig) -> Path:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     create_markdown_artifact(markdown="\n".join(lines), key="cube-summary", description=f"{len(info.layers)} layers")
     return png
+
+
+@task(name="composites")
+def update_composites(cube: Path, job: JobConfig) -> list[Path]:
+    """Update the composites the job asks for (only periods touched by new layers); return their paths."""
+    logger = run_logger(__name__)
+    paths = []
+    for period in dict.fromkeys(job.composites):
+        report = composite_cube(cube, period, default_composite_path(cube, period))
+        logger.info("%s", report.summary())
+        paths.append(report.path)
+    return paths

@@ -23,7 +23,9 @@ from prefect.exceptions import PrefectException
 from offset_cube.config import DownloadConfig, JobConfig
 from offset_cube.credentials import Credentials, resolve_earthdata_credentials
 from offset_cube.download import (
+    TransferLimits,
     cached_scene,
+    check_login,
     download_scene_file,
     needs_download,
     open_session,
@@ -58,7 +60,9 @@ def load_earthdata_credentials(job: JobConfig) -> Credentials:
 def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
     """Before any download starts: fail clearly if scenes must be fetched and no credentials exist.
 
-    Also sets the job's download concurrency limit. Returns how many scenes need downloading.
+    A username/password is tried once at the Earthdata login host (no data moves), so a refused login stops the
+    run with one message instead of once per scene. Also sets the job's download concurrency limit. Returns how
+    many scenes need downloading.
     """
     pending = [s for s in scenes if needs_download(s, job.storage.scene_dir)]
     logger = run_logger(__name__)
@@ -67,6 +71,9 @@ def check_downloads(scenes: list[Scene], job: JobConfig) -> int:
         return 0
     credentials = load_earthdata_credentials(job)
     logger.info("%d scene(s) to download; Earthdata credentials from %s", len(pending), credentials.source)
+    with open_session(credentials, timeout_s=job.download.timeout_s, edl_host=job.download.edl_host) as session:
+        if check_login(pending[0], session):  # a refused login ends the run here, once, before any download
+            logger.info("Earthdata Login accepted the login of %s", credentials.username)
     prepare_limits(job, {download_limit_name(job): job.concurrency.downloads})
     return len(pending)
 
@@ -110,8 +117,12 @@ def download_scene(scene: Scene, job: JobConfig) -> Path:
     if cached is not None:
         logger.info("%s: verified copy in the scene cache", scene.product_id)
         return cached
+    d = job.download
     session = open_session(
-        load_earthdata_credentials(job), timeout_s=job.download.timeout_s, edl_host=job.download.edl_host
+        load_earthdata_credentials(job),
+        timeout_s=d.timeout_s,
+        edl_host=d.edl_host,
+        limits=TransferLimits(d.deadline_s, d.min_rate_bytes_per_s, d.rate_window_s),
     )
     try:
         with slot(job, download_limit_name(job), job.concurrency.downloads):

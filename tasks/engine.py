@@ -6,6 +6,7 @@ artifact and the flow hooks below), ``builtin`` → :func:`_run_builtin`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -17,15 +18,19 @@ from prefect import task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 
+from offset_cube.atomic import file_lock
 from offset_cube.config import Engine, JobConfig, StorageConfig
 from offset_cube.isce2.engine import run_isce2
 from offset_cube.isce2.supervise import kill_recorded_runs
-from offset_cube.isce2.topsapp import TOPSAPP_STEPS, is_notable, step_of
+from offset_cube.isce2.topsapp import TOPSAPP_STEPS, TopsAppStopped, is_notable, step_of
 from offset_cube.planning import Pair
 from offset_cube.result import RESULT_NAME
 from offset_cube.stages import PairInputs
 from tasks._common import OutputRecord, run_logger, stage_key
 from tasks._common.limits import engine_slot
+
+#: The pair's claim: one engine run per pair at a time across runs and processes.
+CLAIM_FILE = ".claim"
 
 
 def engine_record(inputs: PairInputs, job: JobConfig) -> OutputRecord:
@@ -44,12 +49,29 @@ def engine_record(inputs: PairInputs, job: JobConfig) -> OutputRecord:
 )
 def run_engine(inputs: PairInputs, job: JobConfig) -> Path:
     """Run the configured engine for one pair, holding a slot of the engines' global concurrency limit;
-    return the path of its ``offsets.zarr`` (reused when a previous run with the same inputs finished)."""
-    return engine_record(inputs, job).produce(lambda: _limited_run(inputs, job), inputs.pair.label)
+    return the path of its ``offsets.zarr`` (reused when a previous run with the same inputs finished).
+
+    The pair is claimed first (a lock file in its folder, released by the OS when the holder exits or dies):
+    a second run on the same cube waits for the pair another live run is computing, then reuses its result.
+    """
+    with pair_claim(inputs.pair_dir, inputs.pair.label):
+        return engine_record(inputs, job).produce(lambda: _limited_run(inputs, job), inputs.pair.label)
+
+
+def pair_claim(pair_dir: Path, label: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the pair's claim (``<pair>/.claim``), saying so in the log when another run holds it now."""
+
+    def waiting() -> None:
+        run_logger(__name__).info("%s: another run is computing this pair; waiting to reuse its result", label)
+
+    return file_lock(pair_dir / CLAIM_FILE, on_wait=waiting)
 
 
 def _limited_run(inputs: PairInputs, job: JobConfig) -> Path:
     with engine_slot(job):
+        stop = _cancel_requested()
+        if stop is not None and stop():  # the slot came free because the run is being cancelled
+            raise TopsAppStopped(f"{inputs.pair.label}: not started: the run is being cancelled")
         if job.engine is Engine.ISCE2:
             return _run_isce2(inputs, job)
         return _run_builtin(inputs, job)

@@ -5,7 +5,9 @@ redirects to the login host (``localhost``, so that it is another host than ``12
 ``/oauth/authorize``, which checks HTTP basic credentials and redirects back to ``/login`` on the data host,
 which sets the cookie and redirects to the file. A valid ``Authorization: Bearer`` token is served directly.
 Failures can be queued per file: ``500``, ``cut`` (connection closed at 50 %), ``corrupt`` (one byte flipped),
-``stall`` (half sent, then silence), ``html`` (a login web page with status 200).
+``stall`` (half sent, then silence), ``trickle`` (one byte a second), ``html`` (a login web page with status
+200). With ``echo`` set, every refusal of the login host and every ``500`` quotes back the credentials it was
+sent (header and decoded), as a careless server might.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class FakeAsf:
     downloads_started: Counter[str] = field(default_factory=Counter)
     logins: list[str] = field(default_factory=list)
     authorization_seen_by_data_host: list[str] = field(default_factory=list)
+    echo: bool = False
+    last_authorization: str = ""
     active: int = 0
     max_active: int = 0
     release: threading.Event = field(default_factory=threading.Event)
@@ -102,8 +106,9 @@ class _Handler(QuietHandler):
         expected = base64.b64encode(f"{fake.username}:{fake.password}".encode()).decode()
         given = self.headers.get("Authorization", "")
         fake.logins.append(given)
+        fake.last_authorization = given
         if given != f"Basic {expected}":
-            self.send_body(401, b"HTTP Basic: Access denied.")
+            self.send_body(401, b"HTTP Basic: Access denied." + _echo(fake, given))
             return
         params = parse_qs(query)
         self.send_body(302, b"", {"Location": f"{params['redirect_uri'][0]}?code=abc&state={params['state'][0]}"})
@@ -129,7 +134,7 @@ class _Handler(QuietHandler):
             behaviour = fake.failures[name].popleft() if fake.failures[name] else "ok"
             fake.downloads_started[name] += 1
         if behaviour == "500":
-            self.send_body(500, b"Internal Server Error")
+            self.send_body(500, b"Internal Server Error" + _echo(fake, fake.last_authorization))
         elif behaviour == "html":
             self.send_body(200, b"<!DOCTYPE html><html><body>Please accept the EULA</body></html>")
         else:
@@ -148,6 +153,13 @@ class _Handler(QuietHandler):
             fake.active += 1
             fake.max_active = max(fake.max_active, fake.active)
         try:
+            if behaviour == "trickle":  # a byte a second: every socket read returns well within its timeout
+                for offset in range(len(data)):
+                    self.wfile.write(data[offset : offset + 1])
+                    self.wfile.flush()
+                    if fake.release.wait(timeout=1.0):
+                        break
+                limit = 0
             for offset in range(0, limit, CHUNK):
                 self.wfile.write(data[offset : min(offset + CHUNK, limit)])
             self.wfile.flush()
@@ -160,6 +172,14 @@ class _Handler(QuietHandler):
         finally:
             with fake.lock:
                 fake.active -= 1
+
+
+def _echo(fake: FakeAsf, authorization: str) -> bytes:
+    """What an echoing server adds to an error page: the Authorization header and its decoded credentials."""
+    if not fake.echo or not authorization.startswith("Basic "):
+        return b""
+    decoded = base64.b64decode(authorization.removeprefix("Basic ")).decode("utf-8", errors="replace")
+    return f" You sent: Authorization: {authorization} ({decoded})".encode()
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.conftest import ROOT, data_path
+from tests.isce2_support import alive
 
 STACK = data_path("asf/geojson/S1A_IW_SLC__1SSV_20160528T141908_20160528T141938_011460_011746_335C_stack.geojson")
 STACK_AREA = "POLYGON((-121 54.5,-120.5 54.5,-120.5 54.9,-121 54.9,-121 54.5))"
@@ -231,3 +232,53 @@ def test_cli_sets_prefect_offline_environment(tmp_path: Path) -> None:
     )
     line = next(x for x in result.stdout.splitlines() if x.startswith("ENV"))
     assert line.split()[1:] == ["1", "false", str(tmp_path / ".prefect"), "90"]
+
+
+_SERVER_CHILD = """
+import sys, time
+from pathlib import Path
+from flows.runtime import configure_prefect_env, start_local_server
+configure_prefect_env(Path(sys.argv[1]))
+server = start_local_server()
+print(server.server_process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_runs_started_together_on_a_fresh_prefect_home_start_cleanly_and_sigkill_leaves_no_server(
+    tmp_path: Path,
+) -> None:
+    """Two processes set up one fresh PREFECT_HOME at once (Prefect alone: "duplicate column name"); then
+    SIGKILL, which runs no atexit handler, must not leave their temporary API servers running."""
+    import signal
+    import time
+
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SERVER_CHILD, str(home)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    servers = []
+    try:
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line.strip().isdigit(), child.stderr.read() if child.stderr else ""
+            servers.append(int(line))
+        assert home.stat().st_mode & 0o777 == 0o700
+    finally:
+        for child in children:
+            child.send_signal(signal.SIGKILL)
+            child.communicate(timeout=30)
+    end = time.monotonic() + 30
+    while any(alive(pid) for pid in servers) and time.monotonic() < end:
+        time.sleep(0.2)
+    assert not [pid for pid in servers if alive(pid)]

@@ -39,7 +39,40 @@ def test_template_example_loads_with_documented_defaults() -> None:
     assert template.dem == defaults.dem
     assert template.isce2 == defaults.isce2
     assert template.cleanup == defaults.cleanup
-    assert template.storage.cube_path == Path("offset-cube-output/cube.zarr").absolute()
+    assert template.storage.cube_path == ROOT / "examples" / "offset-cube-output" / "cube.zarr"  # beside the file
+
+
+def test_paths_in_a_job_file_are_relative_to_its_folder_and_flags_to_the_current_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.cli.jobs import build_job
+
+    folder = tmp_path / "jobs"
+    (folder / "catalog").mkdir(parents=True)
+    (folder / "area.geojson").write_text(
+        json.dumps({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]})
+    )
+    (folder / "dem.tif").write_bytes(b"")  # only its existence is checked when the job is read
+    config = folder / "job.yaml"
+    config.write_text(
+        "area: area.geojson\nstart: 2020-01-01\nsearch: local:catalog\n"
+        "storage: {out: out, orbit_cache: ../orbits}\ndem: dem.tif\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "mine").mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    from_file = load_job(config)
+    assert from_file.storage.out == folder / "out" and from_file.storage.orbit_dir.resolve() == tmp_path / "orbits"
+    assert str(from_file.search) == f"local:{folder / 'catalog'}" and from_file.dem.path == folder / "dem.tif"
+    assert from_file.area.startswith("POLYGON ((0 0")
+    with_flags = build_job(config, search="local:mine", out=Path("results"))
+    assert str(with_flags.search) == f"local:{elsewhere / 'mine'}" and with_flags.storage.out == elsewhere / "results"
+    assert with_flags.storage.orbit_dir.resolve() == tmp_path / "orbits"
+    tiles = load_job(config, {"dem": {"tiles_url": "mirror/glo30", "geoid_url": "mirror/geoid.tif"}})
+    assert tiles.dem.tiles_url == (folder / "mirror" / "glo30").as_uri()
+    assert tiles.dem.geoid_url == (folder / "mirror" / "geoid.tif").as_uri()
+    with pytest.raises(ConfigError, match="'ftp://host/x' is not an http"):
+        load_job(config, {"dem": {"tiles_url": "ftp://host/x"}})
 
 
 def test_job_round_trips_through_json_as_a_flow_parameter() -> None:

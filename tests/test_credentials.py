@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,11 @@ from offset_cube.credentials import (
     AuthenticationError,
     MissingCredentialsError,
     credentials_from_value,
+    keeps_secrets_out,
     resolve_cdse_credentials,
     resolve_earthdata_credentials,
 )
+from offset_cube.errors import DownloadError
 
 PASSWORD = "pw-from-somewhere-1234"
 
@@ -88,6 +91,39 @@ def test_repr_and_messages_never_show_secrets() -> None:
     found = credentials_from_value({"username": "me", "password": PASSWORD}, "block")
     assert PASSWORD not in repr(found) and PASSWORD not in str(found)
     assert found.redact(f"server echoed {PASSWORD}") == "server echoed ***"
+    basic = base64.b64encode(f"me:{PASSWORD}".encode()).decode()
+    assert found.redact(f"you sent me:{PASSWORD} as Basic {basic}") == "you sent *** as Basic ***"
+    assert found.redact("header Authorization: Bearer abc.DEF-123") == "header Authorization: Bearer ***"
+
+
+@pytest.mark.parametrize("kind", ["project error chained to the requests error", "foreign error"])
+def test_errors_leaving_code_that_holds_a_login_carry_no_chain_and_pickle_clean(kind: str) -> None:
+    """Prefect pickles a failed task's exception; with tblib's pickling support (installed by dask) the pickle
+    holds ``__cause__``, ``__context__`` and the traceback: none may lead to the request with its header."""
+    import cloudpickle
+    import requests
+    from tblib import pickling_support
+
+    basic = base64.b64encode(f"me:{PASSWORD}".encode()).decode()
+    request = requests.Request("GET", "http://127.0.0.1/", headers={"Authorization": f"Basic {basic}"}).prepare()
+
+    @keeps_secrets_out(DownloadError)
+    def fetch() -> None:
+        try:
+            raise requests.HTTPError(f"401 for Basic {basic}", request=request)
+        except requests.HTTPError as err:
+            if kind == "foreign error":
+                raise
+            raise DownloadError("refused (HTTP 401)") from err
+
+    with pytest.raises(DownloadError) as caught:
+        fetch()
+    err = caught.value
+    assert err.__cause__ is None and err.__context__ is None
+    assert "HTTPError" in str(err) if kind == "foreign error" else str(err) == "refused (HTTP 401)"
+    pickling_support.install(err)
+    blob = cloudpickle.dumps(err)
+    assert basic.encode() not in blob and PASSWORD.encode() not in blob
 
 
 def test_broken_netrc_is_reported_without_its_content(tmp_path: Path) -> None:

@@ -30,8 +30,12 @@ def doubles(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_flow_builds_products_quicklooks_cube_and_summary(catalog_job: JobConfig) -> None:
-    state = pipeline.flow_for(catalog_job)(catalog_job, return_state=True)
+    with_composites = catalog_job.model_copy(update={"composites": ["month"]})
+    state = pipeline.flow_for(with_composites)(with_composites, return_state=True)
     assert state.is_completed(), state.message
+    with xr.open_zarr(catalog_job.storage.out / "composites-month.zarr") as months:
+        assert [str(v) for v in months["period_label"].values] == ["2020-01", "2020-02"]
+        assert int(months["count"].isel(time=0).max()) == 3  # all three pairs touch January
     out = catalog_job.storage.out
     cube = catalog_job.storage.cube_path
     assert existing_pair_ids(cube) == set(PAIRS)
@@ -50,7 +54,8 @@ def test_flow_builds_products_quicklooks_cube_and_summary(catalog_job: JobConfig
         first_update = ds.attrs["date_updated"]
 
     again = pipeline.flow_for(catalog_job)(catalog_job, return_state=True)
-    assert again.is_completed() and "all 3 pair(s) are already in the cube" in again.result().message
+    assert again.is_completed() and again.message == "no new pairs: all 3 pair(s) are already in the cube"
+    assert again.result().message == again.message
 
     replace = catalog_job.model_copy(update={"product": catalog_job.product.model_copy(update={"replace": True})})
     redo = pipeline.flow_for(replace)(replace, return_state=True)
@@ -72,3 +77,22 @@ def cube_summary_artifact() -> str:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["cube-summary"])))
     assert found, "no cube-summary artifact"
     return str(max(found, key=lambda a: a.created or 0).data)
+
+
+def test_pairs_without_valid_cells_are_skipped_with_the_reason_and_never_become_layers(
+    catalog_job: JobConfig,
+) -> None:
+    """An engine result with no usable offset (here every SNR is below the threshold; in the field a search
+    window larger than the radar image over the area) gives an empty product: skipped, never a layer."""
+    product = catalog_job.product.model_copy(update={"snr_threshold": 100.0})
+    job = catalog_job.model_copy(update={"product": product})
+
+    state = pipeline.flow_for(job)(job, return_state=True)
+
+    assert state.is_completed(), state.message
+    message = state.message or ""
+    assert "0 pair(s) completed, 0 failed, 0 deferred, 3 skipped" in message
+    assert message.count("0.00 % of the area's cells are valid, below product.min_coverage_pct = 1 %") == 3
+    assert [o.status for o in state.result().outcomes] == ["skipped"] * 3
+    assert existing_pair_ids(job.storage.cube_path) == set()
+    assert not job.storage.cube_path.exists()

@@ -84,7 +84,7 @@ def test_inspect_exports_one_layer_or_the_whole_cube(tmp_path: Path, cube: tuple
         runner.invoke(app, ["inspect", str(path), "--to", "geotiff", "--layer", pair_a, "-o", str(tif)]).exit_code == 0
     )
     with rasterio.open(tif) as src:
-        assert src.count == 6 and src.crs.to_epsg() == 3031 and src.descriptions[0] == "vx (meter/year)"
+        assert src.count == 9 and src.crs.to_epsg() == 3031 and src.descriptions[0] == "vx (meter/year)"  # + 3 errors
         assert src.tags()["pair_id"] == pair_a and src.transform.a == 120.0
         assert np.array_equal(src.read(1), read_product(products["A"])["vx"].values, equal_nan=True)
     folder = tmp_path / "tifs"

@@ -165,8 +165,10 @@ def test_new_versions_link_unchanged_chunks_and_old_versions_are_pruned(
     assert cube.resolve() == second.version
     for name in ("E", "F"):
         insert(cube, [products[name]])
-    versions = sorted(p.name for p in versions_dir(cube).iterdir())
+    versions = sorted(p.name for p in versions_dir(cube).iterdir() if p.is_dir())
     assert len(versions) == KEEP_PREVIOUS_VERSIONS + 1 and cube.resolve().name == versions[-1]
+    records = sorted(p.name for p in versions_dir(cube).glob("*.integrity.json"))
+    assert records == [f"{v}.integrity.json" for v in versions]  # pruned versions' records went with them
 
 
 def test_a_job_that_disagrees_with_the_cube_is_refused(tmp_path: Path, products: dict[str, Path]) -> None:
@@ -216,3 +218,65 @@ def test_without_syncfs_each_written_file_and_folder_is_fsynced(
     inside = {"/".join(p.parts[depth:]) for p in synced if len(p.parts) > depth}
     assert {"vx/c/1/0/0", "vx/c/0/0", "vx/zarr.json", "zarr.json"} <= inside
     assert "vx/c/0/0/0" not in inside  # a linked chunk: durable since the previous version
+
+
+def test_integrity_record_survives_inserts_and_names_a_deleted_chunk_which_stops_the_next_insert(
+    tmp_path: Path, products: dict[str, Path]
+) -> None:
+    """Zarr reads a missing chunk as NaN: without the record the cube looked whole, and the next insert copied
+    the NaNs into the new version."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+    from offset_cube.cube import integrity
+
+    cube = tmp_path / "cube.zarr"
+    for batch in (["C", "D"], ["A"], ["E"]):  # appends and a backfill: linked, carried and rewritten chunks
+        insert(cube, [products[n] for n in batch])
+    version = cube.resolve()
+    with open_cube(cube) as ds:
+        ids = [str(p) for p in ds["pair_id"].values]  # layer order (by mid_date)
+    assert sorted(ids) == sorted(pair_of(products, n) for n in "ACDE")
+    intact = integrity.verify(version, ids)
+    assert intact.ok and intact.has_record, intact.describe(ids, 2)
+    record = integrity.read_record(version)
+    assert record is not None
+    assert record["layers"][ids[0]]["vx"] == int(np.isfinite(layer(cube, ids[0])).sum()) > 0
+
+    chunk = sorted(p for p in (version / "vx" / "c" / "1").rglob("*") if p.is_file())[0]  # layers 2 and 3
+    name = chunk.relative_to(version).as_posix()
+    chunk.unlink()
+
+    found = integrity.verify(version, ids)
+    assert found.missing_files == [name]
+    assert sorted(found.damaged_layers) == sorted(ids[2:])  # fewer valid vx cells than recorded
+    assert all("vx:" in what[0] for what in found.damaged_layers.values())
+    with pytest.raises(CubeError, match="damaged") as caught:
+        insert(cube, [products["B"]])
+    assert name in str(caught.value) and f"layers {ids[2]}..{ids[3]}" in str(caught.value)
+    assert cube.resolve() == version  # nothing built on top of the damage
+
+    result = CliRunner().invoke(app, ["inspect", str(cube), "--verify"])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0] and ids[3] in lines[0]
+    plain = CliRunner().invoke(app, ["inspect", str(cube)])
+    assert plain.exit_code == 0 and f"warning: {cube}" in plain.stderr and name in plain.stderr
+
+
+def test_verify_finds_a_chunk_changed_in_place(tmp_path: Path, products: dict[str, Path]) -> None:
+    from offset_cube.cube import integrity
+
+    cube = tmp_path / "cube.zarr"
+    insert(cube, [products["A"], products["B"]])
+    version = cube.resolve()
+    chunk = sorted(p for p in (version / "v" / "c").rglob("*") if p.is_file())[0]
+    data = bytearray(chunk.read_bytes())
+    data[-1] ^= 0xFF  # same size: only the digest tells
+    chunk.write_bytes(bytes(data))
+    ids = [pair_of(products, n) for n in "AB"]
+    assert integrity.damage(version).ok
+    found = integrity.verify(version, ids)
+    assert found.changed_files == [chunk.relative_to(version).as_posix()]
+    assert sorted(found.damaged_layers) == sorted(ids)  # one time chunk holds both layers: neither decodes
+    assert all("unreadable" in what[0] for what in found.damaged_layers.values())

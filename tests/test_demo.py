@@ -104,7 +104,16 @@ def test_demo_runs_the_flow_and_matches_the_truth(prefect_harness: None, tmp_pat
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert "using the simulated stack" in again.output
+    assert "run:        no new pairs: all 2 pair(s) are already in the cube" in again.stdout
     assert xr.open_zarr(out / "cube.zarr").sizes["mid_date"] == 2
+    assert xr.open_zarr(out / "dem-none" / "cube.zarr").sizes["mid_date"] == 2
+    # job.yaml and simulation.json name no absolute path: the folder moves, and its job still finds all of it
+    assert str(tmp_path) not in (out / "job.yaml").read_text() + (out / "simulation.json").read_text()
+    moved = out.rename(tmp_path / "moved")
+    plan = runner.invoke(app, ["plan", "--config", str(moved / "job.yaml"), "--json"])
+    assert plan.exit_code == 0, plan.output
+    assert json.loads(plan.stdout) == [] and "all 2 pair(s) are already in the cube" in plan.stderr
     flat = [line for line in again.output.splitlines() if line.startswith("dem none geolocation:")]
     assert len(flat) == 2 and all(worst_m(line) > 300 for line in flat), flat
-    assert xr.open_zarr(out / "dem-none" / "cube.zarr").sizes["mid_date"] == 2
+    dem_none = runner.invoke(app, ["plan", "--config", str(moved / "dem-none" / "job.yaml"), "--json"])
+    assert dem_none.exit_code == 0 and json.loads(dem_none.stdout) == [], dem_none.output

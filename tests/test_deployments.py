@@ -69,6 +69,9 @@ def test_monitor_window_starts_at_the_latest_acquisition_minus_lookback(tmp_path
     scoped, latest = monitor_window(job)
     assert latest == dt.datetime(2021, 1, 13, 5, 0, 0, tzinfo=dt.UTC)
     assert scoped.start == dt.date(2020, 12, 14)  # 30 days of look-back
+    network = job.model_copy(update={"pairing": "network", "max_gap_days": 48})
+    scoped, _ = monitor_window(network)
+    assert scoped.start == dt.date(2020, 11, 26)  # a new date pairs with dates up to 48 days before it
 
 
 @pytest.mark.flow
@@ -135,3 +138,38 @@ def test_prefect_deploy_registers_both_deployments_with_their_schedule(tmp_path:
     assert [s.schedule.cron for s in monitor.schedules] == ["0 6 * * *"]  # type: ignore[union-attr]
     assert monitor.parameters["job"]["name"] == "shirase"
     assert backfill.parameters["start"] is None
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_harness")
+def test_serve_registers_the_deployment_names_the_readme_runs(tmp_path: Path) -> None:
+    """``offset-cube serve``'s deployments, registered on the test server, have prefect.yaml's names, the ones
+    README's ``prefect deployment run offset-cube-backfill/backfill`` uses; the monitor runs on monitor.cron."""
+    from prefect.client.orchestration import get_client
+
+    from flows.cli.serve import served_deployments
+
+    job = load_job(
+        None,
+        {
+            "name": "served",
+            "area": "POLYGON((0 0,1 0,1 1,0 1,0 0))",
+            "start": "2020-01-01",
+            "storage.out": str(tmp_path),
+        },
+    )
+    job = job.model_copy(update={"monitor": job.monitor.model_copy(update={"cron": "15 */6 * * *"})})
+    deployments = served_deployments(job)
+    for deployment in deployments:
+        deployment.apply()
+    readme = (ROOT / "README.md").read_text()
+    spec = yaml.safe_load(PREFECT_YAML.read_text())
+    with get_client(sync_client=True) as client:
+        for deployment, in_yaml in zip(deployments, spec["deployments"], strict=True):
+            registered = client.read_deployment_by_name(deployment.full_name)
+            assert deployment.full_name.endswith(f"/{in_yaml['name']}")
+            assert registered.parameters["job"]["name"] == "served"
+        monitor = client.read_deployment_by_name("offset-cube-monitor/monitor")
+        client.read_deployment_by_name("offset-cube-backfill/backfill")
+    assert [s.schedule.cron for s in monitor.schedules] == ["15 */6 * * *"]  # type: ignore[union-attr]
+    assert "prefect deployment run offset-cube-backfill/backfill" in readme

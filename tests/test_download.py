@@ -20,9 +20,11 @@ import pytest
 from pydantic import SecretStr
 
 from offset_cube import download
-from offset_cube.credentials import Credentials
+from offset_cube.credentials import Credentials, credentials_from_netrc
 from offset_cube.download import (
+    TransferLimits,
     cached_scene,
+    check_login,
     download_scene_file,
     needs_download,
     open_session,
@@ -79,6 +81,38 @@ def test_login_is_not_passed_on_from_the_login_host_to_trusted_asf_hosts(fake: F
     download_scene_file(scene, tmp_path, session)
     assert len(fake.logins) == 1
     assert fake.authorization_seen_by_data_host == []
+
+
+def test_netrc_default_entry_goes_to_the_login_host_only(
+    fake: FakeAsf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``requests`` would send a ``.netrc`` ``default`` login to every host (here the data host, which with a
+    ``file:`` export could be any host); the session must send it to the Earthdata login host only."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"default login {fake.username} password {fake.password}\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    found = credentials_from_netrc(netrc, "localhost")
+    assert found is not None and found.source == f"{netrc} (default entry, used for localhost only)"
+
+    path = download_scene_file(fake.scene(), tmp_path, session_for(fake, found))
+
+    assert path.is_file()
+    assert fake.authorization_seen_by_data_host == []
+    assert len(fake.logins) == 1
+
+
+def test_login_check_asks_the_login_host_once_and_moves_no_data(fake: FakeAsf, tmp_path: Path) -> None:
+    scene = fake.scene()
+    assert check_login(scene, session_for(fake)) is True
+    wrong = "wrong-PASSWORD-xyz"
+    with pytest.raises(AuthenticationError, match="HTTP 401") as caught:
+        check_login(scene, session_for(fake, login(fake, wrong)))
+    assert wrong not in str(caught.value) and caught.value.__context__ is None
+    token = Credentials(source="test", token=SecretStr(fake.token))
+    assert check_login(scene, session_for(fake, token)) is False  # a token is checked by the download itself
+    assert len(fake.logins) == 2
+    assert sum(fake.downloads_started.values()) == 0
 
 
 def test_bearer_token_is_accepted(fake: FakeAsf, tmp_path: Path) -> None:
@@ -142,6 +176,31 @@ def test_stalled_transfer_ends_by_timeout(fake: FakeAsf, tmp_path: Path) -> None
     with pytest.raises(TransientDownloadError, match="stalled"):
         download_scene_file(scene, tmp_path, session_for(fake, timeout_s=0.5))
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (TransferLimits(deadline_s=2.0), "still running at its deadline of 2 s"),
+        (TransferLimits(min_rate_bytes_per_s=1000, window_s=1.5), "below download.min_rate_bytes_per_s = 1000"),
+    ],
+)
+def test_trickling_server_is_cut_off_in_time_with_a_retryable_error(
+    fake: FakeAsf, tmp_path: Path, limits: TransferLimits, expected: str
+) -> None:
+    """A server sending 1 byte/s never trips the socket timeout (10 s here); the deadline or the minimum rate
+    ends the transfer, with an error that names the scene and the rate and is retried."""
+    scene = fake.scene()
+    fake.failures[scene.file_name].append("trickle")
+    session = open_session(login(fake), timeout_s=10.0, edl_host="localhost", limits=limits)
+    started = time.monotonic()
+    with pytest.raises(TransientDownloadError) as caught:
+        download_scene_file(scene, tmp_path, session)
+    assert time.monotonic() - started < 8.0  # the limit (2 s or 1.5 s) and a poll, far below the 10 s timeout
+    message = str(caught.value)
+    assert message.startswith(scene.product_id) and expected in message and "B/s" in message
+    assert caught.value.transient
+    assert leftovers(tmp_path) == [] and not (tmp_path / scene.file_name).exists()
 
 
 def test_login_web_page_instead_of_zip_is_an_authentication_error(fake: FakeAsf, tmp_path: Path) -> None:

@@ -267,7 +267,7 @@ def test_credentials_never_appear_in_logs_artifacts_parameters_or_files(
         login_job = make_job(tmp_path, export, orbits.url, download={"earthdata_secret": "edl-login-test"})
         with_login = run(login_job)
         assert with_login.is_completed(), with_login.message
-        assert len(fake.logins) == 3  # basic auth went to the login host, once per scene
+        assert len(fake.logins) == 4  # basic auth went to the login host: the check, then once per scene
 
         wrong_token = "refused-TOKEN-value-42"
         monkeypatch.setenv("EARTHDATA_TOKEN", wrong_token)
@@ -300,3 +300,73 @@ def test_credentials_commands_store_a_secret_block_and_name_the_source_without_s
     assert "CLI-secret-pw" not in checked.output
     missing = runner.invoke(app, ["credentials", "check", "--secret", "no-such-block"], env={"HOME": str(tmp_path)})
     assert missing.exit_code == 2 and "'no-such-block' was not found" in missing.output
+
+
+def _prefect_database_bytes() -> bytes:
+    """The test server's SQLite database (and its write-ahead log), as stored on disk."""
+    from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
+
+    database = Path(str(PREFECT_SERVER_DATABASE_CONNECTION_URL.value()).split(":///", 1)[1])
+    return b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*") if p.is_file())
+
+
+def _decoded_result_files(folder: Path) -> list[bytes]:
+    """Every Prefect result file under ``folder`` decoded: the pickle inside its JSON record (pickle keeps
+    text as UTF-8, so a secret anywhere in the pickled exception shows up in these bytes)."""
+    import base64
+
+    decoded = []
+    for path in folder.rglob("*"):
+        if path.is_file():
+            decoded.append(base64.b64decode(json.loads(path.read_bytes())["result"]))
+    return decoded
+
+
+@pytest.mark.parametrize(
+    ("case", "echo"),
+    [(case, echo) for case in ("refused login", "server error after login") for echo in (False, True)],
+)
+def test_no_password_in_any_file_result_or_database_after_a_failed_download(
+    servers: tuple[FakeAsf, FakeOrbitServer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, echo: bool
+) -> None:
+    """Acceptance (issue 12): after a 401, a 5xx after login, and with a server that echoes what it was sent,
+    neither the password nor base64(user:password) is in any file the run wrote, any decoded Prefect result,
+    the logs, or the Prefect database."""
+    import base64
+    import uuid
+
+    fake, orbits = servers
+    fake.echo = echo
+    fake.password = f"pw-{uuid.uuid4().hex}"  # unique: the shared test database holds other tests' Secret blocks
+    export, products = publish_stack(fake, tmp_path, dates=2)
+    password = fake.password if case == "server error after login" else f"refused-{uuid.uuid4().hex}"
+    if case == "server error after login":
+        fake.failures[f"{products[0]}.zip"].extend(["500"] * 3)
+    monkeypatch.setenv("EARTHDATA_USERNAME", fake.username)
+    monkeypatch.setenv("EARTHDATA_PASSWORD", password)
+    records: list[logging.LogRecord] = []
+    handler = _ListHandler(records)
+    for name in ("", "prefect"):
+        logging.getLogger(name).addHandler(handler)
+    try:
+        state = run(make_job(tmp_path, export, orbits.url))
+    finally:
+        for name in ("", "prefect"):
+            logging.getLogger(name).removeHandler(handler)
+
+    assert state.is_failed()
+    assert ("HTTP 401" if case == "refused login" else "HTTP 500") in (state.message or "")
+    if case == "refused login":  # refused once, before any download: not once per scene
+        assert len(fake.logins) == 1 and sum(fake.downloads_started.values()) == 0
+        assert (state.message or "").count("HTTP 401") == 1
+    results = tmp_path / "out" / ".prefect-results"
+    decoded = _decoded_result_files(results) if results.exists() else []
+    if case == "server error after login":
+        assert results.stat().st_mode & 0o777 == 0o700  # results are private to the user
+        assert decoded  # the failed download's exception was persisted, and decoded here
+    said = _everything_said(state.state_details.flow_run_id, records, [tmp_path]).encode("latin-1", "replace")
+    haystack = b"\n".join([said, *decoded, _prefect_database_bytes(), (state.message or "").encode()])
+    assert products[0].encode() in haystack
+    basic = base64.b64encode(f"{fake.username}:{password}".encode())
+    assert password.encode() not in haystack
+    assert basic not in haystack

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -106,6 +107,66 @@ def test_cancelling_the_flow_run_kills_topsapp(prefect_harness: None, tmp_path: 
         child.kill()
         child.wait(timeout=30)
         kill_stand_in(pair_dir)
+
+
+def test_a_pair_that_gets_the_engine_slot_while_the_run_is_cancelling_starts_no_topsapp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slot comes free because the pair holding it was stopped: the waiting pair must not start a fresh
+    topsApp. The task runner's cancel event (what ``_cancel_requested`` reads) is set, as on SIGTERM."""
+    import contextlib
+    import threading
+
+    import tasks.engine as engine_tasks
+    from offset_cube.isce2.topsapp import TopsAppStopped
+
+    job = isce2_job(tmp_path)
+    inputs = bc_inputs(job)
+    render_pair_inputs(inputs, job)
+    cancel = threading.Event()
+    monkeypatch.setattr(engine_tasks, "_cancel_requested", lambda: cancel.is_set)
+    monkeypatch.setattr(engine_tasks, "engine_slot", lambda _job: contextlib.nullcontext())
+    monkeypatch.setenv("FAKE_TOPSAPP_MODE", "hang")
+    cancel.set()
+    with pytest.raises(TopsAppStopped, match="not started: the run is being cancelled"):
+        engine_tasks._limited_run(inputs, job)
+    assert not (inputs.pair_dir / "fake_topsapp_pids.json").exists()  # the stand-in never ran
+    assert not (inputs.pair_dir / "topsApp.log").exists()
+
+
+def test_two_runs_on_one_pair_compute_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two engine task runs of the same pair at once (two runs on one cube): the second waits on the pair's
+    claim and reuses the first one's result. Without the claim both compute: the engine double holds the
+    first call open for up to 2 s to let a second call in."""
+    import contextlib
+    import threading
+
+    import tasks.engine as engine_tasks
+    from tests.test_flow import _engine_double
+
+    job = isce2_job(tmp_path)
+    inputs = bc_inputs(job)
+    calls: list[str] = []
+    second_call = threading.Event()
+
+    def engine(inputs_: Any, job_: Any) -> Path:
+        calls.append(inputs_.pair.pair_id)
+        if len(calls) == 1:
+            second_call.wait(timeout=2.0)
+        else:
+            second_call.set()
+        return _engine_double(inputs_, job_)
+
+    monkeypatch.setattr(engine_tasks, "_run_isce2", engine)
+    monkeypatch.setattr(engine_tasks, "engine_slot", lambda _job: contextlib.nullcontext())
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(engine_tasks.run_engine.fn(inputs, job))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert calls == [PAIR_ID] and len(results) == 2 and results[0] == results[1]
+    assert (results[0] / "zarr.json").is_file()
 
 
 def test_cancellation_hook_kills_recorded_groups_from_another_process(

@@ -37,11 +37,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def demo_job(stack: dict[str, Any], out: Path, **fields: Any) -> JobConfig:
     from offset_cube.simulate.demo import demo_job as make
 
-    raw = make(stack["doc"], stack["dir"])
-    raw["storage"] = {"out": str(out), "orbit_cache": str(stack["dir"] / "orbits")}
+    raw = make(stack["doc"])  # paths relative to the stack's folder
+    raw["storage"] = {"out": str(out), "orbit_cache": "orbits"}
     for key, value in fields.items():
         raw[key] = {**raw.get(key, {}), **value} if isinstance(value, dict) else value
-    return job_from_dict(raw)
+    return job_from_dict(raw, base=stack["dir"])
 
 
 def cube_arrays(path: Path) -> dict[str, np.ndarray]:

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from offset_cube.config import JobConfig, load_job
+from offset_cube.download import releasable_scenes
+from offset_cube.errors import ConfigError
 from offset_cube.planning import make_acquisitions, plan_pairs, required_search_px, search_window
 from offset_cube.scenes import Scene
 from offset_cube.search import read_search_export, search_scenes
@@ -167,3 +169,82 @@ def test_slices_of_one_datatake_stay_together_across_midnight() -> None:
     acquisitions = make_acquisitions([before, after, later])
     assert [len(a.scenes) for a in acquisitions] == [2, 1]
     assert acquisitions[0].date == dt.date(2020, 1, 1)
+
+
+def test_network_pairs_each_date_with_up_to_three_later_dates_within_the_gap(stack_scenes: list[Scene]) -> None:
+    """Counts per gap from the export's 170 dates: each date with its next 3 dates, kept when ≤ 36 days apart.
+
+    12-day pairs: 139 consecutive + 3 across two 6-day S1A/S1B steps; 36-day pairs: the third neighbour where
+    the cycle was regular. The 48- and 72-day steps have no partner within the gap and are skipped as before.
+    """
+    plan = plan_pairs(stack_job(pairing="network", max_gap_days=36, max_neighbours=3), stack_scenes)
+    gaps = Counter(round(p.dt_days) for p in plan.pairs)
+    assert gaps == {6: 4, 12: 142, 18: 5, 24: 160, 30: 3, 36: 135}
+    assert len(plan.pairs) == 449
+    assert sorted(round(s.pair.dt_days) for s in plan.skipped) == [48, 72]
+    order = {a.date: i for i, a in enumerate(plan.acquisitions)}
+    partners = Counter(p.reference.date for p in plan.pairs)
+    assert max(partners.values()) == 3
+    for pair in plan.pairs:
+        assert pair.reference.track == pair.secondary.track == 13
+        assert pair.reference.direction == pair.secondary.direction
+        assert 1 <= order[pair.secondary.date] - order[pair.reference.date] <= 3
+        assert pair.dt_days <= 36.5
+    assert len({p.pair_id for p in plan.pairs}) == len(plan.pairs)
+    # every consecutive pair is in the network, so consecutive-only cubes can be extended to a network
+    consecutive = {p.pair_id for p in plan_pairs(stack_job(max_gap_days=36), stack_scenes).pairs}
+    assert consecutive <= {p.pair_id for p in plan.pairs}
+    # each scene is downloaded once however many pairs use it
+    scenes = plan.scenes()
+    assert len(scenes) == 176 == len({s.product_id for s in scenes})
+
+
+def test_network_pairs_are_idempotent_against_the_cube(stack_scenes: list[Scene]) -> None:
+    job = stack_job(pairing="network", max_gap_days=36, max_neighbours=3)
+    full = plan_pairs(job, stack_scenes)
+    done = {p.pair_id for p in full.pairs[:100]}
+    again = plan_pairs(job, stack_scenes, existing=done)
+    assert set(again.already_done) == done
+    assert {p.pair_id for p in again.pairs} == {p.pair_id for p in full.pairs} - done
+
+
+def test_network_never_crosses_tracks(tmp_path: Path) -> None:
+    stack = json.loads(STACK.read_text())
+    fairbanks = json.loads(FAIRBANKS.read_text())
+    mixed = tmp_path / "mixed.geojson"
+    mixed.write_text(json.dumps({"type": "FeatureCollection", "features": stack["features"] + fairbanks["features"]}))
+    job = stack_job(
+        search=f"file:{mixed}",
+        area="POLYGON((-150 54,-119 54,-119 66,-150 66,-150 54))",
+        pairing="network",
+        max_gap_days=36,
+    )
+    plan = plan_pairs(job, search_scenes(job))
+    t94 = [(p.reference.date.isoformat(), p.secondary.date.isoformat()) for p in plan.pairs if p.track == 94]
+    assert t94 == [("2021-01-02", "2021-01-14"), ("2021-01-02", "2021-01-26"), ("2021-01-14", "2021-01-26")]
+    assert Counter(p.track for p in plan.pairs) == {13: 449, 94: 3}
+    assert all(p.reference.track == p.secondary.track for p in plan.pairs)
+
+
+def test_network_pairing_needs_a_gap_limit() -> None:
+    with pytest.raises(ConfigError, match="pairing 'network' needs max_gap_days"):
+        stack_job(pairing="network")
+    with pytest.raises(ConfigError, match="pairing"):
+        stack_job(pairing="all")
+    assert stack_job(pairing="network", max_gap_days=24).neighbours == 3
+    assert stack_job(max_neighbours=5).neighbours == 1  # consecutive pairing ignores it
+
+
+def test_scene_release_keeps_the_dates_the_next_run_pairs_with(stack_scenes: list[Scene]) -> None:
+    """A network pairs a new date with the newest max_neighbours dates: their zips must survive the run."""
+    scenes = [s.model_copy(update={"local_path": None}) for s in stack_scenes[:12]]
+    job = stack_job(pairing="network", max_gap_days=36, max_neighbours=3)
+    plan = plan_pairs(job, scenes)
+    newest_three = {s.product_id for a in plan.acquisitions[-3:] for s in a.scenes}
+    released = {scene.product_id: pair_ids for scene, pair_ids in releasable_scenes(plan, keep_newest=3)}
+    assert not newest_three & set(released)
+    assert len(released) == len({s.product_id for s in plan.scenes()}) - len(newest_three)
+    first = plan.acquisitions[0].scenes[0].product_id
+    assert sorted(released[first]) == sorted(p.pair_id for p in plan.pairs if p.reference == plan.acquisitions[0])
+    consecutive = {scene.product_id for scene, _ in releasable_scenes(plan_pairs(stack_job(), scenes))}
+    assert consecutive == {s.product_id for s in plan.scenes()} - {s.product_id for s in plan.acquisitions[-1].scenes}

@@ -111,6 +111,7 @@ def test_npy_and_geotiff_inputs_with_gross_offset(tmp_path: Path) -> None:
         ({"--backend": "opencl"}, "backend 'opencl' is not one of"),
         ({"--out": "result.nc"}, "must name a Zarr store ending in .zarr"),
         ({"REF": "missing.npy"}, "input image missing.npy does not exist"),
+        ({"SEC": "cropped"}, "is 150 x 512 (lines x samples); co-registered images have the same shape"),
     ],
 )
 def test_bad_input_is_one_error_line_exit_2_nothing_written(
@@ -121,14 +122,15 @@ def test_bad_input_is_one_error_line_exit_2_nothing_written(
     ref, sec = constant_shift_pair((160, 512), (0.0, 0.0), seed=1)
     np.save(data / "ref.npy", np.abs(ref))
     np.save(data / "sec.npy", np.abs(sec))
+    np.save(data / "cropped.npy", np.abs(sec)[:150])  # a secondary on another grid: not co-registered
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     options = {"--window": "64x16", "--search": "20x8", "--skip": "32x16", "--out": "o.zarr", **change}
     reference = change.get("REF", str(data / "ref.npy"))
-    args = ["track", reference, str(data / "sec.npy")]
+    args = ["track", reference, str(data / f"{change.get('SEC', 'sec')}.npy")]
     for name, value in options.items():
-        if name != "REF":
+        if name not in ("REF", "SEC"):
             args += [name, value]
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output

@@ -6,6 +6,7 @@ Prefect process of ours is offline and uses a project-local ``PREFECT_HOME``.
 
 from __future__ import annotations
 
+from flows.cli import composite as _composite  # noqa: F401  (registers composite)
 from flows.cli import config as _config  # noqa: F401  (registers config)
 from flows.cli import credentials as _credentials  # noqa: F401  (registers credentials check/save-secret)
 from flows.cli import demo as _demo  # noqa: F401  (registers demo)

@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli.app import app, fail, user_errors
+from flows.cli.app import Typer, app, fail, user_errors
 
-credentials_app = typer.Typer(help="Earthdata credentials for scene downloads (never printed).", no_args_is_help=True)
+credentials_app = Typer(help="Earthdata credentials for scene downloads (never printed).", no_args_is_help=True)
 app.add_typer(credentials_app, name="credentials")
 
 SecretOpt = Annotated[

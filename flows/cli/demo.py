@@ -10,7 +10,7 @@ import typer
 import yaml
 
 from flows.cli.app import EXIT_FAILED, app, fail, user_errors
-from offset_cube.config import JobConfig, job_from_dict
+from offset_cube.config import JobConfig, load_job
 
 
 @app.command()
@@ -31,7 +31,7 @@ def demo(
 ) -> None:
     """Simulate a glacier stack in a valley (unless DIR holds one), run the real flow on it with the built-in
     engine and `dem: auto` (the simulator's terrain served as local GLO-30 tiles), and compare the cube and the
-    window positions with the truth. Needs no network and no credentials."""
+    window positions with the truth. A stack already in DIR is reused. Needs no network and no credentials."""
     from offset_cube.simulate import DEMO_TEMPLATE
     from offset_cube.simulate.demo import demo_job, describe, stack_description
     from offset_cube.simulate.stack import SimulationConfig, simulate_stack
@@ -49,7 +49,7 @@ def demo(
             doc = describe(stack)
         else:
             typer.echo(f"using the simulated stack in {out}")
-        job = _write_job(demo_job(doc, out), out)
+        job = _write_job(demo_job(doc), out)
     _run(job)
     typer.echo(f"cube:       {job.storage.cube_path}")
     typer.echo(f"truth:      {doc['truth']}")
@@ -58,9 +58,8 @@ def demo(
     _figures(doc, job, "")
     if compare and doc.get("relief", "flat") != "flat":
         with user_errors():
-            raw = demo_job(doc, out, dem="none")
+            raw = demo_job(doc, dem="none", stack="..")
             raw["name"] = "demo-dem-none"
-            raw["storage"] = {"out": str(out / "dem-none"), "orbit_cache": str(out / "orbits")}
             flat = _write_job(raw, out / "dem-none")
         typer.echo(f"the same stack with `dem: none` (constant {doc['height_m']:g} m), into {flat.storage.out} ...")
         _run(flat)
@@ -69,10 +68,11 @@ def demo(
 
 
 def _write_job(raw: dict[str, Any], folder: Path) -> JobConfig:
-    """Save the job as ``folder/job.yaml`` (to rerun or edit) and validate it."""
+    """Save the job as ``folder/job.yaml`` (to rerun or edit; its paths are relative to ``folder``) and load it."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "job.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return job_from_dict(raw, origin=str(folder / "job.yaml"))
+    header = "# The demo's job; paths are relative to this file's folder: offset-cube run --config <this file>\n"
+    (folder / "job.yaml").write_text(header + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return load_job(folder / "job.yaml")
 
 
 def _run(job: JobConfig) -> None:
@@ -81,6 +81,7 @@ def _run(job: JobConfig) -> None:
     state = run_flow(job)
     if state.is_failed() or state.is_crashed():
         raise fail(state.message or "the demo run failed", code=EXIT_FAILED)
+    typer.echo(f"run:        {state.message or 'done'}")
 
 
 def _figures(doc: dict[str, Any], job: JobConfig, prefix: str) -> None:

@@ -46,18 +46,27 @@ def build_job(
 ) -> JobConfig:
     """The job from ``config`` with the command-line flags applied on top (flags win)."""
     overrides: dict[str, Any] = {
-        "area": area,
+        "area": str(Path(area).expanduser().absolute()) if area and Path(area).expanduser().is_file() else area,
         "start": start,
         "end": end,
-        "search": search,
+        "search": _from_here(search),
         "engine": engine,
-        "storage.out": str(out) if out else None,
+        "storage.out": str(out.expanduser().absolute()) if out else None,
         **(extra or {}),
     }
     if config is None and area is None:
         raise fail("give a job file (--config job.yaml) or at least --area and --start")
     with user_errors():
         return load_job(config, overrides)
+
+
+def _from_here(search: str | None) -> str | None:
+    """A ``file:``/``local:`` flag's path made absolute against the current folder (a job file's paths are
+    relative to the file's folder)."""
+    kind, _, arg = (search or "").partition(":")
+    if kind in ("file", "local") and arg:
+        return f"{kind}:{Path(arg).expanduser().absolute()}"
+    return search
 
 
 def make_plan(job: JobConfig) -> Plan:
@@ -134,6 +143,8 @@ def run(
     """Run the job: every new pair into the cube, through the Prefect flow."""
     extra = {"product.replace": True if replace else None, "dem.source": dem}
     job = build_job(config, area, start, end, search, engine, out, extra=extra)
+    with user_errors():
+        job.storage.check_writable()  # before anything is written or run: a bad --out is one error line
     job = check_before_download(job, dry_run)
     if dry_run:
         folders = dry_run_folders(job, make_plan(job))
@@ -166,7 +177,10 @@ def nothing_to_run(job: JobConfig) -> str | None:
 def run_flow(job: JobConfig) -> Any:
     """Run the flow in this process with the job's task runner; return the final Prefect state."""
     from flows.pipeline import flow_for
+    from flows.runtime import start_local_server
     from offset_cube.progress import terminal_progress
+
+    start_local_server()  # under a lock, with a reaper: a SIGKILLed run leaves no server behind
 
     with terminal_progress(enabled=is_terminal()):  # a progress bar per download in a terminal
         return flow_for(job)(job, return_state=True)

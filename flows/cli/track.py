@@ -14,6 +14,7 @@ from offset_cube.errors import TrackingError
 from offset_cube.size import Size
 from offset_cube.track_files import close_image, open_image, write_isce_offsets, write_offsets_zarr
 from offset_cube.tracking import DEFAULT_OUTLIER_MAD_K, track_offsets
+from offset_cube.tracking.tracker import ArrayLike2D
 
 ImageArg = Annotated[Path, typer.Argument(help="ISCE raster (.slc/.bil or its .xml/.vrt), GeoTIFF or .npy.")]
 
@@ -35,6 +36,20 @@ def parse_gross(text: str) -> tuple[float, float]:
     except ValueError:
         raise fail(f"--gross-offset {text!r} is not AZ,RG in pixels (e.g. -2,5.5)") from None
     return azimuth, range_
+
+
+def _check_same_shape(images: list[ArrayLike2D], reference: Path, secondary: Path) -> None:
+    """Co-registered images share one grid: different shapes mean the inputs are not co-registered."""
+    ref_shape, sec_shape = tuple(images[0].shape), tuple(images[1].shape)
+    if ref_shape != sec_shape:
+        raise TrackingError(
+            f"{reference} is {_size(ref_shape)} but {secondary} is {_size(sec_shape)}; co-registered images have "
+            "the same shape (resample the secondary onto the reference grid first)"
+        )
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return " x ".join(str(n) for n in shape) + " (lines x samples)"
 
 
 @app.command()
@@ -72,6 +87,7 @@ def track(
             raise TrackingError(f"--out {out} must name a Zarr store ending in .zarr")
         images = [open_image(reference), open_image(secondary)]
         try:
+            _check_same_shape(images, reference, secondary)
             started = time.perf_counter()
             ds = track_offsets(
                 images[0],

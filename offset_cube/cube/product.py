@@ -19,6 +19,10 @@ Steps:
    are left out, and cells in no triangle stay empty. ``azimuth_offset``, ``range_offset`` and ``snr`` are
    interpolated from every measured point, so the cube shows what was measured where ``vx`` was masked.
 5. **Record** ``valid`` (1/0) and ``invalid_reason`` per cell (the worst code of its triangle's vertices).
+6. **Errors** (:mod:`offset_cube.cube.uncertainty`): the stable-surface shift is removed from ``vx``, ``vy`` and
+   the layer's ``vx_error``, ``vy_error``, ``stable_count`` become attributes; ``v_error`` and the per-cell
+   ``vx_error_cell``, ``vy_error_cell`` (tracker covariance, interpolated like ``vx``, scaled to the stable
+   ground) become variables.
 """
 
 from __future__ import annotations
@@ -41,7 +45,15 @@ from offset_cube.config import ProductConfig
 from offset_cube.conventions import MAP_VARIABLES, X_ATTRS, Y_ATTRS, PairRecord
 from offset_cube.cube.grid import CubeGrid, from_lonlat, to_lonlat
 from offset_cube.cube.stats import local_median_mad
-from offset_cube.cube.velocity import velocity_from_result
+from offset_cube.cube.uncertainty import (
+    FLAG_NOT_APPLIED,
+    StableSurface,
+    cell_errors,
+    speed_error,
+    stable_surface,
+    tracker_velocity_sigma,
+)
+from offset_cube.cube.velocity import offsets_to_velocity, velocity_from_result
 from offset_cube.cube.zarrio import iso_utc, open_dataset, parse_utc, write_dataset
 from offset_cube.errors import CubeError
 from offset_cube.result import read_pair_result
@@ -58,6 +70,8 @@ MIN_WINDOW_VALUES = 3
 
 #: Float variables of a product and the cube: their CF attributes.
 VARIABLES: dict[str, dict[str, str]] = {name: c.attrs() for name, c in MAP_VARIABLES.items()}
+#: Per-cell error variables, absent from products made before they existed (read as NaN).
+ERROR_VARIABLES = ("v_error", "vx_error_cell", "vy_error_cell")
 
 
 class Reason(IntEnum):
@@ -101,11 +115,27 @@ def make_pair_product(
         "range_offset": crop["range_offset"].values,
         "snr": crop["snr"].values,
     }
+    sigma = _tracker_sigma(crop, grid)
+    if sigma is not None:
+        fields["sigma_vx"], fields["sigma_vy"] = sigma
     gridded, cell_reasons = resample_to_grid(np.asarray(x), np.asarray(y), fields, reasons, grid)
+    mask = read_stable_mask(config.stable_mask, grid) if config.stable_mask is not None else None
+    apply_shift = config.stable_shift == "always" or (config.stable_shift == "mask" and mask is not None)
+    stable = add_errors(gridded, mask, apply_shift=apply_shift)
     try:
         record = record_type.from_attrs(result.attrs, where=str(result_path))
     except ValueError as err:
         raise CubeError(str(err)) from err
+    figures = stable.attrs()
+    record = dataclasses.replace(
+        record,
+        vx_error=figures["vx_error"],
+        vy_error=figures["vy_error"],
+        vx_stable_shift=figures["vx_stable_shift"],
+        vy_stable_shift=figures["vy_stable_shift"],
+        stable_count=float(figures["stable_count"]),
+        stable_shift_flag=float(figures["stable_shift_flag"]),
+    )
     ds = _product_dataset(record, str(result.attrs["grid"]), gridded, cell_reasons, grid, config)
     with atomic_path(out) as tmp:
         write_dataset(ds, tmp, encoding=_encoding(ds))
@@ -113,6 +143,79 @@ def make_pair_product(
         "product %s: %.1f%% of %d cells valid -> %s", ds.attrs["pair_id"], ds.attrs["valid_percentage"], ds.v.size, out
     )
     return out
+
+
+def _tracker_sigma(result: xr.Dataset, grid: CubeGrid) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None:
+    """σ of vx, vy (m/yr) at each result point from the tracker's offset covariance, or None without one."""
+    if not all(name in result for name in ("cov_az", "cov_rg", "cov_azrg")):
+        return None
+    geometry: dict[str, Any] = {
+        "azimuth_spacing_m": result["azimuth_spacing"].values,
+        "range_spacing_m": result["range_spacing"].values,
+        "incidence_deg": result["incidence_angle"].values,
+        "heading_deg": result["heading"].values,
+        "longitude": result["longitude"].values,
+        "latitude": result["latitude"].values,
+        "dt_days": float(result.attrs["dt_days"]),
+        "crs": grid.crs,
+    }
+    one, zero = np.ones(result["azimuth_offset"].shape), np.zeros(result["azimuth_offset"].shape)
+    per_az = offsets_to_velocity(one, zero, **geometry)
+    per_rg = offsets_to_velocity(zero, one, **geometry)
+    jacobian = (per_az.vx, per_rg.vx, per_az.vy, per_rg.vy)
+    return tracker_velocity_sigma(jacobian, result["cov_az"].values, result["cov_rg"].values, result["cov_azrg"].values)
+
+
+def add_errors(
+    gridded: dict[str, np.ndarray[Any, Any]], mask: np.ndarray[Any, Any] | None, *, apply_shift: bool
+) -> StableSurface:
+    """Stable-surface shift and errors of a gridded layer (:mod:`offset_cube.cube.uncertainty`).
+
+    Subtracts the shift from ``vx``, ``vy`` when asked and known (else ``stable_shift_flag`` is 0), adds
+    ``v_error``, ``vx_error_cell``, ``vy_error_cell`` in place and drops the tracker's σ fields.
+    """
+    sigma_x, sigma_y = gridded.pop("sigma_vx", None), gridded.pop("sigma_vy", None)
+    stable = stable_surface(gridded["vx"], gridded["vy"], mask)
+    if apply_shift and stable.usable:
+        gridded["vx"] = gridded["vx"] - stable.vx_shift
+        gridded["vy"] = gridded["vy"] - stable.vy_shift
+    else:
+        stable = dataclasses.replace(stable, flag=FLAG_NOT_APPLIED)
+    ex, ey = cell_errors(stable, sigma_x, sigma_y)
+    measured = np.isfinite(gridded["vx"]) & np.isfinite(gridded["vy"])
+    gridded["vx_error_cell"] = np.where(measured, ex, np.nan)
+    gridded["vy_error_cell"] = np.where(measured, ey, np.nan)
+    gridded["v_error"] = np.where(measured, speed_error(gridded["vx"], gridded["vy"], ex, ey), np.nan)
+    return stable
+
+
+def read_stable_mask(path: Path, grid: CubeGrid) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """A raster of stable ground (any GDAL raster with a CRS; non-zero = stable) on the cube grid (nearest)."""
+    import rasterio
+    from affine import Affine
+    from rasterio.warp import Resampling, reproject
+
+    s = grid.spacing_m
+    out = np.full(grid.shape, np.nan, dtype=np.float32)
+    try:
+        with rasterio.open(path) as src:
+            if src.crs is None:
+                raise CubeError(f"product.stable_mask {path} has no CRS; give a georeferenced raster (e.g. GeoTIFF)")
+            band = src.read(1, masked=True).astype(np.float32).filled(np.nan)
+            reproject(
+                band,
+                out,
+                src_transform=src.transform,
+                src_crs=src.crs,
+                src_nodata=np.nan,
+                dst_transform=Affine(s, 0.0, grid.x_min, 0.0, -s, grid.y_max),
+                dst_crs=grid.crs,
+                dst_nodata=np.nan,
+                resampling=Resampling.nearest,
+            )
+    except rasterio.errors.RasterioError as err:
+        raise CubeError(f"product.stable_mask {path} cannot be read as a raster: {err}") from err
+    return np.asarray(np.isfinite(out) & (out != 0))
 
 
 def product_figures(path: Path) -> dict[str, float | str]:
@@ -123,11 +226,17 @@ def product_figures(path: Path) -> dict[str, float | str]:
     snr = np.asarray(ds["snr"].values)[valid]
     return {
         "pair_id": str(ds.attrs["pair_id"]),
+        "reference_date": str(ds.attrs["reference_time"])[:10],
+        "secondary_date": str(ds.attrs["secondary_time"])[:10],
+        "track": str(ds.attrs["track"]),
+        "direction": str(ds.attrs["direction"]),
         "dt_days": round(float(ds.attrs["dt_days"]), 3),
         "valid_percentage": float(ds.attrs.get("valid_percentage", 100.0 * valid.mean() if valid.size else 0.0)),
         "median_speed_m_per_yr": round(float(np.median(speed)), 2) if speed.size else float("nan"),
         "p90_speed_m_per_yr": round(float(np.percentile(speed, 90)), 2) if speed.size else float("nan"),
         "median_snr": round(float(np.median(snr)), 2) if snr.size else float("nan"),
+        "vx_error": float(ds.attrs.get("vx_error", float("nan"))),
+        "vy_error": float(ds.attrs.get("vy_error", float("nan"))),
         "orbit_type": str(ds.attrs.get("orbit_type", "")),
         "engine": str(ds.attrs.get("engine", "")),
     }
@@ -138,7 +247,7 @@ def read_product(path: Path) -> xr.Dataset:
     if not (path / "zarr.json").is_file():
         raise CubeError(f"pair product {path} does not exist or is not a Zarr store")
     ds = open_dataset(path)
-    missing = [v for v in (*VARIABLES, "valid", "invalid_reason") if v not in ds]
+    missing = [v for v in (*VARIABLES, "valid", "invalid_reason") if v not in ds and v not in ERROR_VARIABLES]
     if missing or "pair_id" not in ds.attrs:
         raise CubeError(f"{path} is not a pair product (missing {missing or ['pair_id attribute']})")
     return ds

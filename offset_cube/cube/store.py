@@ -36,6 +36,7 @@ from offset_cube.conventions import PairRecord
 from offset_cube.cube import durability
 from offset_cube.cube.durability import checkpoint, link_tree, make_durable
 from offset_cube.cube.grid import CubeGrid, grid_for_job
+from offset_cube.cube.integrity import LayerCounts, damage, read_record, valid_counts, write_record
 from offset_cube.cube.layers import layer_records
 from offset_cube.cube.lock import CubeLock
 from offset_cube.cube.product import VARIABLES, read_product
@@ -127,6 +128,8 @@ def insert_products(
         layers, added, replaced, skipped = _merge(old_layers, candidates, replace)
         if not added and not replaced:
             return InsertReport(cube_path, (), (), tuple(skipped), len(old_layers), None)
+        if current is not None:
+            _refuse_damaged(cube_path, current, old_layers)
         chunks = _chunks_of(current) if current is not None else default_chunks(grid)
         attrs = global_attrs(old_attrs, grid, area_wkt, job_config, chunks)
         version = _write_version(cube_path, current, layers, grid, attrs, chunks, record_type)
@@ -136,6 +139,20 @@ def insert_products(
     report = InsertReport(cube_path, tuple(added), tuple(replaced), tuple(skipped), len(layers), version)
     log.info("cube %s: %s", cube_path, report.summary())
     return report
+
+
+def _refuse_damaged(cube_path: Path, current: Path, layers: list[Layer]) -> None:
+    """A new version is built from the current one: never from a damaged one (its NaNs would be copied)."""
+    found = damage(current)
+    if not found.ok:
+        described = found.describe([la.pair_id for la in layers], _chunks_of(current)[0])
+        raise CubeError(
+            f"cannot insert into {cube_path}: its current version {current.name} is damaged ({described}); "
+            f"`offset-cube inspect {cube_path} --verify` lists the damage. Restore the version from a backup, or "
+            f"point the link at an intact earlier version in {versions_dir(cube_path)}, and run again"
+        )
+    if not found.has_record:
+        log.info("cube version %s has no integrity record (written before records existed)", current.name)
 
 
 def _job_problems(stored: CubeGrid, stored_area: str, grid: CubeGrid, area_wkt: str) -> list[str]:
@@ -232,6 +249,7 @@ def _write_version(
         _write_layers(tmp, current, layers, start, chunks)
         checkpoint("before-metadata")
         consolidate(tmp)
+        write_record(tmp, target, current, _layer_counts(current, layers), VARIABLES)
         make_durable(tmp)
         tmp.rename(target)
         durability.fsync(folder)
@@ -241,8 +259,41 @@ def _write_version(
     return target
 
 
+def _layer_counts(current: Path | None, layers: list[Layer]) -> dict[str, LayerCounts]:
+    """Valid cells per variable of each layer: counted in its product when it is new, carried from the current
+    version's record otherwise (counted in the current version once, for a version without a record)."""
+    previous = (read_record(current) or {}).get("layers", {}) if current is not None else {}
+    counts: dict[str, LayerCounts] = {}
+    for layer in layers:
+        if isinstance(layer.source, Path):
+            counts[layer.pair_id] = valid_counts({v: _array(layer.source, v, "r")[...] for v in VARIABLES})
+        elif layer.pair_id in previous:
+            counts[layer.pair_id] = dict(previous[layer.pair_id])
+        elif current is not None:  # a variable the old version lacks is carried as all-NaN: 0 valid cells
+            present = [v for v in VARIABLES if (current / v).is_dir()]
+            counts[layer.pair_id] = valid_counts({v: _array(current, v, "r")[layer.source] for v in present})
+            counts[layer.pair_id].update({v: 0 for v in VARIABLES if v not in present})
+    return counts
+
+
 def _carry_array(old: Path, new: Path, name: str, n_layers: int, keep_time_chunks: int) -> None:
-    """Create array ``name`` in ``new`` like the old one (grown to ``n_layers``) and link its unchanged chunks."""
+    """Create array ``name`` in ``new`` like the old one (grown to ``n_layers``) and link its unchanged chunks.
+
+    A cube written before ``name`` existed (e.g. the per-cell errors) gets it as a new all-NaN array.
+    """
+    if not (old / name / "zarr.json").is_file():
+        template = _array(old, "vx", "r")
+        created = zarr.create_array(
+            str(new / name),
+            shape=(n_layers, *template.shape[1:]),
+            chunks=template.chunks,
+            dtype=np.float32,
+            fill_value=np.float32(np.nan),
+            dimension_names=("mid_date", "y", "x"),
+            attributes={**VARIABLES[name], "grid_mapping": "mapping"},
+        )
+        log.info("cube: new variable %s (NaN for the %d existing layers)", name, created.shape[0])
+        return
     (new / name).mkdir()
     shutil.copyfile(old / name / "zarr.json", new / name / "zarr.json")
     array = _array(new, name, "r+")
@@ -262,8 +313,12 @@ def _write_layers(new: Path, old: Path | None, layers: list[Layer], start: int, 
     written = False
     for name in VARIABLES:
         array = _array(new, name, "r+")
-        old_array = _array(old, name, "r") if old is not None else None
-        products = {la.source: _array(la.source, name, "r") for la in layers[start:] if isinstance(la.source, Path)}
+        old_array = _array(old, name, "r") if old is not None and (old / name / "zarr.json").is_file() else None
+        products = {
+            la.source: _array(la.source, name, "r")
+            for la in layers[start:]
+            if isinstance(la.source, Path) and (la.source / name / "zarr.json").is_file()
+        }
         ny, nx = array.shape[1:]
         for t0 in range(start, len(layers), time_chunk):
             block_layers = layers[t0 : t0 + time_chunk]
@@ -278,7 +333,7 @@ def _write_layers(new: Path, old: Path | None, layers: list[Layer], start: int, 
                         if isinstance(layer.source, int):
                             block[j] = old_block[layer.source - first]
                 for j, layer in enumerate(block_layers):
-                    if isinstance(layer.source, Path):
+                    if isinstance(layer.source, Path) and layer.source in products:
                         block[j] = np.asarray(products[layer.source][y0:y1, :])
                 array[t0 : t0 + len(block_layers), y0:y1, :] = block
                 if not written:

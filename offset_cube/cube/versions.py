@@ -26,6 +26,7 @@ import xarray as xr
 from offset_cube.atomic import TMP_PREFIX, remove_stale_temporaries
 from offset_cube.cube import durability
 from offset_cube.cube.grid import CubeGrid
+from offset_cube.cube.integrity import remove_orphan_records
 from offset_cube.cube.zarrio import open_dataset
 from offset_cube.errors import CubeError
 
@@ -104,6 +105,7 @@ def remove_garbage(cube_path: Path, current: Path | None) -> None:
             link.unlink(missing_ok=True)
     if not folder.is_dir():
         return
+    remove_orphan_records(folder)
     current_number = version_number(current) if current is not None else 0
     for path in folder.iterdir():
         number = version_number(path)
@@ -122,6 +124,7 @@ def prune_versions(cube_path: Path, current: Path) -> None:
     )
     for path in older[: max(len(older) - KEEP_PREVIOUS_VERSIONS, 0)]:
         shutil.rmtree(path, ignore_errors=True)
+    remove_orphan_records(folder)  # integrity records of pruned versions
 
 
 def version_number(path: Path | None) -> int | None:

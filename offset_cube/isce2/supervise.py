@@ -2,7 +2,8 @@
 
 * It runs as an argument list with ``cwd`` = the pair folder, in its **own process group** (``setsid``) so that
   the whole group (DenseAmpcor forks worker processes, runDenseOffsets shells out to gdal_translate) can be
-  killed at once, with ``PR_SET_PDEATHSIG`` so it dies with the thread that started it, and with its pid in
+  killed at once, with ``PR_SET_PDEATHSIG`` so it dies with the thread that started it, a reaper process
+  (:mod:`offset_cube.reaper`) that kills the rest of the group if the supervisor is killed, its pid in
   ``topsApp.pid`` so that a Prefect cancellation/crash hook in another process can kill the group: Prefect's own
   timeout and cancel do not stop child processes (checked with Prefect 3.9).
 * A deadline kills the whole group (TERM, then KILL after a grace period).
@@ -54,12 +55,12 @@ from offset_cube.isce2.topsapp import (
     step_of,
 )
 from offset_cube.isce2.xml import TOPSAPP_XML
+from offset_cube.reaper import parent_death_signal, start_reaper, stop_reaper
 
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.2
 _TAIL_LINES = 40
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def run_topsapp(
@@ -99,15 +100,17 @@ def run_topsapp(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own session and process group: pgid == pid
-            preexec_fn=_parent_death_signal(),  # prctl only, resolved before the fork: takes no lock
+            preexec_fn=parent_death_signal(),  # prctl only, resolved before the fork: takes no lock
         )
         ending = RunEnding.ERROR
+        reaper = start_reaper(proc.pid, group=True, grace_s=grace_s)
         try:
             write_pid_file(pair_dir, proc.pid, command)
             ending = _supervise(proc, record, log_file, deadline_s, grace_s, on_line, on_step, should_stop)
         finally:
             # Whatever happened (deadline, stop, callback error, KeyboardInterrupt), nothing of this run survives.
             terminate_group(proc.pid, 0.0 if ending is RunEnding.EXITED else grace_s, leader=proc)
+            stop_reaper(reaper)
             (pair_dir / PID_FILE).unlink(missing_ok=True)
             log_file.write(f"==== {now_utc()} topsApp.py {ending}, exit status {proc.returncode}\n")
     record.returncode = proc.returncode if proc.returncode is not None else -1
@@ -211,22 +214,6 @@ def _leader_exited(pid: int) -> bool:
     except ChildProcessError:
         return True
     return info is not None
-
-
-def _parent_death_signal() -> Callable[[], None] | None:
-    """A pre-exec function asking Linux to SIGTERM the child when the thread that started it dies."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-    def set_pdeathsig() -> None:
-        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-
-    return set_pdeathsig
 
 
 # ------------------------------------------------------------------------------ process groups, PID files

@@ -39,6 +39,16 @@ def stack_description(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     doc: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    folder = folder.absolute()
+    doc["folder"] = str(folder)
+    # Paths are written relative to the folder (absolute ones stay as they are), and read back absolute.
+    for key in ("truth", "dem"):
+        if doc.get(key):
+            doc[key] = str(folder / doc[key])
+    for date in doc["dates"]:
+        for key in ("scene", "orbit_file", "geolocation"):
+            if date.get(key):
+                date[key] = str(folder / date[key])
     files = [Path(d["scene"]) for d in doc["dates"]] + [Path(d["orbit_file"]) for d in doc["dates"]]
     if not all(f.is_file() for f in files) or not Path(doc["truth"]).exists():
         return None
@@ -53,21 +63,23 @@ def describe(stack: SimulatedStack) -> dict[str, Any]:
     return doc
 
 
-def demo_job(doc: dict[str, Any], out: Path, dem: str = "auto") -> dict[str, Any]:
-    """The job (as YAML-ready data) that processes the simulated stack into ``out/cube.zarr``.
+def demo_job(doc: dict[str, Any], dem: str = "auto", stack: str = ".") -> dict[str, Any]:
+    """The job (as YAML-ready data) that processes the simulated stack into ``cube.zarr`` beside its ``job.yaml``.
 
-    ``dem: auto`` (the default) fetches the simulator's terrain through the same GLO-30 code path as a real run,
-    from the local tile source :func:`serve_dem` wrote; ``dem: none`` uses the valley floor's height everywhere.
+    Its paths are relative to the job file's folder, from which ``stack`` leads to the stack's folder (``.``: the
+    job is written in the stack's folder), so the folder can be moved. ``dem: auto`` (the default) fetches the
+    simulator's terrain through the same GLO-30 code path as a real run, from the local tile source
+    :func:`serve_dem` wrote; ``dem: none`` uses the valley floor's height everywhere.
     """
     days = [_scene_date(Path(d["scene"]).name) for d in doc["dates"]]
     if dem == "auto" and doc.get("dem"):
-        source = serve_dem(doc)
+        source = Path(stack) / serve_dem(doc).relative_to(doc["folder"])
         terrain: dict[str, Any] = {
             "source": "auto",
-            "tiles_url": (source / "glo30").as_uri(),
-            "geoid_url": (source / GEOID_FILE).as_uri(),
+            "tiles_url": (source / "glo30").as_posix(),
+            "geoid_url": (source / GEOID_FILE).as_posix(),
             "margin_m": DEMO_DEM_MARGIN_M,
-            "cache": str(out / "dem"),
+            "cache": (Path(stack) / "dem").as_posix(),
         }
     else:
         terrain = {"source": "none", "height_m": doc["height_m"]}
@@ -76,14 +88,14 @@ def demo_job(doc: dict[str, Any], out: Path, dem: str = "auto") -> dict[str, Any
         "area": doc["area"],
         "start": (min(days) - dt.timedelta(days=1)).isoformat(),
         "end": (max(days) + dt.timedelta(days=1)).isoformat(),
-        "search": f"local:{out / 'scenes'}",
+        "search": f"local:{(Path(stack) / 'scenes').as_posix()}",
         "engine": "builtin",
         "polarization": doc["polarisation"],
         "max_speed_m_per_yr": 1000.0,
         "tracking": DEMO_TRACKING,
         "dem": terrain,
         "grid": {"spacing_m": doc["grid_spacing_m"]},
-        "storage": {"out": str(out), "orbit_cache": str(out / "orbits")},
+        "storage": {"out": ".", "orbit_cache": (Path(stack) / "orbits").as_posix()},
     }
 
 

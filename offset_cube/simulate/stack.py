@@ -571,14 +571,21 @@ def _product_id(name: ProductName, pol: str, start: dt.datetime, stop: dt.dateti
     return f"{stem}_{crc}"
 
 
+def _relative(path: Path | None, folder: Path) -> str | None:
+    """``path`` relative to ``folder`` when inside it (the stack's folder can then be moved), else absolute."""
+    if path is None:
+        return None
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
 def _write_description(stack: SimulatedStack, config: SimulationConfig) -> None:
-    """simulation.json: what was simulated, for people and for the demo."""
+    """simulation.json: what was simulated, for people and for the demo (paths relative to the stack's folder)."""
     doc = {
         "template": str(config.template),
         "area": stack.area_wkt,
         "height_m": stack.height_m,
         "relief": "flat" if stack.terrain.is_flat else "valley",
-        "dem": str(stack.dem),
+        "dem": _relative(stack.dem, stack.folder),
         "crs": stack.crs,
         "polarisation": stack.polarisation,
         "swath": stack.swath,
@@ -586,12 +593,12 @@ def _write_description(stack: SimulatedStack, config: SimulationConfig) -> None:
         "seed": config.seed,
         "flow": config.flow,
         "grid_spacing_m": config.grid_spacing_m,
-        "truth": str(stack.truth),
+        "truth": _relative(stack.truth, stack.folder),
         "dates": [
             {
-                "scene": str(d.product),
-                "orbit_file": str(d.orbit_file),
-                "geolocation": str(stack.folder / "geolocation" / f"date{d.index}.npz"),
+                "scene": _relative(d.product, stack.folder),
+                "orbit_file": _relative(d.orbit_file, stack.folder),
+                "geolocation": _relative(stack.folder / "geolocation" / f"date{d.index}.npz", stack.folder),
                 "days_after_first": d.days,
                 "along_track_delay_s": d.retiming.delay_s,
                 "cross_track_baseline_m": round(d.cross_track_m, 3),

@@ -1,7 +1,8 @@
-"""Helpers shared by the task modules: cache keys, retry conditions, loggers."""
+"""Helpers shared by the task modules: cache keys, retry conditions, loggers, pictures in artifacts."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ STAGE_VERSIONS = {
     "orbit": "1",
     "render": "1",
     "engine": "1",
-    "product": "1",
+    "product": "2",  # 2: stable-surface errors and per-cell error maps
     "cube": "1",
 }
 
@@ -127,3 +128,19 @@ class OutputRecord:
 def stage_key(stage: str, *relevant: Any) -> str:
     """``<stage>-<hash>`` of the stage's version, the package version and what changes the stage's output."""
     return f"{stage}-{stable_hash(STAGE_VERSIONS[stage], offset_cube.__version__, *relevant)}"
+
+
+#: Largest PNG embedded in an artifact, bytes; a larger one is named by its path only.
+MAX_EMBEDDED_PNG_BYTES = 3_000_000
+
+
+def png_markdown(png: Path, alt: str) -> str:
+    """Markdown that shows ``png`` inside an artifact itself (a base64 ``data:`` image), so the Prefect UI displays
+    the picture wherever the UI runs, not a path on the worker's disk.
+
+    An HTML ``<img>`` element, because the UI's markdown renderer drops ``![alt](data:...)`` images but shows
+    ``<img src="data:...">`` (checked in headless Chromium by ``tests/test_pictures.py``)."""
+    data = png.read_bytes()
+    if len(data) > MAX_EMBEDDED_PNG_BYTES:
+        return f"{alt}: `{png}` ({len(data) / 1e6:.1f} MB, too large to embed)"
+    return f'<img src="data:image/png;base64,{base64.b64encode(data).decode("ascii")}" alt="{alt}">'

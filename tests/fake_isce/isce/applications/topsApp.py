@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Stand-in for ISCE2's ``topsApp.py``, used only by offset-cube's tests (never shipped or run in production).
 
-It behaves like topsApp where offset-cube depends on it (../shared/reference/isce2-topsapp.md):
+It behaves like topsApp where offset-cube depends on it (ISCE2 2.6: applications/topsApp.py,
+components/isceobj/TopsProc/):
 * parses ``topsApp.xml`` and its catalogs the way ISCE does (property names lower-cased without spaces, values
   ``eval()``ed, else strings); an unknown property prints ISCE's message and exits 1; values ISCE would
   silently misread (``false`` → True) are refused;
