@@ -248,6 +248,9 @@ def dense_cost_s(params: BatchParams, skip: tuple[int, int]) -> float:
 #: Bytes per block pixel of a dense-path tile in flight: the complex blocks, their x2-oversampled spectra and
 #: detected copies (4x the pixels), the summed-area tables.
 DENSE_BYTES_PER_PX = 400
+#: Smallest (lines, samples) that a dense tile's windows span: small windows share little per tile otherwise, and
+#: the per-tile work (oversampling margins, Python overhead per strip) dominates.
+DENSE_TILE_PX = (256, 1024)
 
 
 def dense_tile_shape(params: BatchParams, skip: tuple[int, int], budget_bytes: int) -> tuple[int, int]:
@@ -257,9 +260,9 @@ def dense_tile_shape(params: BatchParams, skip: tuple[int, int], budget_bytes: i
     offsets do not either (the x2 oversampling of a block depends on the block's extent by ~0.003 px)."""
     sh, sw = params.search_shape
     margin = 2 * (params.sec_margin + 1)
-    rows = max(1, math.ceil(3 * (sh + margin) / max(skip[0], 1)))
+    rows = max(1, math.ceil(max(3 * (sh + margin), DENSE_TILE_PX[0]) / max(skip[0], 1)))
     lines = rows * skip[0] + sh + margin
-    cols = max(1, math.ceil(2 * (sw + margin) / max(skip[1], 1)))
+    cols = max(1, math.ceil(max(2 * (sw + margin), DENSE_TILE_PX[1]) / max(skip[1], 1)))
     fit = (budget_bytes // (DENSE_BYTES_PER_PX * lines) - sw - margin) // max(skip[1], 1)
     return rows, int(max(1, min(cols, fit)))
 

@@ -57,22 +57,31 @@ def amplitude_ncc(
     # Each image centred on its block mean: the NCC does not change, the float32 products lose less.
     ref = (ref_block - ref_block.mean(dtype=xp.float64)).astype(xp.float32)
     sec = (sec_block - sec_block.mean(dtype=xp.float64)).astype(xp.float32)
-    tops, lefts = xp.asarray(rt), xp.asarray(rl)
-    sum_r = _box(xp, _sat(xp, ref), tops, lefts, window)
-    energy_r = _box(xp, _sat(xp, ref * ref), tops, lefts, window) - sum_r * sum_r / n
+    ref_sums = _box(xp, _sats(xp, ref), xp.asarray(rt), xp.asarray(rl), window)
+    sum_r = ref_sums.real
+    energy_r = ref_sums.imag - sum_r * sum_r / n
     lag_tops = xp.asarray(st)[:, None, None] + xp.arange(ly)[None, :, None]
     lag_lefts = xp.asarray(sl)[:, None, None] + xp.arange(lx)[None, None, :]
-    sum_s = _box(xp, _sat(xp, sec), lag_tops, lag_lefts, window)
-    var_s = xp.maximum(_box(xp, _sat(xp, sec * sec), lag_tops, lag_lefts, window) - sum_s * sum_s / n, 0.0)
+    sec_sums = _box(xp, _sats(xp, sec), lag_tops, lag_lefts, window)
+    sum_s = sec_sums.real
+    var_s = xp.maximum(sec_sums.imag - sum_s * sum_s / n, 0.0)
     num = correlation(be, ref, sec, corners, window, lags) - sum_r[:, None, None] * sum_s / n
     denom = xp.sqrt(xp.maximum(energy_r, 0.0)[:, None, None] * var_s)
     return xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
 
 
-def _sat(xp: Any, image: Array) -> Array:
-    """Summed-area table (H + 1, W + 1) float64 with a zero first line and column."""
-    sat = xp.zeros((image.shape[0] + 1, image.shape[1] + 1), dtype=xp.float64)
-    sat[1:, 1:] = xp.cumsum(xp.cumsum(image, axis=0, dtype=xp.float64), axis=1)
+def _sats(xp: Any, image: Array) -> Array:
+    """Summed-area tables (H + 1, W + 1) of the image (real part) and of its square (imaginary part), float64,
+    with a zero first line and column: one gather reads both."""
+    sat = xp.zeros((image.shape[0] + 1, image.shape[1] + 1), dtype=xp.complex128)
+    inner = sat[1:, 1:]
+    inner.real = xp.cumsum(image, axis=1, dtype=xp.float64)
+    inner.imag = xp.cumsum(image * image, axis=1, dtype=xp.float64)
+    if xp is np:  # numpy's cumsum along the first axis is several times slower than adding line by line
+        for i in range(1, inner.shape[0]):
+            xp.add(inner[i - 1], inner[i], out=inner[i])
+    else:
+        inner[...] = xp.cumsum(inner, axis=0)
     return sat
 
 
@@ -146,11 +155,12 @@ def _cluster_correlation(
     # segments over each window by doubling: direct float32 sums, no running-sum cancellation, all vectorised.
     g = math.gcd(h, *(int(v) for v in np.unique(rt - y0)))
     segments, first = (y1 - y0) // g, xp.asarray((rt - y0) // g)
-    per_shift = xp.empty((rt.size, d1 - d0, ref_spec.shape[1]), dtype=ref_spec.dtype)
-    for d in range(d0, d1):
-        product = (ref_spec * sec_spec[d - d0 : d - d0 + y1 - y0]).view(xp.float32)
-        segment_sums = product.reshape(segments, g, product.shape[1]).sum(axis=1)
-        per_shift[:, d - d0] = sliding_sums(xp, segment_sums, h // g)[first].view(ref_spec.dtype)
+    lines, shifts = y1 - y0, d1 - d0
+    # products (lines, shifts, K) of every reference line with the secondary line `shift` below it, all at once
+    product = ref_spec[:, None, :] * _shifted_lines(xp, sec_spec, lines, shifts)
+    pairs = product.view(xp.float32)  # real and imaginary parts side by side: float32 sums are fast
+    segment_sums = pairs.reshape(segments, g, shifts, pairs.shape[2]).sum(axis=1)
+    per_shift = sliding_sums(xp, segment_sums, h // g)[first].view(ref_spec.dtype)  # (n, shifts, K)
     batch = xp.arange(rt.size)[:, None]
     spectra = per_shift[batch, xp.asarray(shift - d0)[:, None] + xp.arange(ly)[None, :]]  # (n, Ly, K)
     corr = fft.irfft(spectra, n=size, axis=2, **be.fft_kwargs)  # (n, Ly, size): range lag from column e0
@@ -175,6 +185,13 @@ def sliding_sums(xp: Any, values: Array, length: int) -> Array:
         if width > length:
             return total
         power = power[: -(width // 2)] + power[width // 2 :]
+
+
+def _shifted_lines(xp: Any, spectra: Array, lines: int, shifts: int) -> Array:
+    """(lines, shifts, K) view (numpy) or copy with element [y, j] = ``spectra[y + j]``."""
+    if xp is np:
+        return np.lib.stride_tricks.sliding_window_view(spectra, lines, axis=0).transpose(2, 0, 1)
+    return spectra[xp.arange(lines)[:, None] + xp.arange(shifts)[None, :]]
 
 
 def _rows(xp: Any, image: Array, start: int, stop: int) -> Array:
