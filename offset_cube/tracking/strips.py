@@ -7,8 +7,9 @@ recompute the same products again and again. Here the numerator sum_window r(p) 
   of their search areas); one real FFT per line of each strip gives, after the inverse FFT, the correlation at
   every range lag, for every line;
 * azimuth: for each azimuth shift d between reference line y and secondary line y + d, the per-line spectra
-  products are summed over each window's lines with a running sum (a summed-area table along azimuth), so the
-  cost is lines x shifts x spectrum length, shared by every window of the column, whatever the window height.
+  products are summed over each window's lines (in segments of lines, then over segments by doubling: direct
+  float32 sums, no running-sum cancellation), so the cost is lines x shifts x spectrum length, shared by every
+  window of the column, whatever the window height.
 
 The normalisation (window sums of s and s^2 at every lag, of r and r^2) comes from 2-D summed-area tables in
 float64. The surfaces equal :func:`offset_cube.tracking.kernels.amplitude_surface`'s to float rounding, so the
@@ -152,7 +153,7 @@ def _cluster_correlation(
     ref_spec = xp.conj(fft.rfft(ref[y0:y1, left : left + w], n=size, axis=1, **be.fft_kwargs))
     sec_spec = fft.rfft(_rows(xp, sec[:, e0:e1], y0 + d0, y1 + d1 - 1), n=size, axis=1, **be.fft_kwargs)
     # Lines are summed in segments of g lines (g divides the window height and every window's first line), then
-    # segments over each window by doubling: direct float32 sums, no running-sum cancellation, all vectorised.
+    # segments over each window by doubling.
     g = math.gcd(h, *(int(v) for v in np.unique(rt - y0)))
     segments, first = (y1 - y0) // g, xp.asarray((rt - y0) // g)
     lines, shifts = y1 - y0, d1 - d0
