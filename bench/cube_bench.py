@@ -29,6 +29,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
+from offset_cube.conventions import PairRecord
 from offset_cube.cube.grid import CubeGrid
 from offset_cube.cube.lock import CubeLock
 from offset_cube.cube.product import VARIABLES, write_mapping
@@ -113,18 +114,20 @@ def fake_product(folder: Path, grid: CubeGrid, day: int, rng: np.random.Generato
     ds = write_mapping(xr.Dataset(data, coords={"y": grid.y, "x": grid.x}), grid)
     ds.attrs = {
         **result_attrs(
-            pair_id=pair_id,
-            track=12,
-            direction="ASCENDING",
-            engine="builtin",
-            reference_time=ref.isoformat() + "Z",
-            secondary_time=sec.isoformat() + "Z",
-            dt_days=12.0,
-            reference_granules=["REF"],
-            secondary_granules=["SEC"],
-            orbit_type="POEORB",
-            polarization="HH",
-            processing_parameters={},
+            PairRecord(
+                pair_id=pair_id,
+                track=12,
+                direction="ASCENDING",
+                engine="builtin",
+                reference_time=ref.isoformat() + "Z",
+                secondary_time=sec.isoformat() + "Z",
+                dt_days=12.0,
+                reference_granules=("REF",),
+                secondary_granules=("SEC",),
+                orbit_type="POEORB",
+                polarization="HH",
+                processing_parameters={},
+            ),
             grid="radar",
         ),
         "valid_percentage": 100.0,

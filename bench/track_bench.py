@@ -5,7 +5,7 @@ modes, and prints windows/s, RMSE against the truth and against the Cramér-Rao 
 scikit-image's ``phase_cross_correlation`` (upsample 16, per window) run in the same process, with the speed
 ratio. Optionally measures the tracker's peak memory on the image and on one twice its size.
 
-Bounds (per window, 1 sigma; Bamler & Eineder 2005, IEEE GRSL 2(2); De Zan 2014, IEEE TGRS 52(3)), with
+Bounds (per window, 1 sigma; Bamler & Eineder 2005, IEEE GRSL 2(2); De Zan 2014, IEEE GRSL 11(1)), with
 N = w*h / (beta_rg * beta_az) independent resolution cells and sigma_px = beta * sigma on each axis:
 
 * coherent (Bamler & Eineder 2005):   sigma = sqrt(3 / (2N)) * sqrt(1 - g^2) / (pi g)
@@ -57,7 +57,7 @@ TARGET_PAIR = (4096, 8192)
 #: (window, half search, skip) as WIDTHxHEIGHT of the issue's two reference jobs: the peer comparison's and the
 #: hand-run Shirase notebook's (examples/shirase.yaml).
 PRESETS = {"peer": ((64, 16), (20, 8), (32, 16)), "shirase": ((256, 64), (30, 10), (44, 8))}
-#: Errors above this are outliers, left out of the RMSE and counted separately (reference doc §4.1).
+#: Errors above this are outliers, left out of the RMSE and counted separately.
 OUTLIER_PX = 1.0
 
 

@@ -36,7 +36,7 @@ R = TypeVar("R")
 #: An HTTP authorization value as servers may quote it back (``Basic dXNlcjpwYXNz``, ``Bearer eyJ...``).
 _AUTH_VALUE = re.compile(r"\b(Basic|Bearer)\s+[A-Za-z0-9+/=._~-]+", re.IGNORECASE)
 
-#: Earthdata Login host; ASF's download redirects send credentials only here (asf-and-orbits.md §2.4).
+#: Earthdata Login host; ASF's download redirects send credentials only here (asf_search ``ASFSession``).
 EDL_HOST = "urs.earthdata.nasa.gov"
 #: The ``.netrc`` machine of Copernicus Data Space, as sentineleof and ISCE2's fetchOrbit.py use it.
 CDSE_HOST = "dataspace.copernicus.eu"

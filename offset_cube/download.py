@@ -226,7 +226,8 @@ def open_session(
     limits: TransferLimits | None = None,
 ) -> EarthdataSession:
     """A download session for ``credentials`` (None: anonymous, e.g. for a test server)."""
-    # asf_search would otherwise POST details of every error to ASF's error-report service (§2.6).
+    # asf_search would otherwise POST details of every error to ASF's error-report service
+    # (``asf.REPORT_ERRORS``, on by default).
     asf.REPORT_ERRORS = False
     return EarthdataSession(credentials, timeout_s=timeout_s, edl_host=edl_host, limits=limits)
 

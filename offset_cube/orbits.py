@@ -32,11 +32,11 @@ from offset_cube.stages import OrbitFile
 
 log = logging.getLogger(__name__)
 
-#: Orbit data needed before the scene start and after its stop (the rule of §4.4, as sentineleof's margins).
+#: Orbit data needed before the scene start and after its stop (sentineleof's margins, ``eof/_select_orbit.py``).
 MARGIN_S = 60.0
 #: Fewer state vectors than this cannot support the interpolation the engines do (ISCE2 uses 4+ around a time).
 MIN_STATE_VECTORS = 10
-#: POEORBs appear about 20 days after acquisition (§4.4); used only to explain a deferral.
+#: POEORBs appear about 20 days after acquisition (the creation date in their names); used only to explain a deferral.
 POEORB_LATENCY_DAYS = 21
 
 ASF_ORBIT_BUCKET = "https://s1-orbits.s3.amazonaws.com"

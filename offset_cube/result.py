@@ -80,12 +80,6 @@ def validate_pair_result(ds: xr.Dataset, where: str = "pair result") -> xr.Datas
     return ds
 
 
-def result_attrs(*, grid: str, **fields: Any) -> dict[str, Any]:
-    """The attribute block of a pair result: the :class:`PairRecord` made of ``fields`` (its field names as
-    keywords) in attribute form, and the ``grid`` layout."""
-    return {**PairRecord(**fields).to_attrs(), "grid": grid}
-
-
 def pair_record(
     pair: Pair, *, engine: str, orbit_type: str, polarization: str, processing_parameters: Mapping[str, Any]
 ) -> PairRecord:
@@ -106,23 +100,9 @@ def pair_record(
     )
 
 
-def pair_result_attrs(
-    pair: Pair,
-    *,
-    engine: str,
-    orbit_type: str,
-    polarization: str,
-    processing_parameters: Mapping[str, Any],
-    grid: str,
-) -> dict[str, Any]:
-    """The result attributes of ``pair`` (:func:`pair_record` in attribute form, and the ``grid`` layout)."""
-    record = pair_record(
-        pair,
-        engine=engine,
-        orbit_type=orbit_type,
-        polarization=polarization,
-        processing_parameters=processing_parameters,
-    )
+def result_attrs(record: PairRecord, *, grid: str) -> dict[str, Any]:
+    """The attribute block of a pair result: ``record`` in attribute form (:meth:`PairRecord.to_attrs`, read back
+    by :meth:`PairRecord.from_attrs`) and the ``grid`` layout. The one place result attributes are made."""
     return {**record.to_attrs(), "grid": grid}
 
 

@@ -2,7 +2,7 @@
 
 A result is a lattice of window centres laid out like a radar grid: rows along the local heading, columns along
 ground range (right-looking), about ``spacing_m`` apart, centred on ``centre`` (lon, lat). Offsets are uniform
-unless the caller edits the dataset, so the expected velocity anywhere follows from §5.3 of the geometry notes.
+unless the caller edits the dataset, so the expected velocity anywhere follows from :mod:`offset_cube.cube.velocity`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from offset_cube.conventions import PairRecord
 from offset_cube.cube.grid import CubeGrid, grid_for_area
 from offset_cube.result import result_attrs, write_pair_result
 
@@ -76,7 +77,7 @@ def synthetic_result(
         coords={"line": np.arange(rows), "sample": np.arange(cols)},
     )
     pid = pair_id(ref, sec, track)
-    ds.attrs = result_attrs(
+    record = PairRecord(
         pair_id=pid,
         track=track,
         direction=direction,
@@ -84,13 +85,13 @@ def synthetic_result(
         reference_time=ref.isoformat() + "Z",
         secondary_time=sec.isoformat() + "Z",
         dt_days=(sec - ref).total_seconds() / 86400.0,
-        reference_granules=[f"S1A_IW_SLC__1SSH_{ref:%Y%m%dT%H%M%S}_REF"],
-        secondary_granules=[f"S1A_IW_SLC__1SSH_{sec:%Y%m%dT%H%M%S}_SEC"],
+        reference_granules=(f"S1A_IW_SLC__1SSH_{ref:%Y%m%dT%H%M%S}_REF",),
+        secondary_granules=(f"S1A_IW_SLC__1SSH_{sec:%Y%m%dT%H%M%S}_SEC",),
         orbit_type="POEORB",
         polarization="HH",
         processing_parameters={"window": [64, 16]},
-        grid="radar",
     )
+    ds.attrs = result_attrs(record, grid="radar")
     if edit is not None:
         edit(ds)
     return write_pair_result(ds, pairs_dir / pid)

@@ -1,13 +1,13 @@
 """A local stand-in for ASF's datapool and Earthdata Login, for driving the real asf_search download code.
 
-It mimics the real exchange (asf-and-orbits.md §2.4): ``GET /data/<file>`` without the ``asf-urs`` cookie
-redirects to the login host (``localhost``, so that it is another host than ``127.0.0.1``) at
-``/oauth/authorize``, which checks HTTP basic credentials and redirects back to ``/login`` on the data host,
-which sets the cookie and redirects to the file. A valid ``Authorization: Bearer`` token is served directly.
-Failures can be queued per file: ``500``, ``cut`` (connection closed at 50 %), ``corrupt`` (one byte flipped),
-``stall`` (half sent, then silence), ``trickle`` (one byte a second), ``html`` (a login web page with status
-200). With ``echo`` set, every refusal of the login host and every ``500`` quotes back the credentials it was
-sent (header and decoded), as a careless server might.
+It mimics the real exchange (asf_search's ``ASFSession`` with ASF's datapool and Earthdata Login):
+``GET /data/<file>`` without the ``asf-urs`` cookie redirects to the login host (``localhost``, so that it is
+another host than ``127.0.0.1``) at ``/oauth/authorize``, which checks HTTP basic credentials and redirects back to
+``/login`` on the data host, which sets the cookie and redirects to the file. A valid ``Authorization: Bearer``
+token is served directly. Failures can be queued per file: ``500``, ``cut`` (connection closed at 50 %), ``corrupt``
+(one byte flipped), ``stall`` (half sent, then silence), ``trickle`` (one byte a second), ``html`` (a login web page
+with status 200). With ``echo`` set, every refusal of the login host and every ``500`` quotes back the credentials
+it was sent (header and decoded), as a careless server might.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def test_result_is_the_common_schema(stack: SimulatedStack, tmp_path: Path) -> N
     assert (parameters["mode"], parameters["oversampling"]) == ("complex", job.tracking.oversampling)
     lon, lat = ds.longitude.values, ds.latitude.values
     assert 74.9 < lon.min() < lon.max() < 75.2 and 38.2 < lat.min() < lat.max() < 38.5
-    assert np.all((ds.heading.values > -12) & (ds.heading.values < -9))  # ascending, local heading (§5.2)
+    assert np.all((ds.heading.values > -12) & (ds.heading.values < -9))  # ascending, local heading
     assert np.all((ds.incidence_angle.values > 35) & (ds.incidence_angle.values < 45))
     assert np.allclose(ds.azimuth_spacing.values, 13.94, atol=0.05)
     assert np.allclose(ds.range_spacing.values, 2.329562, atol=1e-5)

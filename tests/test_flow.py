@@ -24,7 +24,7 @@ import flows.pipeline as pipeline
 import tasks.engine as engine_tasks
 from offset_cube.config import JobConfig, load_job
 from offset_cube.errors import EngineError
-from offset_cube.result import pair_result_attrs, write_pair_result
+from offset_cube.result import pair_record, result_attrs, write_pair_result
 from offset_cube.safe.manifest import NS as MANIFEST_NS
 from offset_cube.stages import OrbitFile, PairInputs
 
@@ -118,14 +118,14 @@ def _engine_double(inputs: PairInputs, job: JobConfig) -> Path:
     }
     lat, lon = np.meshgrid(np.linspace(37.6, 37.9, 3), np.linspace(-117.5, -117.0, 4), indexing="ij")
     ds = xr.Dataset({**data, "latitude": (("line", "sample"), lat), "longitude": (("line", "sample"), lon)})
-    ds.attrs = pair_result_attrs(
+    record = pair_record(
         pair,
         engine="test-double",
         orbit_type="POEORB",
         polarization="VV",
         processing_parameters={"window": list(job.tracking.window)},
-        grid="radar",
     )
+    ds.attrs = result_attrs(record, grid="radar")
     return write_pair_result(ds, inputs.pair_dir)
 
 

@@ -35,7 +35,7 @@ def _ipf(path: object) -> float:
 
 @pytest.mark.parametrize("path", GRID_PRODUCTS, ids=lambda p: p.name[17:32])
 def test_geometry_reproduces_the_annotation_grid(path: object) -> None:
-    """rdr2geo/geo2rdr driven only by the annotation orbit reproduce the IPF geolocation grid (ref §4.2-4.3).
+    """rdr2geo/geo2rdr driven only by the annotation orbit reproduce the IPF geolocation grid.
 
     IPF 3 products agree to ~1 cm and 2 µs. The 2014 products (IPF 2.x; one carries 1-s downlink vectors over
     29 s only) agree to ~1 m, 0.2 ms and 3 cm in range, still < 0.1 pixel."""
@@ -69,7 +69,7 @@ def test_ecef_geodetic_round_trip_matches_pyproj() -> None:
 
 
 def test_lagrange_orbit_leave_one_out() -> None:
-    """Interpolating across a 20-s gap of 10-s annotation vectors stays within a centimetre (ref §4.4)."""
+    """Interpolating across a 20-s gap of 10-s annotation vectors stays within a centimetre."""
     ann = _swaths(PAMIR)[0]
     orbit = Orbit.from_annotation(ann.orbit)
     for k in range(5, 11):
@@ -94,7 +94,7 @@ def test_eof_orbit_velocity_is_the_derivative_of_position() -> None:
 
 
 def test_local_heading_incidence_and_azimuth_spacing() -> None:
-    """Ascending Pamir IW2: local heading ~3° east of platformHeading at mid-swath, spacing ~annotated (§5.1-5.2)."""
+    """Ascending Pamir IW2: local heading ~3° east of platformHeading at mid-swath, spacing ~annotated."""
     ann = _swaths(PAMIR)[0]
     orbit = Orbit.from_annotation(ann.orbit)
     grid = ann.geolocation
@@ -109,7 +109,7 @@ def test_local_heading_incidence_and_azimuth_spacing() -> None:
 
 
 def _local_centroid(data: np.ndarray, prf: float, block: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Doppler centroid per block of lines: PRF/2π · arg Σ s[n+1] s*[n] (ref §3.6)."""
+    """Doppler centroid per block of lines: PRF/2π · arg Σ s[n+1] s*[n]."""
     starts = np.arange(0, data.shape[0] - block, block)
     centroids = []
     for start in starts:
@@ -180,8 +180,9 @@ def test_complex64_deramp_matches_the_double_precision_phasor() -> None:
 
 
 def test_debursting_cuts_at_the_valid_overlap_midpoint() -> None:
-    """2020-05-11 (ref §2.1 table): IW2 seams at merged lines 1425.5 and 2767.0; IW1 sits 883 lines later and
-    19942 samples nearer than IW2; tiles neither overlap nor leave gaps inside the valid bursts."""
+    """2020-05-11 (from its annotations' burst times and valid lines): IW2 seams at merged lines 1425.5 and
+    2767.0; IW1 sits 883 lines later and 19942 samples nearer than IW2; tiles neither overlap nor leave gaps inside
+    the valid bursts."""
     with SafeProduct(
         data_path("safe/s1-reader/S1A_IW_SLC__1SDV_20200511T135117_20200511T135144_032518_03C421_7768.zip")
     ) as product:

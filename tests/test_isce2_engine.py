@@ -109,7 +109,7 @@ def test_changed_inputs_start_from_a_clean_folder(tmp_path: Path) -> None:
     job, inputs = prepared(tmp_path)
     run_isce2(inputs, job)
     stale = inputs.pair_dir / "merged" / "reference.slc.full"
-    stale.write_bytes(b"stale")  # runDenseOffsets would reuse this (reference §5 "Stale intermediates")
+    stale.write_bytes(b"stale")  # runDenseOffsets.py reuses an existing one (it translates only a missing one)
     changed = job.model_copy(update={"tracking": job.tracking.model_copy(update={"skip": (16, 4)})})
     render_pair_inputs(inputs, changed)
     run_isce2(inputs, changed)

@@ -18,6 +18,7 @@ from offset_cube.cube.export import describe_cube, export_geotiff, export_netcdf
 from offset_cube.cube.product import make_pair_product, read_product
 from offset_cube.cube.store import insert_products
 from offset_cube.cube.versions import open_cube
+from offset_cube.result import read_pair_result, result_attrs
 from tests.cube_synth import SOUTH_AREA, acquisition, south_grid, synthetic_result
 
 
@@ -57,6 +58,16 @@ def test_record_round_trips_through_attributes() -> None:
         PairRecord.from_attrs({k: v for k, v in attrs.items() if k != "track"})
     with pytest.raises(ValueError, match="reference_time 'noon'"):
         PairRecord.from_attrs({**attrs, "reference_time": "noon"})
+
+
+def test_a_pair_result_carries_its_record_and_nothing_else_by_hand(tmp_path: Path) -> None:
+    """Engines make a result's attributes only from the record (and the grid layout): reading them back gives the
+    same record, and writing that record again gives the same attributes."""
+    result = synthetic_result(tmp_path, acquisition(0), acquisition(12), size=(20, 20))
+    ds = read_pair_result(result)
+    stored = PairRecord.from_attrs(ds.attrs)
+    assert stored.pair_id == result.parent.name and stored.reference_granules[0].endswith("_REF")
+    assert result_attrs(stored, grid=ds.attrs["grid"]) == ds.attrs
 
 
 def test_a_field_added_to_the_record_reaches_the_cube_and_the_exports(tmp_path: Path) -> None:

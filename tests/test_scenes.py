@@ -66,7 +66,7 @@ def test_relative_orbit_matches_asf_path_number_on_176_real_records() -> None:
 
 
 def test_relative_orbit_examples_per_mission() -> None:
-    assert relative_orbit("S1A", 23143) == 146  # asf-and-orbits.md §5 example
+    assert relative_orbit("S1A", 23143) == 146  # test_every_field_of_a_product_id's scene; S1A: (abs - 73) % 175 + 1
     assert relative_orbit("S1B", 24970) == 94  # the Fairbanks record
     assert relative_orbit("S1A", 44748) == 51  # manifest of the Hawaii product in tests/data/safe
     with pytest.raises(SceneNameError, match="unknown Sentinel-1 mission"):

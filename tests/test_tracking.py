@@ -2,7 +2,7 @@
 
 Images are small (a few hundred lines) so that the whole file runs in well under a minute on 2 cores. Accuracy
 limits are set from the Cramér-Rao bounds (coherent: Bamler & Eineder 2005, IEEE GRSL 2(2) 151-155; incoherent:
-De Zan 2014, IEEE TGRS 52(3) 1757-1767) with margin for the small number of windows.
+De Zan 2014, IEEE GRSL 11(1) 264-267) with margin for the small number of windows.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_constant_shift_is_recovered(mode: str, shift: tuple[float, float]) -> N
 @pytest.mark.parametrize("mode", MODES)
 def test_no_pixel_locking(mode: str) -> None:
     """The mean error does not depend on the fractional part of the offset (amplitude NCC on the raw pixel
-    grid swings by ±0.15 px here; reference doc §4.2)."""
+    grid swings by ±0.15 px here)."""
     means_az, means_rg = [], []
     fractions = np.linspace(0.0, 1.0, 8, endpoint=False)
     for fraction in fractions:

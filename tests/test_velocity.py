@@ -1,8 +1,9 @@
-"""Velocity conversion on hand-computed cases (reference/s1-tops-geometry.md §5.3-5.4).
+"""Velocity conversion on hand-computed cases.
 
 Pure azimuth and pure range offsets are checked against the plain statement of the geometry: azimuth motion points
 along the heading h, ground-range motion points along h + 90° (Sentinel-1 looks right), and a direction α
-clockwise from north has (E, N) = (sin α, cos α). Mixed offsets are checked against the worked examples of §5.4.
+clockwise from north has (E, N) = (sin α, cos α). Mixed offsets are checked against worked examples at targets of
+two real IW2 products (isce-framework/s1-reader's test data), each also computed as a 3-D vector.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from offset_cube.geometry.ellipsoid import geodetic_to_ecef
 from offset_cube.geometry.outline import outline_lon_lat
 from offset_cube.geometry.rangedoppler import geo2rdr, look_geometry, rdr2geo
 from offset_cube.planning import choose_polarization
-from offset_cube.result import DIMS, pair_result_attrs, worse_orbit_type, write_pair_result
+from offset_cube.result import DIMS, pair_record, result_attrs, worse_orbit_type, write_pair_result
 from offset_cube.size import Size
 from offset_cube.stages import PairInputs
 
@@ -159,7 +159,8 @@ def predict_offsets(
     ref: RadarGrid, sec: RadarGrid, lines: np.ndarray, samples: np.ndarray, heights: HeightModel
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Geometric offsets (secondary − reference, lines and samples) at reference grid positions, and the ground
-    points (ECEF) seen there: zero-Doppler rdr2geo on the reference, geo2rdr on the secondary (§4.6)."""
+    points (ECEF) seen there: zero-Doppler rdr2geo on the reference, geo2rdr on the secondary (as topsApp's
+    ``fineoffsets`` step, ``TopsProc/runFineOffsets.py``)."""
     t_ref = ref.line_time(lines)
     height: float | HeightModel = heights.constant_m if heights.is_constant else heights
     points = rdr2geo(ref.orbit, t_ref, ref.slant_range(samples), height, initial_height=heights.typical_m)
@@ -328,18 +329,17 @@ def _result_dataset(
     parameters: dict[str, Any],
 ) -> xr.Dataset:
     """The per-pair result (schema of :mod:`offset_cube.result`) on the window-centre grid."""
-    attrs = pair_result_attrs(
+    record = pair_record(
         inputs.pair,
         engine="builtin",
         orbit_type=worse_orbit_type(ref.orbit_type, sec.orbit_type),
         polarization=polarisation,
         processing_parameters=parameters,
-        grid="radar",
     )
     ds = xr.Dataset(
         {name: (DIMS, np.asarray(value)) for name, value in variables.items()},
         coords={"line": layout.lines, "sample": layout.samples},
-        attrs=attrs,
+        attrs=result_attrs(record, grid="radar"),
     )
     ds["geometric_azimuth_offset"].attrs.update(units="pixel", long_name="predicted geometric azimuth offset")
     ds["geometric_range_offset"].attrs.update(units="pixel", long_name="predicted geometric range offset")

@@ -1,11 +1,12 @@
 """One acquisition date as one debursted radar grid: bursts of one or more swaths (and slices) on one lattice.
 
 Line ℓ of the grid is zero-Doppler time ``t0 + ℓ·Δt`` and sample p is two-way slant-range time ``τ0 + p/f_s``.
-Bursts, swaths and consecutive slices of a data-take sit on this lattice at integer offsets
-(s1-tops-geometry.md §2.2: residuals < 3·10⁻⁴ line), so debursting needs no interpolation. Each burst owns
-a rectangle of the grid: its valid lines and samples, cut where it overlaps a neighbour at the midpoint of the
-*valid* overlap (§2.3; a fixed crop would leave gaps). Bursts are deramped (TOPS, §3) as they are read, so the
-grid is at baseband everywhere, as the tracker's complex oversampling requires.
+Bursts, swaths and consecutive slices of a data-take sit on this lattice at integer offsets (residuals
+< 3·10⁻⁴ line on real products; ISCE2's ``TopsProc/VRTManager.py`` places bursts by rounding too), so debursting
+needs no interpolation. Each burst owns a rectangle of the grid: its valid lines and samples, cut where it overlaps
+a neighbour at the midpoint of the *valid* overlap (a fixed crop, like xarray-sentinel's ``mosaic_slc_iw(crop=90)``,
+leaves gaps). Bursts are deramped (TOPS, :mod:`offset_cube.geometry.tops`) as they are read, so the grid is at
+baseband everywhere, as the tracker's complex oversampling requires.
 """
 
 from __future__ import annotations

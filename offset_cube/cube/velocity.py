@@ -1,6 +1,7 @@
 """The project's one conversion from radar offsets to map velocity (both engines and the product use it).
 
-Steps (``reference/s1-tops-geometry.md`` §5.3):
+Steps (zero-Doppler geometry of a right-looking SAR; offsets secondary − reference as ISCE2's ampcor reports them;
+checked on hand-computed cases and real-product examples in tests/test_velocity.py):
 
 1. azimuth offset (lines) × ground azimuth spacing → ``d_az``, + along the flight direction;
    range offset (samples) × slant-range spacing → ``d_los``, + away from the sensor;

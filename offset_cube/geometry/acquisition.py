@@ -3,7 +3,7 @@
 The orbit is the date's orbit file when one was found, else the annotations' state vectors. The look geometry
 at a ground point is found the way the built-in engine finds it at a window centre: the point's zero-Doppler
 time by ``geo2rdr``, then :func:`~offset_cube.geometry.rangedoppler.look_geometry` there (local incidence from
-the ellipsoid normal, along-track ground heading, ground length of one azimuth line; s1-tops-geometry.md §5).
+the ellipsoid normal, along-track ground heading, ground length of one azimuth line).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: WGS84 semi-major axis (m) and flattening (annotation ``ellipsoidName`` = WGS84; s1-tops-geometry.md §4.1).
+#: WGS84 semi-major axis (m) and flattening (NIMA TR8350.2, *World Geodetic System 1984*;
+#: annotation ``ellipsoidName`` = WGS84).
 WGS84_A = 6_378_137.0
 WGS84_F = 1.0 / 298.257223563
 WGS84_B = WGS84_A * (1.0 - WGS84_F)

@@ -1,4 +1,5 @@
-"""Zero-Doppler range–Doppler geometry on the WGS84 ellipsoid (s1-tops-geometry.md §4.1–4.3).
+"""Zero-Doppler range–Doppler geometry on the WGS84 ellipsoid, as ISCE2's
+``components/zerodop/geo2rdr/src/geo2rdr.f90`` and sarsen's ``geocoding.py`` solve it.
 
 ``rdr2geo``: (azimuth time, slant range, ellipsoidal height) → ground point, right-looking.
 ``geo2rdr``: ground point → (zero-Doppler azimuth time, slant range), Newton on (P − S(η))·V(η) = 0.
@@ -55,7 +56,7 @@ def rdr2geo(
 
 
 def _rdr2geo_fixed(orbit: Orbit, t: np.ndarray, slant_range: np.ndarray, height: np.ndarray) -> np.ndarray:
-    """rdr2geo at known ellipsoidal heights: Newton on the look angle θ in the zero-Doppler plane (§4.2)."""
+    """rdr2geo at known ellipsoidal heights: Newton on the look angle θ in the zero-Doppler plane."""
     sat, vel = orbit.interpolate(t)
     along = vel / np.linalg.norm(vel, axis=-1, keepdims=True)
     down = -sat / np.linalg.norm(sat, axis=-1, keepdims=True)
@@ -107,7 +108,8 @@ def geo2rdr(orbit: Orbit, points: np.ndarray, t_guess: np.ndarray | float) -> tu
 
 def look_geometry(orbit: Orbit, t: np.ndarray, points: np.ndarray, dt_line: float) -> dict[str, np.ndarray]:
     """Local incidence (from the ellipsoid normal), along-track ground heading (clockwise from N, degrees) and
-    the ground distance of one azimuth line at each point (s1-tops-geometry.md §5.1–5.2)."""
+    the ground distance of one azimuth line at each point (checked against the annotation's ``platformHeading`` and
+    ``azimuthPixelSpacing`` in tests/test_geometry.py)."""
     lat, lon, h = ecef_to_geodetic(points)
     east, north, up = enu_basis(lat, lon)
     sat, _ = orbit.interpolate(t)

@@ -26,7 +26,7 @@ from offset_cube.isce_raster import IsceRasterError, read_band, read_isce_header
 
 log = logging.getLogger(__name__)
 
-#: Value written where a GeoTIFF DEM has no data; geozero treats heights below -1500 m as bad (reference §4).
+#: Value written where a GeoTIFF DEM has no data; geozero treats heights below -1500 m as bad (ISCE2 ``geozero.f90``).
 DEM_FILL = -32768.0
 BAD_HEIGHT_M = -1500.0
 #: tan 60°: steeper height differences between neighbouring DEM samples are edges or no-data, not terrain.
@@ -35,7 +35,7 @@ ELLIPSOID_NOTE = (
     "topsApp expects heights above the WGS84 ellipsoid; the GeoTIFF's heights were taken as given "
     "(convert geoid heights such as Copernicus GLO-30's EGM2008 first, or use `dem: auto`)"
 )
-#: SRTM, which topsApp downloads when no DEM is given, covers 56°S to 60°N only (reference §1, verifyDEM).
+#: SRTM, which topsApp downloads when no DEM is given, covers 56°S to 60°N only (ISCE2 ``TopsProc/runVerifyDEM.py``).
 SRTM_SOUTH, SRTM_NORTH = -56.0, 60.0
 
 

@@ -2,7 +2,7 @@
 
 Order: ``isce2.python``, ``isce2.conda_prefix``, ``isce2.isce_home`` (config), then ``ISCE_HOME`` and
 ``CONDA_PREFIX`` (environment). ``topsApp.py`` lives in ``$ISCE_HOME/applications``. Two layouts of ISCE_HOME are
-recognised (reference §4):
+recognised (ISCE2's README, "Setup Your Environment"; conda-forge isce2-feedstock ``recipe/scripts/activate.sh``):
 
 * conda-forge / pip: ``<prefix>/lib/pythonX.Y/site-packages/isce``, with the python in ``<prefix>/bin``. The
   package does not add the applications to PATH, and topsApp shells out to ``gdal_translate``, so the
@@ -70,7 +70,8 @@ class IsceInstallation:
             ours = [str(p) for p in self.pythonpath]
             theirs = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in ours]
             env["PYTHONPATH"] = os.pathsep.join(ours + theirs)
-        # OMP_NUM_THREADS sets DenseAmpcor's process count and the OpenMP threads of topo/geozero (reference §3.1).
+        # OMP_NUM_THREADS sets DenseAmpcor's process count (ISCE2 ``DenseAmpcor.py``) and the OpenMP threads of
+        # topo/geozero.
         env["OMP_NUM_THREADS"] = str(omp_num_threads)
         env["PYTHONUNBUFFERED"] = "1"  # so log lines stream as they are printed
         return env
@@ -218,7 +219,8 @@ def _installation(
 
 
 def _is_source_tree(isce_home: Path) -> bool:
-    """An ``isce`` package folder as a source build installs it (``components/`` inside, reference §4)."""
+    """An ``isce`` package folder as a source build installs it (``components/`` inside, as ISCE2's README lays
+    out ``$ISCE_HOME``)."""
     return (isce_home / "components").is_dir() and (isce_home / "applications" / TOPSAPP).is_file()
 
 

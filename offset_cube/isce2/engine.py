@@ -40,7 +40,7 @@ from offset_cube.isce2.workdir import (
     remove_path,
     write_state,
 )
-from offset_cube.result import RESULT_NAME, pair_result_attrs, worse_orbit_type, write_pair_result
+from offset_cube.result import RESULT_NAME, pair_record, result_attrs, worse_orbit_type, write_pair_result
 from offset_cube.stages import PairInputs
 
 log = logging.getLogger(__name__)
@@ -166,14 +166,14 @@ def read_result(inputs: PairInputs, job: JobConfig, install: IsceInstallation, r
         "geometry": "zero-Doppler look geometry from the reference orbit at the geocode DEM heights",
         "offsets_relative_to": "topsApp geometric coregistration (DEM + orbits)",
     }
-    attrs = pair_result_attrs(
+    record = pair_record(
         pair,
         engine="isce2",
         orbit_type=worse_orbit_type(*inputs.orbit_types) if inputs.orbit_types else "annotation",
         polarization=rendered.polarization.upper(),
         processing_parameters=parameters,
-        grid="geographic",
     )
+    attrs = result_attrs(record, grid="geographic")
     return geocoded_dataset(files, geocoded_geometry(reference_geometry(inputs, rendered), job), attrs)
 
 

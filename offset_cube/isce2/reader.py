@@ -7,12 +7,13 @@ covariance is 3 bands, CPU order (range variance, azimuth variance, cross) and G
 range variance, cross). No-data: -10000 offsets / 0 SNR / 999 covariance for failed windows, and 0.0 in every
 band outside the swath or DEM in geocoded files, where only SNR > 0 tells data from fill.
 
-Half-pixel choice for the geocoded grid (reference §2.4): ``coordinate1/2.startingValue`` is read as the
-position of the **first sample's centre**, which is what geozero computes: output sample (i, j) is the radar
-position of the point at ``(lat0 + i·dlat, lon0 + j·dlon)`` on the geocode DEM's nodes. GDAL instead reads that
-value as the outer corner (the ``.geo.vrt`` carries it unchanged), half a DEM sample off. Whether the DEM's
-own header meant centre or corner only changes which height was used at a node (≤ ½ sample), not where the
-sample is, so the centre reading is the exact one for the offsets. DEMs converted by offset-cube carry centres.
+Half-pixel choice for the geocoded grid (ISCE2 ``zerodop/geozero/Geozero.py``, ``Image.py::renderVRT``):
+``coordinate1/2.startingValue`` is read as the position of the **first sample's centre**, which is what geozero
+computes: output sample (i, j) is the radar position of the point at ``(lat0 + i·dlat, lon0 + j·dlon)`` on the
+geocode DEM's nodes. GDAL instead reads that value as the outer corner (the ``.geo.vrt`` carries it unchanged), half
+a DEM sample off. Whether the DEM's own header meant centre or corner only changes which height was used at a node
+(≤ ½ sample), not where the sample is, so the centre reading is the exact one for the offsets. DEMs converted by
+offset-cube carry centres.
 """
 
 from __future__ import annotations

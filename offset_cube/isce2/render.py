@@ -6,9 +6,11 @@
   (:mod:`offset_cube.isce2.bursts`, from the annotations); the area's bounding box when the SAFEs cannot be read
   yet or no box does better; the bounding box plus ``isce2.roi_margin_deg`` when the job sets a margin.
 * geocode bounding box: the clip box (the area's bounding box, which the product stage clips to) plus
-  ``isce2.geocode_margin_deg``; it bounds the ``.geo`` grid, which otherwise covers every burst (reference §2.4).
+  ``isce2.geocode_margin_deg``; it bounds the ``.geo`` grid, which otherwise covers every burst (ISCE2
+  ``TopsProc/runGeocode.py``).
 * offset geocode list: the raw, SNR and covariance offsets and topsApp's filtered offsets, as absolute paths;
-  with ``use GPU`` also ``dense_offsets.bip``, which topsApp's default list forgets (reference §2.1).
+  with ``use GPU`` also ``dense_offsets.bip``, which topsApp's default list forgets (``applications/topsApp.py``;
+  ``runGeocode.py`` skips missing files).
 The area is assumed not to cross the antimeridian.
 """
 

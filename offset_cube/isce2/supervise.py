@@ -9,8 +9,9 @@
 * A deadline kills the whole group (TERM, then KILL after a grace period).
 * Output streams line by line to ``topsApp.log`` and to callbacks (step changes come from ISCE's own
   ``Running step <name>`` lines, ``iscesys/Component/Application.py``).
-* topsApp's exit status is not trusted (reference §4): success needs the expected ``merged/`` files and none of
-  the known silent-failure messages in the log.
+* topsApp's exit status is not trusted (``applications/topsApp.py`` ignores ``run()``'s result and
+  ``TopsProc/runPreprocessor.py`` only prints extraction errors): success needs the expected ``merged/`` files
+  and none of the known silent-failure messages in the log.
 * Step mode saves ``PICKLE/<step>`` after every step, so a retry with unchanged inputs restarts after the last
   completed step; changed inputs start from a clean folder.
 """

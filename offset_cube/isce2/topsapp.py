@@ -13,7 +13,7 @@ from pathlib import Path
 
 from offset_cube.errors import EngineError
 
-#: topsApp's steps in order (``applications/topsApp.py::_steps``, reference §1).
+#: topsApp's steps in order (``applications/topsApp.py::_steps``).
 TOPSAPP_STEPS = (
     "startup",
     "preprocess",
@@ -46,7 +46,8 @@ LOG_FILE = "topsApp.log"
 STATE_FILE = "topsApp.state.json"
 PICKLE_DIR = "PICKLE"
 MERGED_DIR = "merged"
-#: What topsApp creates in its working folder (reference §1 table, §4 logs); removed for a clean start.
+#: What topsApp creates in its working folder (the folders of the ``TopsProc/run*.py`` steps, ISCE's logs);
+#: removed for a clean start.
 WORK_ENTRIES = (
     "PICKLE",
     "merged",
@@ -68,7 +69,8 @@ WORK_ENTRIES = (
 )
 _STEP_RE = re.compile(r"^Running step (\w+)")
 SWATH_RE = re.compile(r"Could not extract swath (\d)")
-#: Messages of failures topsApp prints and then carries on from, or exits 0 after (reference §4, §5).
+#: Messages of failures topsApp prints and then carries on from, or exits 0 after (``TopsProc/runPreprocessor.py``,
+#: ``Sensor/TOPS/Sentinel1.py``, ``iscesys/Component/Application.py``; ISCE2 issue #268).
 SILENT_FAILURES: tuple[tuple[re.Pattern[str], str], ...] = (
     (SWATH_RE, "a swath could not be extracted (wrong polarisation, missing orbit, bad SAFE path or ROI)"),
     (re.compile(r"No suitable orbit file found"), "no orbit file matched the acquisition"),

@@ -1,7 +1,7 @@
 """The three topsApp input files, rendered with lxml from typed settings: one function per file.
 
 ISCE's parser (``iscesys/Parsers/Parser.py``) ``eval()``s every property value and keeps the text as a string
-when that fails, then applies the property's builtin type (reference §3). Values are therefore written as
+when that fails, then applies the property's builtin type (``iscesys/Traits``). Values are therefore written as
 Python literals: ``True``/``False`` (``bool("false")`` is True), lists in Python syntax (``[2]``,
 ``['/abs/a.zip']``), and absolute paths as bare text (a path starting with ``/`` never evaluates). Property
 names are matched case- and space-insensitively by ISCE; we write the documented public names.
@@ -22,7 +22,7 @@ from offset_cube.size import Size
 TOPSAPP_XML = "topsApp.xml"
 REFERENCE_XML = "reference.xml"
 SECONDARY_XML = "secondary.xml"
-#: topsApp's catalog output folders (``IW<n>`` is appended by the reader, reference §3.2).
+#: topsApp's catalog output folders (``IW<n>`` is appended, ``TopsProc/runPreprocessor.py``).
 CATALOG_OUTPUT = {"reference": "reference", "secondary": "secondary"}
 
 Box = tuple[float, float, float, float]  # south, north, west, east (ISCE's SNWE order)
@@ -36,7 +36,7 @@ class CatalogSettings:
     safes: tuple[Path, ...]
     orbit_directory: Path | None  # None: topsApp uses the annotation's state vectors
     output_directory: Path
-    polarization: str  # lower case, e.g. "hh" (reference §3.2: default 'vv' misses Antarctic HH data)
+    polarization: str  # lower case, e.g. "hh" (``Sentinel1.py``'s default 'vv' misses Antarctic HH data)
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,8 @@ def topsapp_xml(settings: TopsAppSettings, comment: str | None = None) -> str:
         _prop(comp, "demFilename", _abs(settings.dem, "DEM"))
     if settings.geocode_dem is not None:
         _prop(comp, "geocode demfilename", _abs(settings.geocode_dem, "geocode DEM"))
-    # ESD defaults to True and is not disabled by `do interferogram` (reference §1); ice motion biases it (§5).
+    # ESD defaults to True and is not disabled by `do interferogram` (applications/topsApp.py, TopsProc/runESD.py);
+    # ice motion in the burst overlaps biases its one constant shift.
     for name in ("do interferogram", "do ESD", "do unwrap", "do unwrap 2 stage", "do ionosphere correction"):
         _prop(comp, name, _py_bool(False))
     _prop(comp, "do dense offsets", _py_bool(True))
@@ -139,7 +140,8 @@ def _rounded(box: Box) -> list[float]:
 
 
 def _abs(path: Path, what: str) -> str:
-    """ISCE resolves relative paths against the process's working directory (reference §3.2): refuse them."""
+    """ISCE resolves relative paths against the process's working directory (``iscesys/Parsers/Parser.py``):
+    refuse them."""
     if not path.is_absolute():
         raise EngineError(f"{what} path {path} is not absolute; topsApp inputs must use absolute paths")
     return str(path)

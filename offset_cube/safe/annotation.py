@@ -2,9 +2,9 @@
 
 Element paths and meanings follow the Sentinel-1 Product Specification's XSD (S1-RS-MDA-52-7441; the schemas
 bundled with bopen/xarray-sentinel). Times are kept as timezone-aware UTC datetimes (µs, as written)
-for single instants and as float64 seconds since an explicit epoch for arrays, never float32 (§6, "Time
-precision"). Older IPF (2.x) products write the azimuth FM rate as separate ``c0``/``c1``/``c2`` elements; newer
-ones as ``azimuthFmRatePolynomial``; both are read.
+for single instants and as float64 seconds since an explicit epoch for arrays, never float32 (a millisecond of
+error is metres along track). Older IPF (2.x) products write the azimuth FM rate as separate ``c0``/``c1``/``c2``
+elements; newer ones as ``azimuthFmRatePolynomial``; both are read.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ class Burst:
 
     @cached_property
     def valid_samples(self) -> tuple[int, int]:
-        """Samples valid on every valid line (inclusive), as ISCE2/s1-reader take them (§2.1)."""
+        """Samples valid on every valid line (inclusive), as ISCE2 (``Sensor/TOPS/Sentinel1.py``) and s1-reader
+        take them."""
         first, last = self.valid_lines
         if last < first:
             return 0, -1
@@ -92,7 +93,8 @@ class Burst:
 
 @dataclass(frozen=True)
 class GeolocationGrid:
-    """The annotation's tie-point grid. Heights are WGS84 ellipsoidal; angles are in degrees (§4.2)."""
+    """The annotation's tie-point grid. Heights are WGS84 ellipsoidal (the XSD says "above sea level", but
+    only ellipsoidal heights reproduce the grid: tests/test_geometry.py); angles are in degrees."""
 
     azimuth_time: TimeSeries
     slant_range_time: np.ndarray
@@ -161,7 +163,7 @@ class SwathAnnotation:
         return MultiPoint(np.column_stack([grid.longitude, grid.latitude])).convex_hull
 
     def nearest(self, polynomials: tuple[RangePolynomial, ...], when: dt.datetime) -> RangePolynomial:
-        """The entry nearest in time to ``when`` (select by time, not list index: §3.3)."""
+        """The entry nearest in time to ``when`` (select by time, not list index, as ISCE2 and s1-reader do)."""
         if not polynomials:
             raise SafeError(f"{self.source}: no azimuth FM-rate / Doppler-centroid estimates in the annotation")
         return min(polynomials, key=lambda p: abs((p.azimuth_time - when).total_seconds()))

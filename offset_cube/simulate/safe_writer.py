@@ -1,11 +1,13 @@
 """Write simulated acquisitions as SAFE zips: a template's manifest and annotation re-timed, a new orbit and
 geolocation grid, and a sparse complex int16 measurement TIFF.
 
-A template annotation is reused for another date by shifting **all** its times by the same amount
-(s1-tops-geometry.md §3.5 step 6); the ascending-node time follows the orbit only, so the along-track timing
-shift shows up in ``azimuthAnxTime`` as on real data. The geolocation grid is recomputed with the new orbit
-(§3.5 step 7). Burst ``byteOffset`` values keep the template's contiguous layout; the TIFF itself is tiled and
-sparse (tiles outside the simulated area are not stored), like the sparse test TIFFs of real products.
+A template annotation is reused for another date by shifting **all** its times by the same amount (every time
+field of the annotation of the Sentinel-1 Product Specification, S1-RS-MDA-52-7441: header, image, orbit, FM-rate,
+Doppler, burst and grid times); the ascending-node time follows the orbit only, so the along-track timing shift
+shows up in ``azimuthAnxTime`` as on real data. The geolocation grid is recomputed with the new orbit (zero-Doppler
+rdr2geo, :mod:`offset_cube.geometry.rangedoppler`). Burst ``byteOffset`` values keep the template's contiguous
+layout; the TIFF itself is tiled and sparse (tiles outside the simulated area are not stored), like the sparse test
+TIFFs of real products.
 """
 
 from __future__ import annotations
@@ -142,7 +144,8 @@ def _regrid_geolocation(root: etree._Element, orbit: Orbit, height_m: float) -> 
     sat, _ = orbit.interpolate(t)
     look = ground - sat
     radial = ground / np.linalg.norm(ground, axis=-1, keepdims=True)
-    # Grid angles are measured from the geocentric radius (s1-tops-geometry.md §4.2).
+    # Grid angles are measured from the geocentric radius, as in the IPF's grids (real annotations agree with it
+    # to < 1e-4°, not with the ellipsoid normal).
     incidence = np.degrees(np.arccos(np.sum(-look * radial, axis=-1) / np.linalg.norm(look, axis=-1)))
     nadir = -sat / np.linalg.norm(sat, axis=-1, keepdims=True)
     elevation = np.degrees(np.arccos(np.sum(look * nadir, axis=-1) / np.linalg.norm(look, axis=-1)))

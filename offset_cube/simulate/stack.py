@@ -1,6 +1,7 @@
 """Simulate a stack of Sentinel-1 IW SLC acquisitions of one track over a moving glacier, with known truth.
 
-Physics (s1-tops-geometry.md §3.5; offset-tracking.md §4.1):
+Physics (TOPS ramps per ESA COPE-GSEG-EOPG-TN-14-0025, :mod:`offset_cube.geometry.tops`; speckle and decorrelation as
+in :mod:`offset_cube.tracking.synthetic`):
 
 * One complex ground reflectivity lives in *material* coordinates — the first date's radar lattice, sampled
   ×2 — as band-limited complex speckle (Hamming-weighted azimuth and range processing bands from the
@@ -68,7 +69,8 @@ from offset_cube.simulate.truth import write_truth
 
 log = logging.getLogger(__name__)
 
-#: Per-component standard deviation of the simulated SLC in DN (real IW SLCs: 48–86, §1.3).
+#: Per-component standard deviation of the simulated SLC in DN (real IW SLCs: 48–86, annotation
+#: ``imageStatistics/outputDataStdDev``).
 TARGET_STD_DN = 60.0
 #: Spacing of the exact-geometry nodes that the per-pixel mapping is interpolated from (lines, samples).
 NODE_STEP = (4, 16)

@@ -1,10 +1,10 @@
 """One batch of windows through the whole estimator: coarse NCC, ampcor statistics, sub-pixel refinement.
 
-Amplitude mode follows ampcor on complex input (reference doc §1.1, §5): a pixel-level amplitude NCC finds the
-integer peak and gives SNR and covariance; then the *complex* chips around that peak are oversampled x2 before
-amplitude detection (this removes the ~0.1 px pixel-locking bias of amplitude correlation on the raw grid) and a
-second amplitude NCC on the 0.5-px grid is refined by band-limited interpolation. Complex mode correlates the
-complex chips coherently and refines that surface directly; it reaches the coherent Cramér-Rao bound.
+Amplitude mode follows ampcor on complex input (ISCE2 ``components/mroipac/ampcor/src/ampcor.F``): a pixel-level
+amplitude NCC finds the integer peak and gives SNR and covariance; then the *complex* chips around that peak are
+oversampled x2 before amplitude detection (this removes the ~0.1 px pixel-locking bias of amplitude correlation on
+the raw grid) and a second amplitude NCC on the 0.5-px grid is refined by band-limited interpolation. Complex mode
+correlates the complex chips coherently and refines that surface directly; it reaches the coherent Cramér-Rao bound.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ Subpixel = Literal["dft", "parabolic"]
 OversamplingPath = Literal["auto", "dense", "window"]
 
 #: Guard band (px) around the chips that are oversampled x2, cropped after oversampling so that the periodic
-#: FFT's edge ringing stays outside the window (reference doc §4.2: "os2 without guard band" is worse in azimuth).
+#: FFT's edge ringing stays outside the window (without one, as in ampcor, azimuth errors are larger).
 #: On bench/track_bench.py's pair, 2, 4 and 6 px give the same RMSE to 1e-4 px; 2 px keeps the FFTs smallest.
 OS_GUARD = 2
 #: Half range (px) of the oversampled search around the coarse peak. The coarse amplitude peak is within one

@@ -1,7 +1,8 @@
 """Synthetic SLC pairs with known offsets, for tests and benchmarks of the tracker.
 
 The reference is circular complex Gaussian speckle with a flat, band-limited spectrum (oversampling ``beta`` =
-sampling rate / bandwidth per axis; Sentinel-1 IW2 is about 1.5 in azimuth and 1.33 in range, reference doc §2).
+sampling rate / bandwidth per axis; Sentinel-1 IW2 is about 1.5 in azimuth and 1.33 in range, from the
+ESA Sentinel-1 User Guide's IW resolution and pixel spacing and the annotated chirp bandwidth).
 The secondary is ``gamma * ref(q - d(q)) + sqrt(1 - gamma²) * noise(q)`` with independent noise of the same
 spectrum, so a feature at reference pixel p sits at p + D(p) in the secondary, where D solves D = d(p + D).
 Fields are periodic (made by FFT), so shifts wrap around the edges exactly.
