@@ -331,6 +331,11 @@ class BuiltinConfig(StrictModel):
     backend: Literal["numpy", "cupy"] = Field("numpy", description="Tracker backend.")
     workers: int = Field(2, ge=1, le=256, description="Threads for the tracker's FFTs and tiles.")
     memory_budget_mb: int = Field(512, ge=32, le=1_000_000, description="Tracker working memory per tile batch.")
+    tracking_path: Literal["auto", "dense", "window"] = Field(
+        "auto",
+        description="Amplitude tracking: 'dense' shares the work of overlapping windows, 'window' correlates chip by "
+        "chip, 'auto' picks the cheaper (offsets agree within 0.005 px RMS).",
+    )
     bias_removal: Literal["none", "median", "plane"] = Field(
         "median", description="Residual offset bias removal over stable ground (or the slowest quantile)."
     )

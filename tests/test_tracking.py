@@ -362,33 +362,6 @@ def test_box_sums_match_direct_sums() -> None:
     np.testing.assert_allclose(sums, direct, rtol=1e-6)
 
 
-def test_spectrum_survives_a_c2r_transform_that_overwrites_its_input(monkeypatch: pytest.MonkeyPatch) -> None:
-    """cuFFT's complex-to-real transforms may clobber their input; the CuPy backend copies the spectrum that
-    the refinement still needs. Emulated here with a numpy FFT module that zeroes irfft2's input."""
-    import dataclasses
-    import types
-
-    import scipy.fft
-
-    from offset_cube.tracking import tracker
-
-    def clobbering_irfft2(x: np.ndarray, *args: Any, **kwargs: Any) -> np.ndarray:
-        out = scipy.fft.irfft2(x, *args, **kwargs)
-        x[...] = 0
-        return out
-
-    fft = types.SimpleNamespace(**{name: getattr(scipy.fft, name) for name in ("fft2", "ifft2", "ifft", "rfft2")})
-    fft.irfft2 = clobbering_irfft2
-    ref, sec = constant_shift_pair((128, 512), (0.4, 1.3), gamma=0.8, seed=2)
-    expected = track(ref, sec)
-    for copies, same in ((True, True), (False, False)):
-        backend = dataclasses.replace(get_backend("numpy"), fft=fft, c2r_overwrites_input=copies)
-        monkeypatch.setattr(tracker, "get_backend", lambda name, backend=backend: backend)
-        result = track(ref, sec)
-        equal = np.array_equal(result.range_offset.values, expected.range_offset.values, equal_nan=True)
-        assert equal == same
-
-
 def _blas_threads() -> list[int]:
     from threadpoolctl import threadpool_info
 
@@ -484,16 +457,60 @@ def test_dense_and_per_window_agree_at_borders_with_no_data_and_a_gross_field() 
 
 
 def test_cost_model_picks_dense_for_overlapping_windows_only() -> None:
-    from offset_cube.tracking.core import dense_is_cheaper
+    from offset_cube.size import Size
+    from offset_cube.tracking.core import BatchParams, dense_is_cheaper
 
-    # 256 windows 64x16 every 32x16 (a tile 2 rows of 128 windows): blocks ~50 x 4200 px
-    assert dense_is_cheaper((16, 64), 256, [(48, 4200), (64, 4240)])
-    # 20 windows 256x64 every 44x8 in one row: blocks ~72 x 1100 px
-    assert dense_is_cheaper((64, 256), 20, [(72, 1100), (96, 1160)])
-    # 16 windows 16x16 scattered over a 2000 x 2000 block: per-window chips cost far less
-    assert not dense_is_cheaper((16, 16), 16, [(2000, 2000), (2010, 2010)])
-    # 'auto' follows the model: the peer grid's tiles go dense; 'window' stays the default
-    ref, sec = constant_shift_pair((128, 512), (0.3, 1.6), gamma=0.8, seed=2)
-    auto = track(ref, sec, oversampling_path="auto")
-    np.testing.assert_array_equal(auto.range_offset.values, track(ref, sec, oversampling_path="dense").range_offset)
+    def params(window: tuple[int, int], search: tuple[int, int], mode: str = "amplitude") -> BatchParams:
+        return BatchParams(Size(*window), Size(*search), mode, "dft", 8, True)  # type: ignore[arg-type]
+
+    # skips are (lines, samples): the Shirase job's windows overlap 46-fold, its dense path is ~8x cheaper
+    assert dense_is_cheaper(params((256, 64), (30, 10)), (8, 44))
+    assert dense_is_cheaper(params((128, 32), (16, 8)), (16, 32))
+    # windows that do not overlap share nothing; complex mode has no dense path
+    assert not dense_is_cheaper(params((64, 64), (10, 10)), (64, 64))
+    assert not dense_is_cheaper(params((256, 64), (30, 10), "complex"), (8, 44))
+    # 'auto' follows the model for the job; 'window' stays the default
+    ref, sec = constant_shift_pair((192, 768), (0.3, 1.6), gamma=0.8, seed=2)
+    shirase_like = {"window": (128, 32), "search": (8, 8), "skip": (32, 8)}
+    auto = track(ref, sec, oversampling_path="auto", **shirase_like)
+    assert auto.attrs["oversampling_path"] == "dense"
+    dense = track(ref, sec, oversampling_path="dense", **shirase_like)
+    np.testing.assert_array_equal(auto.range_offset.values, dense.range_offset.values)
+    sparse = {"window": (32, 32), "search": (8, 8), "skip": (48, 48)}
+    assert track(ref, sec, oversampling_path="auto", **sparse).attrs["oversampling_path"] == "window"
     assert track(ref, sec).attrs["oversampling_path"] == "window"
+
+
+@pytest.mark.parametrize("spread", [0, 3, 40])
+def test_strip_surfaces_equal_per_window_surfaces(spread: int) -> None:
+    """The dense path's strip correlation gives the per-window FFT path's amplitude NCC at every lag, for windows
+    on a regular grid (segment sums), on irregular lines (one-line segments, a window height that is not a power
+    of two) and with search areas scattered beyond one cluster (a gross-offset field, refinement around
+    scattered peaks)."""
+    from offset_cube.tracking import strips
+
+    be = get_backend("numpy")
+    rng = np.random.default_rng(spread)
+    ref = np.abs(speckle((260, 700), rng)).astype(np.float32)
+    sec = np.roll(ref, (3, -5), axis=(0, 1)) + 0.5 * np.abs(speckle((260, 700), rng)).astype(np.float32)
+    window, lags = (24, 96), (13, 31)
+    tops = np.arange(60, 160, 8) + (rng.integers(0, 5, 13) if spread else 0)
+    rt = np.repeat(tops, 3)
+    rl = np.tile([120, 220, 330], tops.size)
+    st = rt - 6 + rng.integers(-spread, spread + 1, rt.size)
+    sl = rl - 15 + rng.integers(-spread, spread + 1, rt.size)
+    dense = strips.amplitude_ncc(be, ref, sec, (rt, rl, st, sl), window, lags)
+    chips = k.gather(be, ref, rt, rl, window), k.gather(be, sec, st, sl, (window[0] + 12, window[1] + 30))
+    per_window = k.amplitude_surface(be, *chips, lags)
+    np.testing.assert_allclose(dense, per_window, atol=2e-6)
+    count = len(strips.clusters(rt, rl, st, sl, lags))
+    assert count == 3 if spread <= strips.CLUSTER_SPREAD // 2 else count > 20  # one per column, or scattered
+
+
+@pytest.mark.parametrize("length", [1, 5, 8, 13])
+def test_sliding_sums(length: int) -> None:
+    from offset_cube.tracking.strips import sliding_sums
+
+    values = np.random.default_rng(length).standard_normal((20, 3))
+    expected = np.array([values[i : i + length].sum(axis=0) for i in range(20 - length + 1)])
+    np.testing.assert_allclose(sliding_sums(np, values, length), expected, rtol=1e-12, atol=1e-12)

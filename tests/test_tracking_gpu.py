@@ -15,10 +15,11 @@ from offset_cube.tracking.synthetic import constant_shift_pair
 pytestmark = pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA device")
 
 
-@pytest.mark.parametrize("mode", ["amplitude", "complex"])
-def test_cupy_matches_numpy(mode: str) -> None:
+@pytest.mark.parametrize(("mode", "path"), [("amplitude", "window"), ("amplitude", "dense"), ("complex", "window")])
+def test_cupy_matches_numpy(mode: str, path: str) -> None:
     ref, sec = constant_shift_pair((512, 2048), (0.37, -2.61), gamma=0.6, seed=21)
     options = {"window": (64, 16), "search": (20, 8), "skip": (32, 16), "mode": mode, "snr_threshold": 0.0}
+    options["oversampling_path"] = path
     cpu = track_offsets(ref, sec, backend="numpy", **options)
     gpu = track_offsets(ref, sec, backend="cupy", **options)
     assert gpu.attrs["backend"] == "cupy"

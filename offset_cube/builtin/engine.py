@@ -276,6 +276,7 @@ def track_pair(
         backend=job.builtin.backend,
         workers=job.builtin.workers,
         memory_budget_mb=job.builtin.memory_budget_mb,
+        oversampling_path=job.builtin.tracking_path,
         lines=layout.lines - layout.ref_crop.line0,
         samples=layout.samples - layout.ref_crop.sample0,
         snr_threshold=0.0,

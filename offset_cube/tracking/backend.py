@@ -29,9 +29,6 @@ class Backend:
     fft: ModuleType
     #: Extra keyword arguments of every FFT call (scipy's ``workers``; nothing for CuPy).
     fft_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: cuFFT's out-of-place complex-to-real transforms may overwrite their input (cuFFT documentation; CuPy's
-    #: irfft docs warned of it), so spectra that are still needed are copied first.
-    c2r_overwrites_input: bool = False
 
     def to_device(self, array: np.ndarray) -> Any:
         """``array`` on this backend's device (no copy for numpy)."""
@@ -67,7 +64,7 @@ def _cupy_backend() -> Backend:
         raise TrackingError(f"backend 'cupy': CUDA is not usable on this machine ({err})") from err
     if count < 1:
         raise TrackingError("backend 'cupy': no CUDA device found")
-    return Backend("cupy", cupy, cufft, c2r_overwrites_input=True)
+    return Backend("cupy", cupy, cufft)
 
 
 def cupy_available() -> bool:

@@ -17,12 +17,14 @@ import numpy as np
 
 from offset_cube.size import Size
 from offset_cube.tracking import kernels as k
+from offset_cube.tracking import strips
 from offset_cube.tracking.backend import Backend
 
 Mode = Literal["amplitude", "complex"]
 Subpixel = Literal["dft", "parabolic"]
-#: How amplitude mode oversamples: 'window' interpolates each window's chips x2 on their own, 'dense' the tile's
-#: whole image blocks once (windows that overlap share the work), 'auto' picks the cheaper per tile
+#: How amplitude mode computes its surfaces: 'window' chip by chip with FFTs (each window's chips oversampled x2
+#: on their own), 'dense' from each tile's whole blocks (oversampled x2 once, correlated strip by strip, so
+#: windows that overlap share the work; :mod:`offset_cube.tracking.strips`), 'auto' the cheaper for the job
 #: (:func:`dense_is_cheaper`).
 OversamplingPath = Literal["auto", "dense", "window"]
 
@@ -31,8 +33,11 @@ OversamplingPath = Literal["auto", "dense", "window"]
 #: On bench/track_bench.py's pair, 2, 4 and 6 px give the same RMSE to 1e-4 px; 2 px keeps the FFTs smallest.
 OS_GUARD = 2
 #: Half range (px) of the oversampled search around the coarse peak. The coarse amplitude peak is within one
-#: pixel of the true one (pixel-locking bias ~0.15 px), so +/-2 px leaves a margin; ampcor uses min(search, 4).
-OS_HALF_SEARCH = 2
+#: pixel of the true one (pixel-locking bias ~0.15 px), so +/-2 px would leave a margin (ampcor uses
+#: min(search, 4)); +/-3 px gives the Lanczos refinement (kernels.LANCZOS_A = 6 samples of 0.5 px each side)
+#: its whole support around any peak within +/-1.5 px: 2 px with a 4-sample kernel locked to the 0.5-px grid
+#: (mean error swinging +/-0.008 px with the fraction at coherence 0.95, against +/-0.005 px now).
+OS_HALF_SEARCH = 3
 
 
 @dataclass(frozen=True)
@@ -125,23 +130,19 @@ def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResu
     """
     xp = be.xp
     h, w = params.window.shape
-    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window.shape)
-    search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
     if params.mode == "complex":
+        ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window.shape)
+        search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
         surface = k.complex_surface(be, ref, search, params.lags)
-    else:
-        detected = _detect(be, ref, params.complex_input), _detect(be, search, params.complex_input)
-        surface = k.amplitude_surface(be, *detected, params.lags)
-        del detected
-    del ref, search
-    peak = k.find_peak(be, surface.ncc, h * w)
-    if params.mode == "complex":
+        del ref, search
+        peak = k.find_peak(be, surface.ncc, h * w)
         lag_az, lag_rg = _refine(be, params, surface, peak.iy, peak.ix)
         ok = peak.interior
+        del surface
     else:
+        peak = k.find_peak(be, _amplitude_ncc(be, params, data), h * w)
         lag_az, lag_rg, ok = _oversampled_refine(be, params, data, peak)
         ok = ok & peak.interior
-    del surface
     nan = xp.float64(np.nan)
     return BatchResult(
         lag_az=be.to_host(xp.where(ok, lag_az, nan)),
@@ -151,6 +152,25 @@ def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResu
         cov_rg=be.to_host(peak.cov_rg),
         cov_azrg=be.to_host(peak.cov_azrg),
     )
+
+
+def _amplitude_ncc(be: Backend, params: BatchParams, data: BatchInput) -> Any:
+    """Stage 1 of amplitude mode: the pixel-level amplitude NCC (B, Ly, Lx) of every window, from the tile's
+    strips on the dense path (:mod:`offset_cube.tracking.strips`), else chip by chip with FFTs."""
+    if data.oversampled is not None:
+        ref, sec = (_detect(be, block, params.complex_input) for block in (data.ref_block, data.sec_block))
+        corners = _host_corners(be, data.ref_tops, data.ref_lefts, data.sec_tops, data.sec_lefts)
+        return strips.amplitude_ncc(be, ref, sec, corners, params.window.shape, params.lags)
+    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window.shape)
+    search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
+    detected = _detect(be, ref, params.complex_input), _detect(be, search, params.complex_input)
+    del ref, search
+    return k.amplitude_surface(be, *detected, params.lags)
+
+
+def _host_corners(be: Backend, *corners: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rt, rl, st, sl = (be.to_host(c).astype(np.int64) for c in corners)
+    return rt, rl, st, sl
 
 
 def _detect(be: Backend, chips: Any, complex_input: bool) -> Any:
@@ -179,17 +199,72 @@ def os_chip_shapes(window: tuple[int, int]) -> tuple[tuple[int, int], tuple[int,
     return (ref[0], ref[1]), (sec[0], sec[1])
 
 
-def dense_is_cheaper(window: tuple[int, int], windows: int, blocks: list[tuple[int, int]]) -> bool:
-    """Cost model of the x2 oversampling: FFT work (n log n over the samples transformed, forward and the two
-    inverse passes at 2x and 4x the size) of ``windows`` separate chip pairs against that of the tile's
-    ``blocks`` (reference and secondary, (lines, samples)) oversampled once."""
+#: Cost model constants (seconds per unit) fitted to one-worker timings of both paths on bench/track_bench.py's
+#: pair (peer and Shirase settings): an n log2 n unit of FFT, and an element of the strips' vectorised array
+#: operations (product, segment sums, summed-area tables).
+FFT_UNIT_S = 1.0e-9
+ELEMENT_S = 2.0e-9
 
-    def work(shape: tuple[int, int]) -> float:
-        n = shape[0] * shape[1]
-        return 7.0 * n * math.log2(max(n, 2))  # 1 + 2 + 4 times n: the forward FFT and the two padded inverses
 
-    chips = sum(work(shape) for shape in os_chip_shapes(window))
-    return sum(work(_even(shape)) for shape in blocks) < windows * chips
+def dense_is_cheaper(params: BatchParams, skip: tuple[int, int]) -> bool:
+    """Whether the dense path costs less per window than the per-window path for a job whose windows are
+    ``skip`` = (lines, samples) apart (the grid's spacing; the dense path shares work only between overlapping
+    windows). Amplitude mode only; see :func:`window_cost_s` and :func:`dense_cost_s`."""
+    return params.mode == "amplitude" and dense_cost_s(params, skip) < window_cost_s(params)
+
+
+def _fft_work(*shape: int) -> float:
+    n = math.prod(shape)
+    return n * math.log2(max(n, 2))
+
+
+def window_cost_s(params: BatchParams) -> float:
+    """Seconds per window of the per-window path: the search chip's three FFTs, the x2 oversampling of both chips
+    (forward FFT, inverses at 2x and 4x the size) and the three FFTs of the oversampled chips."""
+    h, w = params.window.shape
+    p = OS_HALF_SEARCH
+    coarse = 3 * _fft_work(*params.search_shape)
+    oversampling = sum(7 * _fft_work(*shape) for shape in os_chip_shapes(params.window.shape))
+    fine = 3 * _fft_work(2 * h + 4 * p, 2 * w + 4 * p)
+    return FFT_UNIT_S * (coarse + oversampling + fine)
+
+
+def dense_cost_s(params: BatchParams, skip: tuple[int, int]) -> float:
+    """Seconds per window of the dense path: its share of the blocks' x2 oversampling and summed-area tables (one
+    grid cell, skip_lines x skip_samples px, of each image), the strips' per-shift work (the cell's lines times
+    the shifts times the strip's spectrum) at both stages, and each window's inverse FFTs of its lags."""
+    w = params.window.samples
+    ly, lx = params.lags
+    cell = skip[0] * skip[1]
+    fine_lags = 4 * OS_HALF_SEARCH + 1
+    fft: float = 2 * 7 * cell * math.log2(4 * 512 * 512)
+    fft += ly * _fft_work(w + lx) + fine_lags * _fft_work(2 * w + fine_lags)
+    elements: float = 2 * 4 * 5 * cell  # four summed-area tables of each image, at 1x and 4x the pixels
+    elements += skip[0] * (w + lx) / 2 * (ly + strips.CLUSTER_SPREAD) * 3
+    elements += 2 * skip[0] * (2 * w + fine_lags) / 2 * (fine_lags + 2 * strips.CLUSTER_SPREAD) * 3
+    return FFT_UNIT_S * fft + ELEMENT_S * elements
+
+
+#: Bytes per block pixel of a dense-path tile in flight: the complex blocks, their x2-oversampled spectra and
+#: detected copies (4x the pixels), the summed-area tables.
+DENSE_BYTES_PER_PX = 400
+#: Smallest (lines, samples) that a dense tile's windows span: small windows share little per tile otherwise, and
+#: the per-tile work (oversampling margins, Python overhead per strip) dominates.
+DENSE_TILE_PX = (256, 1024)
+
+
+def dense_tile_shape(params: BatchParams, skip: tuple[int, int], budget_bytes: int) -> tuple[int, int]:
+    """(window rows, window columns) of a dense-path tile: its blocks span 4x a search area's lines and 3x its
+    samples, so the windows of a tile share most of their pixels; narrower only where ``budget_bytes`` (per
+    tile in flight) does not hold that. The shape depends on the job, not on the number of workers, so the
+    offsets do not either (the x2 oversampling of a block depends on the block's extent by ~0.003 px)."""
+    sh, sw = params.search_shape
+    margin = 2 * (params.sec_margin + 1)
+    rows = max(1, math.ceil(max(3 * (sh + margin), DENSE_TILE_PX[0]) / max(skip[0], 1)))
+    lines = rows * skip[0] + sh + margin
+    cols = max(1, math.ceil(max(2 * (sw + margin), DENSE_TILE_PX[1]) / max(skip[1], 1)))
+    fit = (budget_bytes // (DENSE_BYTES_PER_PX * lines) - sw - margin) // max(skip[1], 1)
+    return rows, int(max(1, min(cols, fit)))
 
 
 def _even(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -213,14 +288,9 @@ def oversample_block(be: Backend, block: Any, complex_input: bool) -> Any:
 
 def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any]:
     """Detected x2-oversampled reference chips (B, 2h, 2w) and search chips +/-OS_HALF_SEARCH px around the
-    coarse peak (B, 2h + 4p, 2w + 4p), from the dense blocks or chip by chip."""
+    coarse peak (B, 2h + 4p, 2w + 4p), chip by chip (the per-window path)."""
     h, w = params.window.shape
     p = OS_HALF_SEARCH
-    if data.oversampled is not None:
-        ref_os, sec_os = data.oversampled
-        ref2 = k.gather(be, ref_os, 2 * data.ref_tops, 2 * data.ref_lefts, (2 * h, 2 * w))
-        sec_tops, sec_lefts = 2 * (data.sec_tops + peak.iy - p), 2 * (data.sec_lefts + peak.ix - p)
-        return ref2, k.gather(be, sec_os, sec_tops, sec_lefts, (2 * h + 4 * p, 2 * w + 4 * p))
     ref_shape, sec_shape = os_chip_shapes(params.window.shape)
     gry, grx = (ref_shape[0] - h) // 2, (ref_shape[1] - w) // 2
     gsy, gsx = (sec_shape[0] - h - 2 * p) // 2, (sec_shape[1] - w - 2 * p) // 2
@@ -234,17 +304,36 @@ def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak:
     return ref2, _detect(be, sec2, params.complex_input)
 
 
-def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:
-    """Amplitude NCC of the x2-oversampled complex chips around the coarse peak, refined; lags in px."""
+def _fine_ncc(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> Any:
+    """Amplitude NCC (B, 4p + 1, 4p + 1) of the x2-oversampled chips at 0.5-px lags within +/-p px of the
+    coarse peak: from the dense blocks' strips, or chip by chip."""
     h, w = params.window.shape
     p = OS_HALF_SEARCH
+    lags = (4 * p + 1, 4 * p + 1)
+    if data.oversampled is not None:
+        rt, rl, st, sl = _host_corners(be, data.ref_tops, data.ref_lefts, data.sec_tops, data.sec_lefts)
+        iy, ix = be.to_host(peak.iy).astype(np.int64), be.to_host(peak.ix).astype(np.int64)
+        corners = (2 * rt, 2 * rl, 2 * (st + iy - p), 2 * (sl + ix - p))
+        ref_os, sec_os = data.oversampled
+        return strips.amplitude_ncc(be, ref_os, sec_os, corners, (2 * h, 2 * w), lags)
     ref2, sec2 = _oversampled_chips(be, params, data, peak)
-    surface = k.amplitude_surface(be, ref2, sec2, (4 * p + 1, 4 * p + 1))
-    fine = k.find_peak(be, surface.ncc, 4 * h * w, statistics=False)
+    return k.amplitude_surface(be, ref2, sec2, lags)
+
+
+def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:
+    """Amplitude NCC of the x2-oversampled complex chips around the coarse peak, refined; lags in px.
+
+    The 0.5-px surface is sampled finely enough to be interpolated locally (Lanczos, :func:`k.lanczos_peak`),
+    so both paths refine the same 9x9 surface the same way.
+    """
+    h, w = params.window.shape
+    p = OS_HALF_SEARCH
+    ncc = _fine_ncc(be, params, data, peak)
+    fine = k.find_peak(be, ncc, 4 * h * w, statistics=False)
     if params.subpixel == "parabolic":
-        fy, fx = k.parabolic_peak(be, surface.ncc, fine.iy, fine.ix)
+        fy, fx = k.parabolic_peak(be, ncc, fine.iy, fine.ix)
     else:
-        fy, fx = k.zoom_peak(be, surface, fine.iy, fine.ix, params.zoom_levels())
+        fy, fx = k.lanczos_peak(be, ncc, fine.iy, fine.ix, params.zoom_levels())
     lag_az = peak.iy - p + fy / 2
     lag_rg = peak.ix - p + fx / 2
     return lag_az, lag_rg, fine.interior

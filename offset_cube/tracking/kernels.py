@@ -32,12 +32,11 @@ MIN_VALID_FRACTION = 0.9
 
 @dataclass(frozen=True)
 class Surface:
-    """A batch of normalised correlation surfaces and what sub-pixel refinement needs to interpolate them."""
+    """A batch of coherent correlation surfaces and what the DFT zoom needs to interpolate them."""
 
-    ncc: Array  # (B, Ly, Lx) float32: Pearson NCC (amplitude) or |coherence| (complex)
+    ncc: Array  # (B, Ly, Lx) float32: |coherence|
     spectrum: Array  # cross-power spectrum whose inverse FFT is the unnormalised correlation
     fft_shape: tuple[int, int]
-    real: bool  # spectrum is an rfft2 half-spectrum of a real correlation
     energy: Array  # (B, Ly, Lx) float64: lag-dependent part of the normaliser (its square root divides)
 
 
@@ -95,8 +94,9 @@ def fft_shape(shape: tuple[int, int], real: bool) -> tuple[int, int]:
     return (scipy.fft.next_fast_len(shape[0], real=False), scipy.fft.next_fast_len(shape[1], real=real))
 
 
-def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
-    """Pearson NCC of real chips ``ref`` (B, h, w) over ``search`` (B, H, W) at every lag (ampcor's stage 1).
+def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Array:
+    """Pearson NCC (B, Ly, Lx) float32 of real chips ``ref`` (B, h, w) over ``search`` (B, H, W) at every lag
+    (ampcor's stage 1).
 
     NCC(l) = sum(r' s_l) / sqrt(sum(r'^2) * (sum(s_l^2) - sum(s_l)^2 / N)), r' = r - mean(r), as ampcor.F's
     ``correlate`` (r_corn), computed with FFTs and summed-area tables instead of a direct sum.
@@ -112,14 +112,12 @@ def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, i
     shape = fft_shape(search.shape[1:], real=True)
     spec = fft.rfft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
     spec *= xp.conj(fft.rfft2(r0, s=shape, axes=(1, 2), **be.fft_kwargs))
-    keep = spec.copy() if be.c2r_overwrites_input else spec  # the zoom refinement needs the spectrum intact
     num = fft.irfft2(spec, s=shape, axes=(1, 2), **be.fft_kwargs)[:, : lags[0], : lags[1]]
     s1 = box_sums(be, search, (h, w), lags)
     s2 = box_sums(be, search * search, (h, w), lags)
     var = xp.maximum(s2 - s1 * s1 / n, 0.0)
     denom = xp.sqrt(er[:, None, None] * var)
-    ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
-    return Surface(ncc, keep, shape, True, var)
+    return xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
 
 
 def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
@@ -135,7 +133,7 @@ def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int
     q = box_sums(be, power, (h, w), lags)
     denom = xp.sqrt(er[:, None, None] * q)
     ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
-    return Surface(ncc, spec, shape, False, q)
+    return Surface(ncc, spec, shape, q)
 
 
 def find_peak(be: Backend, ncc: Array, n_pixels: int, statistics: bool = True) -> Peak:
@@ -253,20 +251,60 @@ def zoom_peak(be: Backend, surface: Surface, iy: Array, ix: Array, levels: int) 
     """Band-limited sub-sample peak: matrix-DFT interpolation of the correlation around the integer peak.
 
     The correlation is evaluated exactly (Fourier interpolation by a matrix DFT of the cross-power spectrum,
-    as Guizar-Sicairos et al. 2008) on a 5x5 grid of spacing 1/2 around the integer peak; a parabola through
-    the grid's maximum along each axis estimates the peak, and the next level evaluates a grid
-    :data:`ZOOM_FACTOR` times finer around that estimate, ``levels`` times in all. Values are divided by the
-    square root of the bilinearly interpolated lag-dependent energy, so the refinement maximises the same NCC
-    as the integer search.
+    as Guizar-Sicairos et al. 2008) on the grids of :func:`_zoom`. Values are divided by the square root of the
+    bilinearly interpolated lag-dependent energy, so the refinement maximises the same NCC as the integer search.
+    """
+    return _zoom(be, lambda cy, cx, spacing: _dft_values(be, surface, cy, cx, spacing), iy, ix, levels)
+
+
+#: Half-width (samples) of the Lanczos kernel that interpolates a finely sampled surface (:func:`lanczos_peak`).
+LANCZOS_A = 6
+
+
+def lanczos_peak(be: Backend, ncc: Array, iy: Array, ix: Array, levels: int) -> tuple[Array, Array]:
+    """Sub-sample peak of surfaces sampled finely enough to interpolate locally (amplitude mode's 0.5-px grid).
+
+    The surface is interpolated with a Lanczos kernel of :data:`LANCZOS_A` samples each side (weights
+    normalised to sum 1 where the kernel meets the surface's edge) on the grids of :func:`_zoom`. On the
+    x2-oversampled amplitude NCC (13x13 lags of 0.5 px) it gives the matrix-DFT zoom's RMSE against the truth
+    (0.0331/0.0316 px vs 0.0330/0.0316 px with the peer settings, 0.0210/0.0588 vs 0.0210/0.0591 with the
+    Shirase settings, glacier field) and needs only that surface, not each window's cross-power spectrum: so
+    the dense path, which never forms one, and the per-window path refine alike.
     """
     xp = be.xp
-    b = surface.spectrum.shape[0]
+    surface = ncc.astype(xp.float64)
+    _, ly, lx = ncc.shape
+
+    def values(cy: Array, cx: Array, spacing: float) -> Array:
+        offsets = spacing * xp.arange(-2, 3, dtype=xp.float64)
+        wy = _lanczos_weights(xp, cy[:, None] + offsets[None, :], ly)
+        wx = _lanczos_weights(xp, cx[:, None] + offsets[None, :], lx)
+        return xp.matmul(xp.matmul(wy, surface), wx.transpose(0, 2, 1))
+
+    return _zoom(be, values, iy, ix, levels)
+
+
+def _lanczos_weights(xp: Any, positions: Array, size: int) -> Array:
+    """(B, n, size) weights of the samples 0..size-1 at ``positions`` (B, n)."""
+    t = positions[:, :, None] - xp.arange(size, dtype=xp.float64)[None, None, :]
+    weights = xp.where(xp.abs(t) < LANCZOS_A, xp.sinc(t) * xp.sinc(t / LANCZOS_A), 0.0)
+    total = weights.sum(axis=2, keepdims=True)
+    return weights / xp.where(total != 0, total, 1.0)
+
+
+def _zoom(be: Backend, evaluate: Any, iy: Array, ix: Array, levels: int) -> tuple[Array, Array]:
+    """Iterated grid search: ``evaluate(cy, cx, spacing)`` gives (B, 5, 5) surface values on the grid
+    ``c + spacing * (-2..2)``; from a 1/2-lag grid around the integer peak, a parabola through the grid's
+    maximum along each axis estimates the peak and the next level evaluates a grid :data:`ZOOM_FACTOR` times
+    finer around that estimate, ``levels`` times in all."""
+    xp = be.xp
+    b = iy.shape[0]
     batch = xp.arange(b)
     steps = xp.arange(-2, 3, dtype=xp.float64)
     cy, cx = iy.astype(xp.float64), ix.astype(xp.float64)
     spacing = 0.5
     for _ in range(levels):
-        values = _dft_values(be, surface, cy, cx, spacing)
+        values = evaluate(cy, cx, spacing)
         flat = xp.argmax(values.reshape(b, -1), axis=1)
         ky, kx = xp.clip(flat // 5, 1, 3), xp.clip(flat % 5, 1, 3)
         c0 = values[batch, ky, kx]
@@ -277,19 +315,10 @@ def zoom_peak(be: Backend, surface: Surface, iy: Array, ix: Array, levels: int) 
     return cy, cx
 
 
-def _frequencies(be: Backend, surface: Surface) -> tuple[Array, Array, Array]:
-    """Signed frequency indices of the spectrum's axes and the weight of each column (rfft half-spectrum)."""
-    xp = be.xp
+def _frequencies(be: Backend, surface: Surface) -> tuple[Array, Array]:
+    """Signed frequency indices of the spectrum's axes."""
     my, mx = surface.fft_shape
-    fy = xp.asarray(np.fft.fftfreq(my) * my)
-    if not surface.real:
-        return fy, xp.asarray(np.fft.fftfreq(mx) * mx), xp.ones(mx)
-    fx = xp.arange(mx // 2 + 1, dtype=xp.float64)
-    weight = np.full(fx.shape, 2.0)
-    weight[0] = 1.0
-    if mx % 2 == 0:
-        weight[-1] = 1.0  # the Nyquist column appears once in a full spectrum
-    return fy, fx, xp.asarray(weight)
+    return be.xp.asarray(np.fft.fftfreq(my) * my), be.xp.asarray(np.fft.fftfreq(mx) * mx)
 
 
 def _dft_values(be: Backend, surface: Surface, cy: Array, cx: Array, spacing: float) -> Array:
@@ -302,16 +331,16 @@ def _dft_values(be: Backend, surface: Surface, cy: Array, cx: Array, spacing: fl
     my, mx = surface.fft_shape
     spec = surface.spectrum
     ctype = spec.dtype
-    fy, fx, weight = _frequencies(be, surface)
+    fy, fx = _frequencies(be, surface)
     offsets = spacing * xp.arange(-2, 3, dtype=xp.float64)
-    phase_x = (xp.exp((2j * np.pi / mx) * (cx[:, None] * fx[None, :])) * weight[None, :]).astype(ctype)
+    phase_x = xp.exp((2j * np.pi / mx) * (cx[:, None] * fx[None, :])).astype(ctype)
     phase_y = xp.exp((2j * np.pi / my) * (cy[:, None] * fy[None, :])).astype(ctype)
     kern_x = xp.exp((2j * np.pi / mx) * (fx[:, None] * offsets[None, :])).astype(ctype)  # (Mx', 5)
     kern_y = xp.exp((2j * np.pi / my) * (fy[:, None] * offsets[None, :])).astype(ctype)  # (My, 5)
     # Per-window kernels (the centre's phase folded into the small DFT matrices) and batched products.
     partial = xp.matmul(spec, phase_x[:, :, None] * kern_x[None, :, :])  # (B, My, 5)
     corr = xp.matmul((phase_y[:, :, None] * kern_y[None, :, :]).transpose(0, 2, 1), partial)  # (B, 5, 5)
-    values = corr.real if surface.real else xp.abs(corr)
+    values = xp.abs(corr)
     gy = cy[:, None] + offsets[None, :]
     gx = cx[:, None] + offsets[None, :]
     energy = _bilinear(be, surface.energy, gy, gx)

@@ -41,6 +41,7 @@ the mode (amplitude Pearson NCC, or coherent |NCC| in complex mode):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,7 @@ from offset_cube.tracking.core import (
     OversamplingPath,
     Subpixel,
     dense_is_cheaper,
+    dense_tile_shape,
     oversample_block,
     track_batch,
 )
@@ -180,10 +182,14 @@ def track_offsets(
         outlier_mad_k: windows whose offset differs from the median of their SNR-valid neighbours (5x5 box) by
             more than this times max(local MAD, 0.1 px) are invalid too (see :data:`DEFAULT_OUTLIER_MAD_K`);
             None turns the test off (as the engine does: its product stage filters with its own settings).
-        oversampling_path: amplitude mode's x2 oversampling: 'window' (each window's chips on their own; the
-            default), 'dense' (each tile's image blocks once, shared by overlapping windows; offsets within
-            0.005 px RMS of 'window's) or 'auto' (the cheaper per tile by an FFT cost model). The dense path's
-            offsets depend on the tiling (memory budget, explicit centres) by up to ~0.003 px, so it is opt-in.
+        oversampling_path: how amplitude mode computes its surfaces: 'window' (chip by chip with FFTs, each
+            window's chips oversampled x2 on their own; the default), 'dense' (from each tile's blocks,
+            oversampled x2 once and correlated strip by strip, so overlapping windows share the work; the same
+            integer surfaces, offsets within 0.005 px RMS of 'window's; :mod:`offset_cube.tracking.strips`) or
+            'auto' (the cheaper for the job by a cost model, :func:`~offset_cube.tracking.core.dense_is_cheaper`;
+            the attribute ``oversampling_path`` records the choice). The dense path's offsets depend on the
+            tiling (explicit centres, a memory budget too small for its tiles) by up to ~0.003 px, so it is
+            opt-in. Complex mode always runs per window.
 
     Returns:
         Dataset with dims (line, sample), coords = window centres, float32 ``azimuth_offset``,
@@ -212,9 +218,10 @@ def track_offsets(
         raise TrackingError(f"memory_budget_mb must be at least 16; got {memory_budget_mb}")
     be = get_backend(_choice(backend, BACKENDS, "backend"))
     grid = _grid(ref_shape, win, srch, stp if skip is not None else None, lines, samples)
+    params = dataclasses.replace(params, path=_resolved_path(params, grid))
     gross = _gross_fields(gross_offset, grid.shape)
     plan = _Plan.build(grid, gross, params, ref_shape, sec_shape)
-    result = _run(be, params, plan, reference, secondary, workers, memory_budget_mb)
+    result = _run(be, params, plan, (reference, secondary), grid.spacing, workers, memory_budget_mb)
     threshold = DEFAULT_SNR_THRESHOLDS[mode_name] if snr_threshold is None else float(snr_threshold)
     outlier_k = _checked_outlier_k(outlier_mad_k)
     thresholds = (threshold, outlier_k)
@@ -231,6 +238,25 @@ class _Grid:
     @property
     def shape(self) -> tuple[int, int]:
         return (self.tops.size, self.lefts.size)
+
+    @property
+    def spacing(self) -> tuple[int, int]:
+        """Typical (median) distance in px between window rows and between columns (1 for a single one)."""
+        return _median_step(self.tops), _median_step(self.lefts)
+
+
+def _median_step(values: np.ndarray) -> int:
+    steps = np.diff(np.unique(values))
+    return max(1, int(np.median(steps))) if steps.size else 1
+
+
+def _resolved_path(params: BatchParams, grid: _Grid) -> OversamplingPath:
+    """'dense' or 'window' for this job: complex mode has only the per-window path; 'auto' asks the cost model."""
+    if params.mode != "amplitude":
+        return "window"
+    if params.path != "auto":
+        return params.path
+    return "dense" if dense_is_cheaper(params, grid.spacing) else "window"
 
 
 @dataclass(frozen=True)
@@ -301,19 +327,23 @@ def _run(
     be: Backend,
     params: BatchParams,
     plan: _Plan,
-    reference: ArrayLike2D,
-    secondary: ArrayLike2D,
+    images: tuple[ArrayLike2D, ArrayLike2D],
+    spacing: tuple[int, int],
     workers: int,
     memory_budget_mb: int,
 ) -> _Result:
     """Process the window grid tile by tile (in a thread pool on the CPU) and collect the results."""
     parallel = workers if be.name == "numpy" else 1
-    batch = _batch_size(params, memory_budget_mb, parallel, MAX_BATCH[be.name])
     result = _Result.empty(plan.placeable.shape)
-    tiles = list(_tiles(plan.placeable.shape, batch))
+    if params.path == "dense":
+        budget = memory_budget_mb * 2**20 // parallel
+        tiles = list(_shaped_tiles(plan.placeable.shape, dense_tile_shape(params, spacing, budget)))
+    else:
+        batch = _batch_size(params, memory_budget_mb, parallel, MAX_BATCH[be.name])
+        tiles = list(_tiles(plan.placeable.shape, batch))
 
     def work(tile: _Tile) -> tuple[tuple[np.ndarray, np.ndarray], BatchResult] | None:
-        return _process_tile(be, params, plan, tile, reference, secondary)
+        return _process_tile(be, params, plan, tile, *images)
 
     with _single_threaded_blas():
         if parallel > 1 and len(tiles) > 1:
@@ -366,11 +396,16 @@ def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, large
 
 def _tiles(shape: tuple[int, int], batch: int) -> Iterator[_Tile]:
     """Rectangles of the window grid holding about ``batch`` windows, row-major."""
-    nl, ns = shape
+    ns = shape[1]
     if ns <= batch:
-        rows_per_tile, cols_per_tile = max(1, batch // max(ns, 1)), ns
-    else:
-        rows_per_tile, cols_per_tile = 1, batch
+        return _shaped_tiles(shape, (max(1, batch // max(ns, 1)), ns))
+    return _shaped_tiles(shape, (1, batch))
+
+
+def _shaped_tiles(shape: tuple[int, int], tile: tuple[int, int]) -> Iterator[_Tile]:
+    """Rectangles of the window grid of at most ``tile`` = (rows, columns) windows, row-major."""
+    nl, ns = shape
+    rows_per_tile, cols_per_tile = tile
     for r0 in range(0, nl, rows_per_tile):
         for c0 in range(0, ns, cols_per_tile):
             yield _Tile(slice(r0, min(r0 + rows_per_tile, nl)), slice(c0, min(c0 + cols_per_tile, ns)))
@@ -414,13 +449,7 @@ def _process_tile(
     xp = be.xp
     ref_device, sec_device = be.to_device(ref_block), be.to_device(sec_block)
     oversampled = None
-    if params.mode == "amplitude" and (
-        params.path == "dense"
-        or (
-            params.path == "auto"
-            and dense_is_cheaper(params.window.shape, index[0].size, [ref_block.shape, sec_block.shape])
-        )
-    ):
+    if params.path == "dense":
         oversampled = tuple(oversample_block(be, block, params.complex_input) for block in (ref_device, sec_device))
     data = BatchInput(
         ref_block=ref_device,

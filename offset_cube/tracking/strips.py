@@ -1,0 +1,206 @@
+"""Amplitude NCC surfaces of many overlapping windows computed once per image strip, not once per window.
+
+Overlapping windows (the Shirase job's 256x64 windows every 44x8 px overlap 46-fold) make per-window FFTs
+recompute the same products again and again. Here the numerator sum_window r(p) s(p + l) is split by axis:
+
+* range: windows of one grid column share a reference strip (their w samples) and a secondary strip (the union
+  of their search areas); one real FFT per line of each strip gives, after the inverse FFT, the correlation at
+  every range lag, for every line;
+* azimuth: for each azimuth shift d between reference line y and secondary line y + d, the per-line spectra
+  products are summed over each window's lines (in segments of lines, then over segments by doubling: direct
+  float32 sums, no running-sum cancellation), so the cost is lines x shifts x spectrum length, shared by every
+  window of the column, whatever the window height.
+
+The normalisation (window sums of s and s^2 at every lag, of r and r^2) comes from 2-D summed-area tables in
+float64. The surfaces equal :func:`offset_cube.tracking.kernels.amplitude_surface`'s to float rounding, so the
+integer peak, SNR and covariances are the same as on the per-window path.
+
+Windows of a column whose search areas lie far apart (a gross-offset field, or the refinement stage around
+scattered peaks) are split into clusters so that one outlier does not widen the strips of the others.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+from offset_cube.tracking.backend import Backend
+
+Array = Any
+
+#: A cluster's azimuth shifts span at most this many lags beyond one window's (and its secondary strip at most
+#: this many samples beyond one search area's width): wider spreads go into separate clusters.
+CLUSTER_SPREAD = 8
+
+
+def amplitude_ncc(
+    be: Backend,
+    ref_block: Array,
+    sec_block: Array,
+    corners: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    window: tuple[int, int],
+    lags: tuple[int, int],
+) -> Array:
+    """Pearson NCC (B, Ly, Lx) float32 of real windows over their search areas, as ``amplitude_surface``.
+
+    ``corners`` = host int arrays (reference tops, lefts, search-area tops, lefts) in the blocks' pixels;
+    window i is ``ref_block[rt:rt+h, rl:rl+w]`` and lag (dy, dx) pairs it with
+    ``sec_block[st+dy : st+dy+h, sl+dx : sl+dx+w]``.
+    """
+    xp = be.xp
+    rt, rl, st, sl = corners
+    h, w = window
+    ly, lx = lags
+    n = h * w
+    # Each image centred on its block mean: the NCC does not change, the float32 products lose less.
+    ref = (ref_block - ref_block.mean(dtype=xp.float64)).astype(xp.float32)
+    sec = (sec_block - sec_block.mean(dtype=xp.float64)).astype(xp.float32)
+    ref_sums = _box(xp, _sats(xp, ref), xp.asarray(rt), xp.asarray(rl), window)
+    sum_r = ref_sums.real
+    energy_r = ref_sums.imag - sum_r * sum_r / n
+    lag_tops = xp.asarray(st)[:, None, None] + xp.arange(ly)[None, :, None]
+    lag_lefts = xp.asarray(sl)[:, None, None] + xp.arange(lx)[None, None, :]
+    sec_sums = _box(xp, _sats(xp, sec), lag_tops, lag_lefts, window)
+    sum_s = sec_sums.real
+    var_s = xp.maximum(sec_sums.imag - sum_s * sum_s / n, 0.0)
+    num = correlation(be, ref, sec, corners, window, lags) - sum_r[:, None, None] * sum_s / n
+    denom = xp.sqrt(xp.maximum(energy_r, 0.0)[:, None, None] * var_s)
+    return xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
+
+
+def _sats(xp: Any, image: Array) -> Array:
+    """Summed-area tables (H + 1, W + 1) of the image (real part) and of its square (imaginary part), float64,
+    with a zero first line and column: one gather reads both."""
+    sat = xp.zeros((image.shape[0] + 1, image.shape[1] + 1), dtype=xp.complex128)
+    inner = sat[1:, 1:]
+    inner.real = xp.cumsum(image, axis=1, dtype=xp.float64)
+    inner.imag = xp.cumsum(image * image, axis=1, dtype=xp.float64)
+    if xp is np:  # numpy's cumsum along the first axis is several times slower than adding line by line
+        for i in range(1, inner.shape[0]):
+            xp.add(inner[i - 1], inner[i], out=inner[i])
+    else:
+        inner[...] = xp.cumsum(inner, axis=0)
+    return sat
+
+
+def _box(xp: Any, sat: Array, tops: Array, lefts: Array, window: tuple[int, int]) -> Array:
+    h, w = window
+    return sat[tops + h, lefts + w] - sat[tops, lefts + w] - sat[tops + h, lefts] + sat[tops, lefts]
+
+
+def correlation(
+    be: Backend,
+    ref: Array,
+    sec: Array,
+    corners: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    window: tuple[int, int],
+    lags: tuple[int, int],
+) -> Array:
+    """sum over each window of ref(p) * sec(p + corner offset + lag): (B, Ly, Lx) float64 (see module doc)."""
+    xp = be.xp
+    rt, rl, st, sl = corners
+    out = xp.zeros((rt.size, *lags), dtype=xp.float64)
+    for members in clusters(rt, rl, st, sl, lags):
+        out[xp.asarray(members)] = _cluster_correlation(be, ref, sec, tuple(c[members] for c in corners), window, lags)
+    return out
+
+
+def clusters(rt: np.ndarray, rl: np.ndarray, st: np.ndarray, sl: np.ndarray, lags: tuple[int, int]) -> list[np.ndarray]:
+    """Index arrays of windows that share a reference column and lie within CLUSTER_SPREAD of each other in
+    azimuth shift (search top - reference top) and in search-area left edge."""
+    groups = []
+    shift = st - rt
+    for column in np.unique(rl):
+        members = np.nonzero(rl == column)[0]
+        for by_shift in _split(members, shift[members]):
+            groups.extend(_split(by_shift, sl[by_shift]))
+    return groups
+
+
+def _split(members: np.ndarray, values: np.ndarray) -> list[np.ndarray]:
+    """``members`` cut into runs of sorted ``values`` spanning at most CLUSTER_SPREAD each."""
+    order = np.argsort(values, kind="stable")
+    runs, start = [], 0
+    for i in range(1, order.size + 1):
+        if i == order.size or values[order[i]] - values[order[start]] > CLUSTER_SPREAD:
+            runs.append(np.sort(members[order[start:i]]))
+            start = i
+    return runs
+
+
+def _cluster_correlation(
+    be: Backend,
+    ref: Array,
+    sec: Array,
+    corners: tuple[np.ndarray, ...],
+    window: tuple[int, int],
+    lags: tuple[int, int],
+) -> Array:
+    """:func:`correlation` of windows sharing one reference column (their strips transformed once)."""
+    xp, fft = be.xp, be.fft
+    rt, rl, st, sl = corners
+    h, w = window
+    ly, lx = lags
+    y0, y1 = int(rt.min()), int(rt.max()) + h
+    shift = st - rt
+    d0, d1 = int(shift.min()), int(shift.max()) + ly  # absolute azimuth shifts [d0, d1)
+    e0, e1 = int(sl.min()), int(sl.max()) + w + lx - 1  # secondary columns of the strip
+    left = int(rl[0])
+    size = scipy.fft.next_fast_len(e1 - e0, real=True)
+    ref_spec = xp.conj(fft.rfft(ref[y0:y1, left : left + w], n=size, axis=1, **be.fft_kwargs))
+    sec_spec = fft.rfft(_rows(xp, sec[:, e0:e1], y0 + d0, y1 + d1 - 1), n=size, axis=1, **be.fft_kwargs)
+    # Lines are summed in segments of g lines (g divides the window height and every window's first line), then
+    # segments over each window by doubling.
+    g = math.gcd(h, *(int(v) for v in np.unique(rt - y0)))
+    segments, first = (y1 - y0) // g, xp.asarray((rt - y0) // g)
+    lines, shifts = y1 - y0, d1 - d0
+    # products (lines, shifts, K) of every reference line with the secondary line `shift` below it, all at once
+    product = ref_spec[:, None, :] * _shifted_lines(xp, sec_spec, lines, shifts)
+    pairs = product.view(xp.float32)  # real and imaginary parts side by side: float32 sums are fast
+    segment_sums = pairs.reshape(segments, g, shifts, pairs.shape[2]).sum(axis=1)
+    per_shift = sliding_sums(xp, segment_sums, h // g)[first].view(ref_spec.dtype)  # (n, shifts, K)
+    batch = xp.arange(rt.size)[:, None]
+    spectra = per_shift[batch, xp.asarray(shift - d0)[:, None] + xp.arange(ly)[None, :]]  # (n, Ly, K)
+    corr = fft.irfft(spectra, n=size, axis=2, **be.fft_kwargs)  # (n, Ly, size): range lag from column e0
+    cols = xp.asarray(sl - e0)[:, None] + xp.arange(lx)[None, :]
+    return corr[batch[:, :, None], xp.arange(ly)[None, :, None], cols[:, None, :]]
+
+
+def sliding_sums(xp: Any, values: Array, length: int) -> Array:
+    """Sums of ``length`` consecutive rows of ``values`` (n, m), for every first row: (n - length + 1, m).
+
+    Built from sums of 1, 2, 4, ... rows (binary decomposition of ``length``): about log2(length) vectorised
+    additions of whole arrays instead of a running sum (slow along the first axis, and cancelling).
+    """
+    total, covered, power, width = None, 0, values, 1
+    count = values.shape[0] - length + 1
+    while True:
+        if length & width:
+            part = power[covered : covered + count]
+            total = part if total is None else total + part
+            covered += width
+        width *= 2
+        if width > length:
+            return total
+        power = power[: -(width // 2)] + power[width // 2 :]
+
+
+def _shifted_lines(xp: Any, spectra: Array, lines: int, shifts: int) -> Array:
+    """(lines, shifts, K) view (numpy) or copy with element [y, j] = ``spectra[y + j]``."""
+    if xp is np:
+        return np.lib.stride_tricks.sliding_window_view(spectra, lines, axis=0).transpose(2, 0, 1)
+    return spectra[xp.arange(lines)[:, None] + xp.arange(shifts)[None, :]]
+
+
+def _rows(xp: Any, image: Array, start: int, stop: int) -> Array:
+    """Lines [start, stop) of ``image``, zero where they fall outside it (never used by any window's lags)."""
+    if start >= 0 and stop <= image.shape[0]:
+        return image[start:stop]
+    out = xp.zeros((stop - start, image.shape[1]), dtype=image.dtype)
+    a, b = max(start, 0), min(stop, image.shape[0])
+    if b > a:
+        out[a - start : b - start] = image[a:b]
+    return out
