@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import itertools
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -147,6 +151,123 @@ def test_bad_input_is_one_error_line_exit_2_nothing_written(
     assert len(lines) == 1 and lines[0].startswith("error: ")
     assert expected in lines[0]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["run", "--aera", "POINT(0 0)"],
+            "no such option: --aera; did you mean --area or --start? (see 'offset-cube run --help')",
+        ),
+        (["--aera"], "no such option: --aera (see 'offset-cube --help')"),
+        (["rnu"], "no such command 'rnu'; did you mean 'run'? (see 'offset-cube --help')"),
+        (["inspect"], "missing argument 'CUBE' (see 'offset-cube inspect --help')"),
+        (["demo", "--dates", "four"], "invalid value for '--dates'"),
+    ],
+)
+def test_command_line_mistakes_are_one_error_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str
+) -> None:
+    """Mistyped options and commands, missing arguments and bad values: one line naming close matches, no box."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert expected in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["demo", "doctor", "inspect", "plan", "run", "serve", "simulate", "track"])
+def test_help_with_h_shows_plain_argument_names_and_no_bool_placeholder(command: str) -> None:
+    result = runner.invoke(app, [command, "-h"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line)
+    assert usage.strip().startswith(f"Usage: offset-cube {command} [OPTIONS]") and "{" not in usage
+    assert "<bool>" not in result.stdout
+    assert re.search(r"--help\s+-h\s+Show this message", result.stdout)
+
+
+def test_arguments_show_in_capitals() -> None:
+    usage = {c: runner.invoke(app, [c, "--help"], env={"COLUMNS": "200"}).stdout for c in ("inspect", "track")}
+    assert "Usage: offset-cube inspect [OPTIONS] CUBE" in usage["inspect"]
+    assert "Usage: offset-cube track [OPTIONS] REFERENCE SECONDARY" in usage["track"]
+    assert "{cube}" not in usage["inspect"] and "{reference}" not in usage["track"]
+
+
+def test_version_is_the_installed_package_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"offset-cube {importlib.metadata.version('offset-cube')}\n"
+
+
+@pytest.mark.parametrize("kind", ["a file", "read-only"])
+def test_run_with_an_unusable_out_is_one_error_line_exit_2_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Checked before any search, download or engine: not 200 lines of tracebacks after the whole run.
+
+    Root passes any permission bits, so as root (CI containers) the read-only case runs in a forked child that has
+    dropped to the unprivileged uid 65534 ("nobody") inside a world-readable folder; the real CLI runs either way.
+    """
+    if kind == "read-only" and os.geteuid() == 0:
+        tmp_path = Path(tempfile.mkdtemp(prefix="offset-cube-ro-"))
+        tmp_path.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    if kind == "a file":
+        out = tmp_path / "out"
+        out.write_text("not a folder\n")
+        expected = f"storage.out {out}: it is a file, not a folder"
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        out = locked / "out"
+        expected = f"{locked}, where it would be created, is not writable"
+    before = sorted(tmp_path.rglob("*"))
+    args = ["run", "--area", STACK_AREA, "--start", "2020-01-01", "--end", "2020-03-01"]
+    args += ["--search", f"local:{catalog}", "--out", str(out)]
+    if kind == "read-only" and os.geteuid() == 0:
+        exit_code, stderr = _invoke_as_nobody(args)
+        shutil.rmtree(tmp_path)
+    else:
+        result = runner.invoke(app, args)
+        exit_code, stderr = result.exit_code, result.stderr
+        assert sorted(tmp_path.rglob("*")) == before
+    assert exit_code == 2, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
+def _invoke_as_nobody(args: list[str]) -> tuple[int, str]:
+    """Run the CLI in a forked child with uid/gid 65534; return its exit code and stderr, and check that the child
+    wrote nothing (the folder's listing is compared inside the child, before it exits)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        code = 99
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            before = sorted(Path.cwd().rglob("*"))
+            result = runner.invoke(app, args)
+            written = sorted(Path.cwd().rglob("*")) != before
+            payload = json.dumps({"exit": 3 if written else result.exit_code, "stderr": result.stderr})
+            os.write(write_end, payload.encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    reply = json.loads(data)
+    return int(reply["exit"]), str(reply["stderr"])
 
 
 def test_unknown_yaml_field_and_engine_constraints(tmp_path: Path) -> None:
