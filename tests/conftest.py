@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,45 @@ PREFECT_HOME.mkdir(parents=True, exist_ok=True)  # Prefect creates only the last
 os.environ["PREFECT_HOME"] = str(PREFECT_HOME)
 os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "90"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+
+
+class OutsideNetworkError(RuntimeError):
+    """A test tried to reach a host other than this machine (tests are offline: 127.0.0.1 servers only)."""
+
+
+def _loopback(host: object) -> bool:
+    if host in (None, "", "localhost") or (isinstance(host, str | bytes) and str(host).endswith(".localhost")):
+        return True
+    try:
+        address = ipaddress.ip_address(host.decode() if isinstance(host, bytes) else str(host))
+        return address.is_loopback or address.is_unspecified  # 0.0.0.0 / ::, as Dask binds its servers
+    except ValueError:
+        return False
+
+
+_real_connect = socket.socket.connect
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    inet = self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple)
+    if inet and not _loopback(address[0]):  # type: ignore[index]
+        raise OutsideNetworkError(f"a test tried to connect to {address!r}; tests may only use 127.0.0.1")
+    _real_connect(self, address)  # type: ignore[arg-type]
+
+
+def _guarded_getaddrinfo(host: object, *args: object, **kwargs: object) -> object:
+    if not _loopback(host):
+        raise OutsideNetworkError(f"a test tried to resolve {host!r}; tests may only use 127.0.0.1")
+    return _real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
+
+# Every test runs offline: in this process, any connection or name lookup beyond this machine fails loudly (not
+# as a connection error a retry loop would swallow). Subprocesses (Prefect's server, topsApp's stand-in, Chromium)
+# are started by the tests against 127.0.0.1 only.
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+
 
 #: Prefect test harness start-up limit: 20 s on a loaded 2-core machine, and more than 90 s seen at load 30 (a
 #: start-up limit only: a generous one costs nothing when the server comes up).

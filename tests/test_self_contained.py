@@ -107,3 +107,17 @@ def test_each_kind_of_private_citation_is_caught(line: str) -> None:
 )
 def test_public_citations_pass(line: str) -> None:
     assert not private_citations(line)
+
+
+def test_tests_cannot_reach_beyond_this_machine() -> None:
+    """conftest's guard: an outside host fails loudly (the URLs test records carry are never fetched)."""
+    import socket
+
+    import requests
+
+    from tests.conftest import OutsideNetworkError
+
+    with pytest.raises(OutsideNetworkError, match="datapool.asf.alaska.edu"):
+        requests.get("https://datapool.asf.alaska.edu/SLC/SA/x.zip", timeout=5)
+    with pytest.raises(OutsideNetworkError), socket.socket() as sock:
+        sock.connect(("8.8.8.8", 53))
