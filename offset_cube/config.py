@@ -348,7 +348,7 @@ class BuiltinConfig(StrictModel):
 GLO30_URL = "https://copernicus-dem-30m.s3.amazonaws.com"
 #: EGM2008 geoid heights on a 1' grid, the grid dem-stitcher uses for GLO-30 (ARIA's public bucket).
 EGM2008_URL = "https://aria-geoid.s3.us-west-2.amazonaws.com/us_nga_egm2008_1_4326__agisoft.tif"
-_URL_OR_FOLDER = r"^(https?://[^\s/]+(/[^\s]*)?|file://\S+)$"
+_URL_PATTERN = r"^(https?://[^\s/]+(/[^\s]*)?|file://\S+)$"
 
 
 def _dem_source(value: Any) -> Any:
@@ -401,7 +401,7 @@ class DemConfig(StrictModel):
     def _url_or_path(cls, value: str, info: ValidationInfo) -> str:
         """A URL as given; a local path (relative to the job file's folder) as its file:// URL."""
         text = value.strip()
-        if re.fullmatch(_URL_OR_FOLDER, text):
+        if re.fullmatch(_URL_PATTERN, text):
             return text
         if not text or "://" in text:
             raise ValueError(f"{text!r} is not an http(s):// or file:// URL or a local path")

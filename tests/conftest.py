@@ -69,10 +69,20 @@ HARNESS_STARTUP_TIMEOUT_S = 240
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect API server for every flow-level test of the session."""
+    from prefect.server.api.server import SubprocessASGIServer
     from prefect.testing.utilities import prefect_test_harness
 
+    from offset_cube.reaper import start_reaper, stop_reaper
+
     with prefect_test_harness(server_startup_timeout=HARNESS_STARTUP_TIMEOUT_S):
-        yield
+        # The harness registers its server as the process's default one. Prefect stops it at exit, which a killed
+        # pytest never reaches: the product's reaper ends it then too, so no uvicorn outlives the test run.
+        process = SubprocessASGIServer().server_process
+        reaper = start_reaper(process.pid, group=False, grace_s=5.0) if process is not None else None
+        try:
+            yield
+        finally:
+            stop_reaper(reaper)
 
 
 def data_path(relative: str) -> Path:

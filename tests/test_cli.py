@@ -409,3 +409,21 @@ def test_runs_started_together_on_a_fresh_prefect_home_start_cleanly_and_sigkill
     while any(alive(pid) for pid in servers) and time.monotonic() < end:
         time.sleep(0.2)
     assert not [pid for pid in servers if alive(pid)]
+
+
+def test_the_test_harness_server_is_reaped_too(prefect_harness: None) -> None:
+    """The test suite's own Prefect server (``prefect_harness``) has a reaper watching it, so a killed pytest run
+    leaves no uvicorn behind: the reaper's command line names the server's pid."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    process = SubprocessASGIServer().server_process
+    assert process is not None and process.poll() is None
+    reapers = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"offset_cube.reaper" in argv and str(process.pid).encode() in argv:
+            reapers.append(entry.name)
+    assert len(reapers) == 1, reapers
