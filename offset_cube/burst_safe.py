@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from lxml import etree
 
 from offset_cube.atomic import atomic_path, write_text_atomic
 from offset_cube.errors import SafeError
+from offset_cube.quiet import open_raster
 from offset_cube.safe.annotation import parse_annotation
 from offset_cube.safe.product import SafeProduct
 from offset_cube.scenes import Burst
@@ -174,23 +174,20 @@ def _write_swath(
 def burst_tiff_strips(path: Path, shape: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
     """(first line, complex64 lines) of a burst TIFF, :data:`STRIP_LINES` at a time (a burst is ~300 MB as
     complex64), after checking it holds the annotation's lines × samples per burst; all-zero strips are left out."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.errors import RasterioIOError
     from rasterio.windows import Window
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as ds:
-                if (ds.height, ds.width) != shape or ds.count != 1 or not ds.dtypes[0].startswith("complex"):
-                    raise SafeError(
-                        f"{path} is {ds.count} band(s) of {ds.height}x{ds.width} {ds.dtypes[0]}; the annotation says "
-                        f"one band of {shape[0]}x{shape[1]} complex int16"
-                    )
-                for row in range(0, shape[0], STRIP_LINES):
-                    data = ds.read(1, window=Window(0, row, shape[1], min(STRIP_LINES, shape[0] - row)))
-                    if data.any():
-                        yield row, np.asarray(data, dtype=np.complex64)
+        with open_raster(path) as ds:
+            if (ds.height, ds.width) != shape or ds.count != 1 or not ds.dtypes[0].startswith("complex"):
+                raise SafeError(
+                    f"{path} is {ds.count} band(s) of {ds.height}x{ds.width} {ds.dtypes[0]}; the annotation says "
+                    f"one band of {shape[0]}x{shape[1]} complex int16"
+                )
+            for row in range(0, shape[0], STRIP_LINES):
+                data = ds.read(1, window=Window(0, row, shape[1], min(STRIP_LINES, shape[0] - row)))
+                if data.any():
+                    yield row, np.asarray(data, dtype=np.complex64)
     except RasterioIOError as err:
         raise SafeError(f"{path} is not a readable burst TIFF ({err})") from err
 
@@ -203,8 +200,6 @@ def write_measurement_tiff(
     Tiles that are all zero are not stored (GDAL ``SPARSE_OK``), so a swath-sized file holding a few bursts costs
     only those bursts on disk.
     """
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
     from rasterio.windows import Window
 
     profile = {
@@ -218,11 +213,9 @@ def write_measurement_tiff(
         "blockysize": tile,
         "sparse_ok": True,
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **profile) as ds:
-            for row, col, data in blocks:
-                ds.write(data.astype(np.complex64), 1, window=Window(col, row, data.shape[1], data.shape[0]))
+    with open_raster(path, "w", **profile) as ds:
+        for row, col, data in blocks:
+            ds.write(data.astype(np.complex64), 1, window=Window(col, row, data.shape[1], data.shape[0]))
 
 
 # --------------------------------------------------------------------------------------------------- cut

@@ -10,7 +10,6 @@ runDenseOffsets.py``, ``contrib/PyCuAmpcor``).
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import xarray as xr
 from offset_cube.atomic import atomic_path
 from offset_cube.errors import TrackingError
 from offset_cube.isce_raster import COV_NODATA, OFFSET_NODATA, SNR_NODATA, read_band, write_isce_raster
+from offset_cube.quiet import open_raster
 from offset_cube.tracking.tracker import ArrayLike2D
 
 #: DenseAmpcor's output names (topsApp's ``dense_offsets`` prefix) under the ``--isce-format`` folder.
@@ -32,14 +32,10 @@ class RasterioImage:
     """Band 1 of a GDAL raster as a lazy 2-D array: ``image[r0:r1, c0:c1]`` reads only that window."""
 
     def __init__(self, path: Path) -> None:
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+        from rasterio.errors import RasterioIOError
 
         try:
-            with warnings.catch_warnings():
-                # Radar-geometry images (SLC TIFFs, ISCE products via GDAL) have no geotransform by nature.
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self._dataset = rasterio.open(path)
+            self._dataset = open_raster(path)
         except RasterioIOError as err:
             raise TrackingError(f"cannot open {path} as a raster image: {err}") from err
         self.path = path

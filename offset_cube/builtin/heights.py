@@ -3,13 +3,13 @@ any CRS, the automatic GLO-30 mosaic, or an ISCE raster with its ``.xml``)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from offset_cube.errors import EngineError
 from offset_cube.geometry.ellipsoid import wrap_longitude
+from offset_cube.quiet import open_raster
 
 #: Terrain slopes are central differences over ±this distance (m): about one GLO-30 posting.
 SLOPE_STEP_M = 30.0
@@ -64,17 +64,14 @@ class HeightModel:
 
     @staticmethod
     def _load(dem: Path) -> tuple[np.ndarray, object, object]:
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+        from rasterio.errors import RasterioIOError
 
         if dem.with_name(dem.name + ".xml").is_file():
             return _load_isce(dem)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(dem) as ds:
-                    data = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
-                    transform, crs = ds.transform, ds.crs
+            with open_raster(dem) as ds:
+                data = ds.read(1, masked=True).astype(np.float64).filled(np.nan)
+                transform, crs = ds.transform, ds.crs
         except RasterioIOError as err:
             raise EngineError(f"DEM {dem} cannot be read ({err})") from err
         if crs is None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 import zarr
+
+from offset_cube.quiet import quiet_warnings
 
 #: Times are stored as int64 microseconds (exact: the µs uniqueness step of ``mid_date`` survives a round trip;
 #: float "days since" as ITS_LIVE uses would blur it). CF readers decode any units.
@@ -23,8 +24,7 @@ def consolidate(path: Path) -> None:
     zarr-python warns that consolidated metadata is not yet part of the v3 spec; it is what xarray reads by
     default (without it, ``open_zarr`` warns on every open), so the warning is expected here.
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part", category=UserWarning)
+    with quiet_warnings(UserWarning, message="Consolidated metadata is currently not part"):
         zarr.consolidate_metadata(str(path), zarr_format=3)
 
 

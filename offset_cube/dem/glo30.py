@@ -24,7 +24,6 @@ import logging
 import math
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 
 from offset_cube.atomic import atomic_path, write_text_atomic
 from offset_cube.errors import DemError
+from offset_cube.quiet import quiet_warnings
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,8 @@ def glo30_tiles(box: Box) -> list[Tile]:
     """The GLO-30 tiles the index lists over ``box`` (land tiles; ocean has none), sorted by id."""
     from dem_stitcher.datasets import get_overlapping_dem_tiles
 
-    with warnings.catch_warnings():  # across the antimeridian it warns that it looks on the other side: wanted
-        warnings.filterwarnings("ignore", message="Getting tiles across dateline", category=UserWarning)
+    # Across the antimeridian it warns that it looks on the other side: wanted.
+    with quiet_warnings(UserWarning, message="Getting tiles across dateline"):
         frame = get_overlapping_dem_tiles(box.as_list(), "glo_30")
     tiles = [
         Tile(str(tile_id), urlsplit(str(url)).path.lstrip("/"))
@@ -328,8 +328,7 @@ def _ellipsoidal_mosaic(box: Box, tiles: Sequence[Path], geoid: Path) -> tuple[n
         with contextlib.ExitStack() as stack:
             datasets = [_in_frame(stack, stack.enter_context(rasterio.open(path)), box) for path in tiles]
             # dem-stitcher draws tqdm progress bars on stderr and shapely warns on degenerate overlaps: quiet.
-            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-                warnings.simplefilter("ignore")
+            with quiet_warnings(), contextlib.redirect_stderr(io.StringIO()):
                 merged, merged_profile = merge_tile_datasets_within_extent(
                     datasets, box.as_list(), nodata=np.nan, dtype=np.float32
                 )
@@ -381,8 +380,7 @@ def _add_geoid(heights: np.ndarray, profile: dict[str, Any], geoid: Path) -> np.
 
     def add(block: np.ndarray, block_transform: Any, geoid_path: Path) -> np.ndarray:
         block_profile = {**profile, "count": 1, "width": block.shape[1], "transform": block_transform}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quiet_warnings():
             added = remove_geoid(block[None], block_profile, str(geoid_path))
         return np.asarray(added, dtype=np.float32).reshape(block.shape)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import threading
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from offset_cube.errors import SafeError
+from offset_cube.quiet import open_raster
 from offset_cube.safe.annotation import SwathAnnotation, parse_annotation
 from offset_cube.safe.archive import SafeArchive
 from offset_cube.safe.manifest import ManifestInfo, read_manifest
@@ -144,14 +144,10 @@ class SafeProduct:
 
 def open_tiff(location: str, where: str) -> Any:
     """An open rasterio dataset of a measurement TIFF (the caller closes it)."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+    from rasterio.errors import RasterioIOError
 
     try:
-        with warnings.catch_warnings():
-            # S1 measurement TIFFs carry GCPs or nothing, never a geotransform: that is expected here.
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(location)
+        return open_raster(location)
     except RasterioIOError as err:
         raise SafeError(f"{where}: measurement TIFF cannot be read ({err})") from err
 
