@@ -376,7 +376,10 @@ class DemConfig(StrictModel):
         10_000.0,
         ge=0,
         le=200_000,
-        description="Margin (m) around the area's bounding box that the automatic DEM covers (radar footprint).",
+        description=(
+            "Margin (m) around the area's bounding box that the automatic DEM covers (radar footprint); "
+            "at least a quarter of the area's longest side."
+        ),
     )
     tiles_url: str = Field(
         GLO30_URL,

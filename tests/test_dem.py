@@ -196,3 +196,19 @@ def test_an_area_across_the_antimeridian_or_round_a_pole_is_one_clear_error() ->
     ):
         with pytest.raises(AreaError, match=r"crosses the antimeridian \(±180°\) or contains a pole is not supported"):
             parse_area(wkt)
+
+
+def test_a_large_area_gets_a_margin_that_covers_its_radar_footprint() -> None:
+    """A 64 km area's radar crop reaches ~11 km beyond it (up to 0.21 of the side at 45° to the track): the box
+    grows by a quarter of the longest side (16 km), not the job's 10 km; a small area keeps the job's margin."""
+    from offset_cube.dem import M_PER_DEG_LAT
+
+    def grown_km(area: str, margin_m: float) -> float:
+        shape = parse_area(area)
+        return (shape.bounds[1] - dem_box(shape, margin_m).south) * M_PER_DEG_LAT / 1000
+
+    large = "POLYGON((20 -70.3, 21.68 -70.3, 21.68 -69.72, 20 -69.72, 20 -70.3))"  # ~64 x 64 km
+    assert 15.9 < grown_km(large, 10_000) < 16.3
+    assert grown_km(large, 30_000) == pytest.approx(30.0)
+    small = "POLYGON((20 -70.05, 20.26 -70.05, 20.26 -69.96, 20 -69.96, 20 -70.05))"  # ~10 x 10 km
+    assert grown_km(small, 10_000) == pytest.approx(10.0)

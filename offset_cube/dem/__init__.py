@@ -19,12 +19,21 @@ __all__ = ["Box", "auto_dem", "dem_box", "describe_dem", "job_dem"]
 
 #: Metres per degree of latitude (mean; the margin only needs to be generous, not exact).
 M_PER_DEG_LAT = 111_320.0
+#: The radar footprint of an area reaches beyond it by more than a fixed margin on a large area: the built-in
+#: engine tracks the area's bounding rectangle in radar coordinates, which for an area at angle θ to the track
+#: reaches (|cos θ| + |sin θ| − 1)/2 of its side beyond it, at most (√2 − 1)/2 ≈ 0.21 (θ = 45°, as on polar
+#: stereographic grids), plus the search range. The DEM margin is at least this fraction of the longest side.
+FOOTPRINT_FRACTION = 0.25
 
 
 def dem_box(area: BaseGeometry, margin_m: float) -> Box:
-    """The area's bounding box grown by ``margin_m`` on every side, in degrees: past the antimeridian it runs on
+    """The area's bounding box grown by ``margin_m`` (at least :data:`FOOTPRINT_FRACTION` of the area's longest
+    side) on every side, in degrees: past the antimeridian it runs on
     east of 180° (179.9..180.1), and when it reaches a pole it takes every longitude (:meth:`Box.normalised`)."""
     west, south, east, north = area.bounds
+    nearest_equator = 0.0 if south < 0.0 < north else min(abs(south), abs(north))
+    longest_m = max(north - south, (east - west) * math.cos(math.radians(nearest_equator))) * M_PER_DEG_LAT
+    margin_m = max(margin_m, FOOTPRINT_FRACTION * longest_m)
     dlat = margin_m / M_PER_DEG_LAT
     widest = min(max(abs(south - dlat), abs(north + dlat)), 89.0)
     dlon = min(margin_m / (M_PER_DEG_LAT * math.cos(math.radians(widest))), 180.0)
