@@ -18,7 +18,7 @@ from offset_cube.tracking.synthetic import fourier_shift, mix
 #: Sentinel-1 IW2 (the template's annotation): azimuth 313 Hz of 486.5 Hz, range 48.3 of 64.345 MHz, Hamming 0.75.
 IW2 = BandWeighting(azimuth_fraction=0.6434, azimuth_alpha=0.75, range_fraction=0.7506, range_alpha=0.75)
 GAMMA = 0.7
-WINDOW = (128, 32)  # (width, height), the demo's
+WINDOW = (128, 32)  # (width, height)
 SHIFT = (0.3, 0.4)  # (azimuth, range) px
 
 
