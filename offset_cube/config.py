@@ -342,6 +342,13 @@ class BuiltinConfig(StrictModel):
     stable_quantile: float = Field(
         0.2, gt=0, le=1, description="Fraction of slowest windows treated as stable when no mask is given."
     )
+    whitening: bool = Field(
+        True,
+        description="Complex tracking: undo the annotated Hamming weighting of both processing bands and equalise "
+        "the local backscatter power of each burst before correlating (maximum-likelihood weights: reaches the "
+        "coherent Cramér-Rao bound, and bright features no longer bias windows over shear margins). Amplitude "
+        "tracking is never whitened.",
+    )
 
 
 #: Copernicus DEM GLO-30 on AWS's Registry of Open Data (https://registry.opendata.aws/copernicus-dem/).

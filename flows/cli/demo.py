@@ -141,10 +141,12 @@ def _outputs(doc: dict[str, Any], job: JobConfig, prefix: str) -> None:
 
 def _figures(doc: dict[str, Any], job: JobConfig, prefix: str) -> None:
     """The cube against the truth (velocity errors, coverage) and the window centres against the true ground."""
-    from offset_cube.simulate.demo import accuracy, geolocation_errors
+    from offset_cube.simulate.demo import accuracy, geolocation_errors, target_line
 
     with user_errors():
-        for layer in accuracy(job.storage.cube_path, Path(doc["truth"])):
+        layers = accuracy(job.storage.cube_path, Path(doc["truth"]))
+        for layer in layers:
             typer.echo(f"{prefix}accuracy:   {layer.line()}")
+        typer.echo(f"{prefix}target:     {target_line(layers)}")
         for pair in geolocation_errors(doc, job.storage.pairs_dir):
             typer.echo(f"{prefix}geolocation: {pair.line()}")

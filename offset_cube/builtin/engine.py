@@ -10,6 +10,7 @@ centre and write :mod:`offset_cube.result` (``grid="radar"``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from offset_cube.builtin.bias import estimate_bias, stable_mask
 from offset_cube.builtin.heights import HeightModel
 from offset_cube.builtin.radargrid import RadarGrid, SwathSource, build_radar_grid
 from offset_cube.builtin.streaming import StreamedCrop
+from offset_cube.builtin.whitening import Whitening
 from offset_cube.config import JobConfig
 from offset_cube.dem import describe_dem, job_dem
 from offset_cube.errors import EngineError, SafeError
@@ -241,10 +243,13 @@ def track_pair(
     layout = layout_pair(ref_grid, sec_grid, area, heights, window, search, skip)
     if sec_grid.covered(layout.sec_crop.lines, layout.sec_crop.samples) == 0:
         raise SafeError(f"{sec.paths}: no burst covers the area's counterpart in the secondary")
-    # Both crops are read (and deramped) in azimuth blocks as the tracker reaches them, so memory is bounded by
-    # the block size, not by the area (offset_cube.builtin.streaming).
+    whitening = Whitening() if job.tracking.mode.value == "complex" and job.builtin.whitening else None
+    # Both crops are read (deramped, and whitened for complex tracking) in azimuth blocks as the tracker reaches
+    # them, so memory is bounded by the block size, not by the area (offset_cube.builtin.streaming).
     ref_data, sec_data = (
-        StreamedCrop(grid, (crop.line0, crop.sample0), (crop.n_lines, crop.n_samples))
+        StreamedCrop(
+            dataclasses.replace(grid, whitening=whitening), (crop.line0, crop.sample0), (crop.n_lines, crop.n_samples)
+        )
         for grid, crop in ((ref_grid, layout.ref_crop), (sec_grid, layout.sec_crop))
     )
     log.info(
@@ -310,6 +315,7 @@ def track_pair(
         "skip": list(skip),
         "mode": job.tracking.mode.value,
         "oversampling": job.tracking.oversampling,
+        "whitening": whitening.describe() if whitening is not None else "none",
         "swaths": ref_grid.swaths,
         "dem": describe_dem(job),
         "heights": heights.describe(),

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from offset_cube.builtin.whitening import BandWeighting, Whitening
 from offset_cube.errors import SafeError
 from offset_cube.geometry.orbit import Orbit
 from offset_cube.geometry.tops import burst_ramp, deramp
@@ -99,6 +100,8 @@ class RadarGrid(Lattice):
     shape: tuple[int, int]
     tiles: tuple[BurstTile, ...]
     polarisation: str
+    #: Applied to every burst as it is read (complex tracking; :mod:`offset_cube.builtin.whitening`), or None.
+    whitening: Whitening | None = None
 
     @property
     def swaths(self) -> list[str]:
@@ -120,7 +123,8 @@ class RadarGrid(Lattice):
         return total
 
     def read(self, lines: tuple[int, int], samples: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """Deramped complex64 pixels of grid lines ``[l0, l1)`` × samples ``[s0, s1)`` and a validity mask.
+        """Deramped (and, with :attr:`whitening`, whitened) complex64 pixels of grid lines ``[l0, l1)`` × samples
+        ``[s0, s1)`` and a validity mask.
 
         Parts of the window outside every burst (or outside the grid) are zero and invalid.
         """
@@ -130,20 +134,40 @@ class RadarGrid(Lattice):
             (l0, l1), (s0, s1) = tile.intersect(lines, samples)
             if l1 <= l0 or s1 <= s0:
                 continue
-            annotation = tile.source.annotation
-            burst_lines = np.arange(l0 - tile.line0, l1 - tile.line0)
-            file_samples = np.arange(s0 - tile.sample0, s1 - tile.sample0)
-            first_row = tile.burst.index * annotation.lines_per_burst
-            data = tile.source.product.read_window(
-                tile.source.swath,
-                tile.source.polarisation,
-                (first_row + int(burst_lines[0]), first_row + int(burst_lines[-1]) + 1),
-                (int(file_samples[0]), int(file_samples[-1]) + 1),
+            out[l0 - lines[0] : l1 - lines[0], s0 - samples[0] : s1 - samples[0]] = self._tile_pixels(
+                tile, (l0, l1), (s0, s1)
             )
-            ramp = burst_ramp(annotation, tile.burst, self.orbit, file_samples)
-            out[l0 - lines[0] : l1 - lines[0], s0 - samples[0] : s1 - samples[0]] = deramp(data, ramp, burst_lines)
             valid[l0 - lines[0] : l1 - lines[0], s0 - samples[0] : s1 - samples[0]] = True
         return out, valid
+
+    def _tile_pixels(self, tile: BurstTile, lines: tuple[int, int], samples: tuple[int, int]) -> np.ndarray:
+        """A tile's deramped pixels (grid lines and samples inside the tile), whitened from the burst's own valid
+        pixels around them (a margin beyond the tile's cut) when :attr:`whitening` is set."""
+        annotation = tile.source.annotation
+        (l0, l1), (s0, s1) = lines, samples
+        if self.whitening is not None:
+            margin_l, margin_s = self.whitening.margin
+            first, last = tile.burst.valid_lines
+            s_first, s_last = tile.burst.valid_samples
+            l0 = max(l0 - margin_l, tile.line0 + first)
+            l1 = min(l1 + margin_l, tile.line0 + last + 1)
+            s0 = max(s0 - margin_s, tile.sample0 + s_first)
+            s1 = min(s1 + margin_s, tile.sample0 + s_last + 1)
+        burst_lines = np.arange(l0 - tile.line0, l1 - tile.line0)
+        file_samples = np.arange(s0 - tile.sample0, s1 - tile.sample0)
+        first_row = tile.burst.index * annotation.lines_per_burst
+        data = tile.source.product.read_window(
+            tile.source.swath,
+            tile.source.polarisation,
+            (first_row + int(burst_lines[0]), first_row + int(burst_lines[-1]) + 1),
+            (int(file_samples[0]), int(file_samples[-1]) + 1),
+        )
+        ramp = burst_ramp(annotation, tile.burst, self.orbit, file_samples)
+        pixels = deramp(data, ramp, burst_lines)
+        if self.whitening is None:
+            return pixels
+        pixels = self.whitening.apply(pixels, BandWeighting.of(annotation))
+        return pixels[lines[0] - l0 : lines[1] - l0, samples[0] - s0 : samples[1] - s0]
 
 
 def build_radar_grid(sources: list[SwathSource], orbit: Orbit) -> RadarGrid:
