@@ -9,7 +9,7 @@ the tracker's threads, so it can exceed its share of the wall time).
 Peak RSS is the child's high-water mark (``ru_maxrss``), start-up included.
 
 ``PYTHONPATH=. python3 bench/engine_bench.py --areas 4,8 [--cache DIR] [--json-out FILE]``. The simulator
-takes areas of 1 to 50 km. Timings on a shared machine vary with its load, which is printed.
+takes areas of 1 to 70 km. Timings on a shared machine vary with its load, which is printed.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def child(folder: Path, tracking: dict[str, Any]) -> dict[str, Any]:
         "start": "2014-10-03",
         "search": f"local:{stack['scene_dir']}",
         "tracking": tracking,
-        "builtin": {"height_m": stack["height_m"]},
+        "dem": str(folder / "dem.tif"),  # the simulated terrain (ellipsoidal heights)
         "storage": {"out": str(folder / "out")},
     }
     job = job_from_dict(raw)
