@@ -482,15 +482,17 @@ class _Scene:
                 if date.index:
                     # γ · previous + √(1 − γ²) · fresh. The previous field waits on disk while the fresh one is
                     # made, so only one complex field is in memory at a time (a 64 km area's is ~3.7 GB).
-                    spill = Path(tmp) / "previous.npy"
-                    np.save(spill, reflectivity)
+                    spill = Path(tmp) / "previous.c64"
+                    reflectivity.tofile(spill)
                     del reflectivity
                     reflectivity = self._speckle(amplitude, bands)
                     reflectivity *= math.sqrt(1 - gamma**2)
-                    previous = np.load(spill, mmap_mode="r")
-                    for r0, r1 in _row_blocks(reflectivity.shape):
-                        reflectivity[r0:r1] += gamma * previous[r0:r1]
-                    del previous
+                    n_cols = reflectivity.shape[1]
+                    with spill.open("rb") as previous:  # read back by blocks, not mapped: RSS stays one field
+                        for r0, r1 in _row_blocks(reflectivity.shape):
+                            block = np.fromfile(previous, np.complex64, (r1 - r0) * n_cols).reshape(r1 - r0, n_cols)
+                            block *= gamma
+                            reflectivity[r0:r1] += block
                 self._write(date, name, manifest_xml, self._bursts(date, window, mapping, reflectivity, scale))
                 log.info("simulated %s", date.product)
 
