@@ -51,7 +51,15 @@ def simulate(area_km: float, cache: Path) -> Path:
 
     folder = cache / f"stack_{area_km:g}km"
     if not (folder / "stack.json").exists():
-        config = SimulationConfig(template=DEMO_TEMPLATE, dates=2, area_m=(1000 * area_km, 1000 * area_km), seed=3)
+        # The DEM must cover the radar crop, whose corners reach ~0.17 x the side beyond a map-square area (the
+        # track's heading turns the crop by ~10 degrees): 11 km at 64 km, more than the default 8 km margin.
+        config = SimulationConfig(
+            template=DEMO_TEMPLATE,
+            dates=2,
+            area_m=(1000 * area_km, 1000 * area_km),
+            seed=3,
+            dem_margin_m=max(8000.0, 250.0 * area_km),
+        )
         stack = simulate_stack(config, folder)
         description = {
             "area_wkt": stack.area_wkt,
@@ -248,7 +256,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         simulated = time.perf_counter() - started
         command = [sys.executable, __file__, "--child", str(folder), "--window", args.window, "--skip", args.skip]
         command += ["--mode", args.mode]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode:
+            raise SystemExit(f"{area:g} km: the engine failed:\n{done.stderr[-3000:]}")
+        output = done.stdout
         row = {"area_km": area, "simulate_s": simulated, **json.loads(output.strip().splitlines()[-1])}
         rows.append(row)
         stages = ", ".join(f"{name} {seconds:.1f}" for name, seconds in row["stages"].items())

@@ -169,7 +169,8 @@ def test_streamed_blocks_give_the_offsets_of_one_block(
     """Reading both crops in 128-line azimuth blocks (deramped burst by burst, burst seams inside blocks) gives
     exactly the offsets of one block holding each whole crop; every read is at most one block, so the pixels
     the reader allocates are bounded by the block size, not by the area; each block is read once (one tracker
-    worker); and each measurement TIFF is opened once per pair, however many blocks are read from it."""
+    worker); each measurement TIFF is opened once per pair, however many blocks are read from it; and GDAL's
+    block cache is capped, so tiles read once do not stay in memory."""
     from offset_cube.builtin import streaming
     from offset_cube.builtin.radargrid import RadarGrid
     from offset_cube.safe import product
@@ -207,6 +208,10 @@ def test_streamed_blocks_give_the_offsets_of_one_block(
     assert max(lines for lines, _ in reads) == streaming.MIN_BLOCK_LINES
     assert all(samples == crop_samples for _, samples in reads)
     assert sorted(opened) == sorted(set(opened)) and len(opened) == 2
+    # GDAL's own block cache (5 % of RAM by default) would keep every tile read, growing with the area.
+    from rasterio.env import get_gdal_config
+
+    assert int(get_gdal_config("GDAL_CACHEMAX")) <= product.GDAL_BLOCK_CACHE_BYTES
 
 
 # --------------------------------------------------------------------------------------------- bad input
