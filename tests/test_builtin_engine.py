@@ -12,6 +12,7 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -161,6 +162,57 @@ def test_dem_heights_equal_a_constant_height(stack: SimulatedStack, tmp_path: Pa
         out.write(np.zeros((1, 60, 60), dtype=np.float32))
     with pytest.raises(EngineError, match=r"DEM .*dem\.tif does not cover"):
         pair_offsets(make_inputs(stack, 0, 1, job, tmp_path), job)
+
+
+def test_streamed_blocks_give_the_offsets_of_one_block(
+    stack: SimulatedStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading both crops in 128-line azimuth blocks (deramped burst by burst, burst seams inside blocks) gives
+    exactly the offsets of one block holding each whole crop; every read is at most one block, so the pixels
+    the reader allocates are bounded by the block size, not by the area; each block is read once (one tracker
+    worker); each measurement TIFF is opened once per pair, however many blocks are read from it; and GDAL's
+    block cache is capped, so tiles read once do not stay in memory."""
+    from offset_cube.builtin import streaming
+    from offset_cube.builtin.radargrid import RadarGrid
+    from offset_cube.safe import product
+
+    job = make_job(stack, tmp_path, builtin={"workers": 1})
+    inputs = make_inputs(stack, 0, 1, job, tmp_path)
+    reads: list[tuple[int, int]] = []
+    opened: list[str] = []
+    real_read, real_open = RadarGrid.read, product.open_tiff
+
+    def recording_read(self: RadarGrid, lines: tuple[int, int], samples: tuple[int, int]) -> tuple[Any, Any]:
+        data, valid = real_read(self, lines, samples)
+        reads.append(data.shape)
+        return data, valid
+
+    def recording_open(location: str, where: str) -> Any:
+        opened.append(location)
+        return real_open(location, where)
+
+    monkeypatch.setattr(RadarGrid, "read", recording_read)
+    monkeypatch.setattr(product, "open_tiff", recording_open)
+    monkeypatch.setattr(streaming, "block_lines_for", lambda n_samples: 10**6)
+    whole = pair_offsets(inputs, job)
+    assert len(reads) == 2  # one block per crop: the whole crop
+    (crop_lines, crop_samples), whole_reads = reads[0], list(reads)
+    reads.clear()
+    opened.clear()
+    monkeypatch.setattr(streaming, "block_lines_for", lambda n_samples: streaming.MIN_BLOCK_LINES)
+    streamed = pair_offsets(inputs, job)
+    for name in ("azimuth_offset", "range_offset", "snr", "geometric_azimuth_offset", "cov_az"):
+        np.testing.assert_array_equal(streamed[name].values, whole[name].values)
+    blocks = -(-crop_lines // streaming.MIN_BLOCK_LINES)
+    assert blocks >= 4 and whole_reads == [(crop_lines, crop_samples)] * 2
+    assert len(reads) == 2 * blocks
+    assert max(lines for lines, _ in reads) == streaming.MIN_BLOCK_LINES
+    assert all(samples == crop_samples for _, samples in reads)
+    assert sorted(opened) == sorted(set(opened)) and len(opened) == 2
+    # GDAL's own block cache (5 % of RAM by default) would keep every tile read, growing with the area.
+    from rasterio.env import get_gdal_config
+
+    assert int(get_gdal_config("GDAL_CACHEMAX")) <= product.GDAL_BLOCK_CACHE_BYTES
 
 
 # --------------------------------------------------------------------------------------------- bad input

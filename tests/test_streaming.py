@@ -39,6 +39,7 @@ def test_slices_match_one_whole_read() -> None:
     for rows, cols in [(slice(0, 650), slice(0, 70)), (slice(95, 305), slice(3, 40)), (slice(640, 650), slice(None))]:
         np.testing.assert_array_equal(crop[rows, cols], whole[rows, cols])
     assert crop[5:5, :].shape == (0, 70)
+    assert crop[95:305, 3:40].flags.c_contiguous  # only the asked samples were copied, not whole lines
     assert all(samples == (10, 80) for _, samples in grid.reads)  # full-width blocks
     assert crop.shape == (650, 70) and crop.dtype == np.complex64
     assert crop.peak_bytes() == KEEP_BLOCKS * 100 * 70 * 8

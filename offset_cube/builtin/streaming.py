@@ -63,18 +63,21 @@ class StreamedCrop:
 
     def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
         rows, cols = key
-        r0, r1, step = rows.indices(self.shape[0])
-        if step != 1:
-            raise IndexError("StreamedCrop supports contiguous line ranges only")
-        out = np.empty((max(r1 - r0, 0), self.shape[1]), dtype=self.dtype)
-        if r1 <= r0:
-            return out[:, cols]
+        r0, r1, row_step = rows.indices(self.shape[0])
+        c0, c1, col_step = cols.indices(self.shape[1])
+        if row_step != 1 or col_step != 1:
+            raise IndexError("StreamedCrop supports contiguous line and sample ranges only")
+        # Only the asked samples are copied: the tracker's tiles may be narrower than the crop, and copying full
+        # rows for each would cost (crop width / tile width) times the pixels, growing faster than the area.
+        out = np.empty((max(r1 - r0, 0), max(c1 - c0, 0)), dtype=self.dtype)
+        if r1 <= r0 or c1 <= c0:
+            return out
         n = self.block_lines
         for index in range(r0 // n, (r1 - 1) // n + 1):
             block = self._block(index)
             lo, hi = max(r0, index * n), min(r1, (index + 1) * n)
-            out[lo - r0 : hi - r0] = block[lo - index * n : hi - index * n]
-        return out[:, cols]
+            out[lo - r0 : hi - r0] = block[lo - index * n : hi - index * n, c0:c1]
+        return out
 
     def _block(self, index: int) -> np.ndarray:
         with self._lock:

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -77,6 +78,15 @@ NODE_STEP = (4, 16)
 #: Orbit arc propagated around the acquisition, seconds each side (EOF files hold ±10 min).
 ORBIT_SPAN_S = 720.0
 EOF_MARGIN_S = 600.0
+#: Largest side of a simulated area: the demo template's four IW2 bursts span ~75 km along track (and the swath
+#: ~90 km across), so a 70 km square with its margins stays inside them. Memory grows with the area: ~12 bytes
+#: per pixel of the x2 material grid (4 x the area's radar pixels), ~6 GB at 64 km.
+MAX_SIDE_M = 70_000.0
+#: Lattice pixels rendered at once (lines x samples): bounds the sampling and re-ramping temporaries (~100 bytes
+#: a pixel), whatever the area.
+RENDER_PIXELS = 2**21
+#: Coefficients either side of a sample that the cubic spline reads (it reads floor(x) - 1 .. floor(x) + 2).
+SPLINE_REACH = 3
 
 
 @dataclass(frozen=True)
@@ -116,8 +126,10 @@ class SimulationConfig:
             raise ConfigError(f"relief must be 'valley' or 'flat', got {self.relief!r}")
         if self.relief == "valley" and self.flow != "glacier":
             raise ConfigError("relief 'valley' follows the valley glacier (flow 'glacier'); use relief 'flat'")
-        if not all(1000.0 <= side <= 50_000.0 for side in self.area_m):
-            raise ConfigError(f"the area's sides must be 1..50 km, got {self.area_m[0]:g} x {self.area_m[1]:g} m")
+        if not all(1000.0 <= side <= MAX_SIDE_M for side in self.area_m):
+            raise ConfigError(
+                f"the area's sides must be 1..{MAX_SIDE_M / 1000:g} km, got {self.area_m[0]:g} x {self.area_m[1]:g} m"
+            )
 
 
 @dataclass
@@ -399,9 +411,10 @@ class _Scene:
 
     # ------------------------------------------------------------------ reflectivity
 
-    def _texture(self) -> np.ndarray:
-        """Ground amplitude on the ×2 material grid (float32): evaluated at native spacing, block by block, then
-        interpolated (it varies over tens of metres, several native pixels)."""
+    def _amplitude(self) -> np.ndarray:
+        """Ground amplitude on the ×2 material grid (float32), padded by its edge values to an FFT-friendly shape:
+        evaluated at native spacing, block by block, then interpolated (it varies over tens of metres, several
+        native pixels)."""
         first = self.stack.dates[0]
         n_l, n_s = self.shape
         coarse_l = np.arange(self.origin[0] - 8, self.origin[0] + self.shape[0] + 16, 8, dtype=np.float64)
@@ -414,29 +427,42 @@ class _Scene:
         lines = self.origin[0] + np.arange(n_l + 1, dtype=np.float64)
         samples = self.origin[1] + np.arange(n_s + 1, dtype=np.float64)
         native = np.empty((n_l + 1, n_s + 1), dtype=np.float32)
-        for start in range(0, n_l + 1, 256):
-            block = lines[start : start + 256]
-            native[start : start + len(block)] = texture.amplitude(spl_x(block, samples), spl_y(block, samples))
-        return _double(native)
+        for r0, r1 in _row_blocks(native.shape, 2**20):
+            block = lines[r0:r1]
+            native[r0:r1] = texture.amplitude(spl_x(block, samples), spl_y(block, samples))
+        amplitude = np.empty((scipy.fft.next_fast_len(2 * n_l), scipy.fft.next_fast_len(2 * n_s)), dtype=np.float32)
+        _double_into(native, amplitude)
+        amplitude[2 * n_l :, : 2 * n_s] = amplitude[2 * n_l - 1, : 2 * n_s]  # as np.pad(mode="edge"): rows first
+        amplitude[:, 2 * n_s :] = amplitude[:, 2 * n_s - 1 : 2 * n_s]
+        return amplitude
 
-    def _spectrum(self, shape: tuple[int, int]) -> np.ndarray:
+    def _bands(self, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """Separable Hamming-weighted processing bands (annotation ``swathProcParams``) on the ×2 grid's FFT
-        frequencies, divided by the cubic B-spline's sampled response so that the field comes out as spline
-        coefficients: evaluating them with ``map_coordinates(order=3, prefilter=False)`` interpolates the
+        frequencies (azimuth, range), divided by the cubic B-spline's sampled response so that the field comes out
+        as spline coefficients: evaluating them with ``map_coordinates(order=3, prefilter=False)`` interpolates the
         band-limited field exactly as a spline prefilter would, without one."""
         base = self.base
         az = _band(shape[0], base.azimuth_bandwidth_hz * base.azimuth_time_interval_s, base.azimuth_window_coefficient)
         rg = _band(shape[1], base.range_bandwidth_hz / base.range_sampling_rate_hz, base.range_window_coefficient)
-        return np.asarray(az[:, None] * rg[None, :], dtype=np.float32)
+        return az, rg
 
-    def _speckle(self, amplitude: np.ndarray, spectrum: np.ndarray) -> np.ndarray:
-        """Spline coefficients of a fresh band-limited complex speckle field under the texture ``amplitude``."""
-        noise = np.empty(amplitude.shape, dtype=np.complex64)
-        noise.real = self.rng.standard_normal(amplitude.shape, dtype=np.float32)
-        noise.imag = self.rng.standard_normal(amplitude.shape, dtype=np.float32)
-        noise *= amplitude
+    def _speckle(self, amplitude: np.ndarray, bands: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Spline coefficients of a fresh band-limited complex speckle field under the texture ``amplitude``.
+
+        Built in place in one complex64 array (the FFTs overwrite it); the noise, the amplitude product and the
+        band filter go by row blocks, so the only full-size temporary is the field itself (8 bytes a pixel).
+        """
+        n_rows, n_cols = amplitude.shape
+        noise = np.empty((n_rows, n_cols), dtype=np.complex64)
+        for part in ("real", "imag"):  # the same draws, in the same order, as one call per part
+            for r0, r1 in _row_blocks(noise.shape):
+                getattr(noise[r0:r1], part)[...] = self.rng.standard_normal((r1 - r0, n_cols), np.float32)
+        az, rg = bands
+        for r0, r1 in _row_blocks(noise.shape):
+            noise[r0:r1] *= amplitude[r0:r1]
         spec = scipy.fft.fft2(noise, workers=-1, overwrite_x=True)
-        spec *= spectrum
+        for r0, r1 in _row_blocks(spec.shape):
+            spec[r0:r1] *= np.asarray(az[r0:r1, None] * rg[None, :], dtype=np.float32)
         return np.asarray(scipy.fft.ifft2(spec, workers=-1, overwrite_x=True), dtype=np.complex64)
 
     # ------------------------------------------------------------------ output
@@ -446,24 +472,29 @@ class _Scene:
         scene_dir, orbit_dir = self.stack.scene_dir, self.stack.orbit_dir
         scene_dir.mkdir(parents=True, exist_ok=True)
         orbit_dir.mkdir(parents=True, exist_ok=True)
-        texture = self._texture()
-        shape = (scipy.fft.next_fast_len(texture.shape[0]), scipy.fft.next_fast_len(texture.shape[1]))
-        pad = ((0, shape[0] - texture.shape[0]), (0, shape[1] - texture.shape[1]))
-        amplitude = np.pad(texture, pad, mode="edge")
-        del texture
-        spectrum = self._spectrum(shape)
+        amplitude = self._amplitude()
+        bands = self._bands(amplitude.shape)
         gamma = self.config.coherence
-        reflectivity = self._speckle(amplitude, spectrum)
+        reflectivity = self._speckle(amplitude, bands)
         scale = TARGET_STD_DN / _field_std(reflectivity, self.rng)
-        for date, window, mapping in zip(self.stack.dates, self.windows, self.mappings, strict=True):
-            if date.index:
-                fresh = self._speckle(amplitude, spectrum)
-                reflectivity *= gamma
-                reflectivity += math.sqrt(1 - gamma**2) * fresh
-                del fresh
-            blocks = self._bursts(date, window, mapping, reflectivity, scale)
-            self._write(date, name, manifest_xml, blocks)
-            log.info("simulated %s", date.product)
+        with tempfile.TemporaryDirectory(dir=self.stack.folder) as tmp:
+            for date, window, mapping in zip(self.stack.dates, self.windows, self.mappings, strict=True):
+                if date.index:
+                    # γ · previous + √(1 − γ²) · fresh. The previous field waits on disk while the fresh one is
+                    # made, so only one complex field is in memory at a time (a 64 km area's is ~3.7 GB).
+                    spill = Path(tmp) / "previous.c64"
+                    reflectivity.tofile(spill)
+                    del reflectivity
+                    reflectivity = self._speckle(amplitude, bands)
+                    reflectivity *= math.sqrt(1 - gamma**2)
+                    n_cols = reflectivity.shape[1]
+                    with spill.open("rb") as previous:  # read back by blocks, not mapped: RSS stays one field
+                        for r0, r1 in _row_blocks(reflectivity.shape):
+                            block = np.fromfile(previous, np.complex64, (r1 - r0) * n_cols).reshape(r1 - r0, n_cols)
+                            block *= gamma
+                            reflectivity[r0:r1] += block
+                self._write(date, name, manifest_xml, self._bursts(date, window, mapping, reflectivity, scale))
+                log.info("simulated %s", date.product)
 
     def _bursts(
         self,
@@ -472,11 +503,10 @@ class _Scene:
         mapping: tuple[RectBivariateSpline, RectBivariateSpline],
         reflectivity: np.ndarray,
         scale: float,
-    ) -> list[tuple[int, int, np.ndarray]]:
-        """(TIFF row, column, complex int16-valued data) of every burst part inside the data window."""
-        coef_re, coef_im = reflectivity.real.copy(), reflectivity.imag.copy()
+    ) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(TIFF row, column, complex int16-valued data) of every burst part inside the data window, a few
+        lines at a time (:data:`RENDER_PIXELS`), so the temporaries do not grow with the area."""
         (wl0, wl1), (ws0, ws1) = window
-        blocks = []
         for k, burst in enumerate(date.annotation.bursts):
             line0 = _burst_line0(date, k)
             first, last = burst.valid_lines
@@ -485,22 +515,40 @@ class _Scene:
             s0, s1 = max(ws0, s_first), min(ws1, s_last + 1)
             if l1 <= l0 or s1 <= s0:
                 continue
-            lines = np.arange(l0, l1, dtype=np.float64)
             samples = np.arange(s0, s1, dtype=np.float64)
-            m_l, m_s = mapping[0](lines, samples), mapping[1](lines, samples)
-            coords = [2.0 * (m_l - self.origin[0]), 2.0 * (m_s - self.origin[1])]
-            values = map_coordinates(coef_re, coords, order=3, prefilter=False) + 1j * map_coordinates(
-                coef_im, coords, order=3, prefilter=False
-            )
-            burst_lines = np.arange(l0 - line0, l1 - line0)
             ramp = burst_ramp(date.annotation, burst, date.orbit, np.arange(s0, s1))
-            data = reramp(values.astype(np.complex64), ramp, burst_lines) * scale
-            data = np.clip(np.round(data.real), -32767, 32767) + 1j * np.clip(np.round(data.imag), -32767, 32767)
-            blocks.append((k * self.base.lines_per_burst + (l0 - line0), s0, data.astype(np.complex64)))
-        return blocks
+            step = max(RENDER_PIXELS // (s1 - s0), 1)
+            for c0 in range(l0, l1, step):
+                c1 = min(c0 + step, l1)
+                values = self._sample(reflectivity, mapping, np.arange(c0, c1, dtype=np.float64), samples)
+                data = reramp(values.astype(np.complex64), ramp, np.arange(c0 - line0, c1 - line0)) * scale
+                data = np.clip(np.round(data.real), -32767, 32767) + 1j * np.clip(np.round(data.imag), -32767, 32767)
+                yield k * self.base.lines_per_burst + (c0 - line0), s0, data.astype(np.complex64)
+
+    def _sample(
+        self,
+        reflectivity: np.ndarray,
+        mapping: tuple[RectBivariateSpline, RectBivariateSpline],
+        lines: np.ndarray,
+        samples: np.ndarray,
+    ) -> np.ndarray:
+        """The field (spline coefficients ``reflectivity``) at a date's lattice ``lines`` × ``samples``.
+
+        Only the part of the field the cubic spline reaches is copied into the real and imaginary arrays that
+        ``map_coordinates`` needs; coordinates shift by whole pixels, exactly, so the values are those of the
+        whole field."""
+        rows = 2.0 * (mapping[0](lines, samples) - self.origin[0])
+        cols = 2.0 * (mapping[1](lines, samples) - self.origin[1])
+        r0, c0 = max(math.floor(rows.min()) - SPLINE_REACH, 0), max(math.floor(cols.min()) - SPLINE_REACH, 0)
+        r1 = min(math.floor(rows.max()) + SPLINE_REACH + 1, reflectivity.shape[0])
+        c1 = min(math.floor(cols.max()) + SPLINE_REACH + 1, reflectivity.shape[1])
+        part = reflectivity[r0:r1, c0:c1]
+        coords = [rows - r0, cols - c0]
+        re = map_coordinates(part.real.copy(), coords, order=3, prefilter=False)
+        return np.asarray(re + 1j * map_coordinates(part.imag.copy(), coords, order=3, prefilter=False))
 
     def _write(
-        self, date: SimulatedDate, name: ProductName, manifest_xml: bytes, blocks: list[tuple[int, int, np.ndarray]]
+        self, date: SimulatedDate, name: ProductName, manifest_xml: bytes, blocks: Iterator[tuple[int, int, np.ndarray]]
     ) -> None:
         """The date's SAFE zip (manifest, annotation, measurement) and its .EOF orbit file."""
         retiming, ann = date.retiming, date.annotation
@@ -536,15 +584,23 @@ class _Scene:
         date.orbit_file = write_eof(self.stack.orbit_dir, name.mission, vectors, created, date.absolute_orbit)
 
 
-def _double(native: np.ndarray) -> np.ndarray:
-    """Bilinear ×2 upsampling of an (n + 1, m + 1) grid onto the (2n, 2m) grid of half-pixel steps."""
-    rows = np.empty((2 * (native.shape[0] - 1), native.shape[1]), dtype=native.dtype)
-    rows[0::2] = native[:-1]
-    rows[1::2] = 0.5 * (native[:-1] + native[1:])
-    out = np.empty((rows.shape[0], 2 * (native.shape[1] - 1)), dtype=native.dtype)
-    out[:, 0::2] = rows[:, :-1]
-    out[:, 1::2] = 0.5 * (rows[:, :-1] + rows[:, 1:])
-    return out
+def _double_into(native: np.ndarray, out: np.ndarray) -> None:
+    """Bilinear ×2 upsampling of an (n + 1, m + 1) grid onto the (2n, 2m) grid of half-pixel steps, written into
+    the top-left corner of ``out`` by row blocks."""
+    n, m = native.shape[0] - 1, native.shape[1] - 1
+    for r0, r1 in _row_blocks((n, m)):
+        rows = np.empty((2 * (r1 - r0), m + 1), dtype=native.dtype)
+        rows[0::2] = native[r0:r1]
+        rows[1::2] = 0.5 * (native[r0:r1] + native[r0 + 1 : r1 + 1])
+        out[2 * r0 : 2 * r1, 0 : 2 * m : 2] = rows[:, :-1]
+        out[2 * r0 : 2 * r1, 1 : 2 * m : 2] = 0.5 * (rows[:, :-1] + rows[:, 1:])
+
+
+def _row_blocks(shape: tuple[int, ...], pixels: int = 2**22) -> Iterator[tuple[int, int]]:
+    """``[r0, r1)`` row ranges of about ``pixels`` pixels each covering an array of ``shape``."""
+    step = max(pixels // max(shape[1], 1), 1)
+    for r0 in range(0, shape[0], step):
+        yield r0, min(r0 + step, shape[0])
 
 
 def _band(n: int, fraction: float, alpha: float) -> np.ndarray:
