@@ -41,7 +41,8 @@ weighted mean of correlated measurements, Schmelling 1995, https://doi.org/10.10
 stable-ground mask, so each layer's stable cells are found again as the engine finds them without one
 (:func:`offset_cube.cube.uncertainty.stable_surface`; on a sample of at most
 :data:`CORRELATION_SAMPLE_CELLS` cells). Those cells may still move slowly, so the layers are not compared with
-zero but with two reference layers k, l of the same period that share no image with i, j or each other: over the
+zero but with two reference layers k, l of the same period that share no image with i, j or each other (up to
+:data:`MAX_REFERENCE_PAIRS` such pairs, the nearest in time): over the
 cells stable in i and j, ``cov(v_i − v_k, v_j − v_l)`` is C_ij and ``cov(v_i − v_k, v_i − v_l)`` is σ_i², the
 motion (the same in all four) and the references' errors cancel (the three-cornered-hat idea, Gray & Allan 1974,
 https://doi.org/10.1109/FREQ.1974.200027). These are summed over all reference pairs and, because one pair of
@@ -103,7 +104,9 @@ MIN_CORRELATION_CELLS = 30
 #: Largest |correlation| assigned to two layers that share an image.
 MAX_CORRELATION = 0.8
 #: Cells of the sample on which the correlations are estimated (every k-th row and column).
-CORRELATION_SAMPLE_CELLS = 250_000
+CORRELATION_SAMPLE_CELLS = 50_000
+#: Reference pairs of layers per pair of layers that share an image (the nearest in time).
+MAX_REFERENCE_PAIRS = 4
 #: The expected χ² of correlated layers is not taken below this share of n − 1.
 MIN_FREEDOM_SHARE = 0.1
 #: Changes when the composite's definition does, so that stores written before are recomputed.
@@ -308,10 +311,10 @@ def shared_image_correlation(
                 roles[i, j] = -1
     sums = {1: [0.0, 0.0, 0], -1: [0.0, 0.0, 0]}  # Σ covariance, Σ sqrt(var_i var_j), cells
     finite = np.isfinite(values)
+    middle = t1 + (t2 - t1) / 2
     for i, j in zip(*np.nonzero(roles), strict=True):
         shared = {t1[i], t2[i], t1[j], t2[j]}
-        others = [k for k in range(n) if t1[k] not in shared and t2[k] not in shared]
-        references = [(k, m) for k in others for m in others if k < m and not {t1[k], t2[k]} & {t1[m], t2[m]}]
+        references = _references(t1, t2, shared, middle[i] + (middle[j] - middle[i]) / 2)
         cov = var_i = var_j = 0.0
         cells_used = 0
         for k, m in references:
@@ -338,6 +341,23 @@ def shared_image_correlation(
         )
     upper = np.where(roles == 1, rho[1], np.where(roles == -1, rho[-1], 0.0))
     return _nearest_correlation(upper + upper.T + np.eye(n))
+
+
+def _references(
+    t1: np.ndarray[Any, Any], t2: np.ndarray[Any, Any], shared: set[Any], when: Any
+) -> list[tuple[int, int]]:
+    """Up to :data:`MAX_REFERENCE_PAIRS` pairs of layers (k, l) that share no image with ``shared`` or with each
+    other, the layers nearest to ``when`` first (the motion they are compared across should be the same)."""
+    middle = t1 + (t2 - t1) / 2
+    others = [k for k in np.argsort(np.abs(middle - when), kind="stable") if not {t1[k], t2[k]} & shared]
+    found: list[tuple[int, int]] = []
+    for a, k in enumerate(others):
+        for m in others[:a]:
+            if not {t1[k], t2[k]} & {t1[m], t2[m]}:
+                found.append((int(m), int(k)))
+                if len(found) == MAX_REFERENCE_PAIRS:
+                    return found
+    return found
 
 
 def _centred(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
