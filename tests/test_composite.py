@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +14,13 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from offset_cube.config import ProductConfig
-from offset_cube.cube.composite import composite_cube, period_bounds, period_label, weighted_mean
+from offset_cube.cube.composite import (
+    composite_cube,
+    period_bounds,
+    period_label,
+    shared_image_correlation,
+    weighted_mean,
+)
 from offset_cube.cube.product import make_pair_product
 from offset_cube.cube.store import insert_products
 from tests.cube_synth import SOUTH_AREA, acquisition, south_grid, synthetic_result
@@ -76,6 +83,106 @@ def test_errors_shared_by_the_layers_do_not_average_out() -> None:
     covered = np.mean(np.abs(mean) <= 1.96 * error)
     assert covered >= 0.9 and np.all(count == 6)
     assert np.mean(np.abs(mean) <= 1.96 * 10 / math.sqrt(6)) < 0.7
+
+
+#: A network of 8 dates 12 days apart (days): each date paired with the next two.
+NETWORK = [(d, d + step) for d in range(0, 84, 12) for step in (12, 24) if d + step <= 84]
+
+
+def _days(pairs: list[tuple[int, int]]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    start = np.datetime64("2020-01-01T00:00", "us")
+    day = np.timedelta64(1, "D")
+    return np.array([start + a * day for a, _ in pairs]), np.array([start + b * day for _, b in pairs])
+
+
+def _network_layers(cells: int, seed: int) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Velocity of NETWORK's layers on ``cells`` cells: a slow flow common to all (0-30 m/yr, as the slow ice a
+    stable set without a mask takes in) plus an error e_b − e_a + n: each image's own part e (σ 1) enters with
+    opposite signs as first and as second image, n (σ 1) is the pair's. Layers that share an image in the same role
+    correlate +1/3, in opposite roles −1/3, the others 0. Returns the values and the true covariance (layers²)."""
+    rng = np.random.default_rng(seed)
+    flow = np.linspace(0.0, 30.0, cells)
+    image = {d: rng.normal(0.0, 1.0, cells) for d in range(0, 85, 12)}
+    values = np.stack([flow + image[b] - image[a] + rng.normal(0.0, 1.0, cells) for a, b in NETWORK])
+    index = {pair: k for k, pair in enumerate(NETWORK)}
+    cov = np.eye(len(NETWORK)) * 3.0
+    for (a, b), i in index.items():
+        for (c, d), j in index.items():
+            if i != j:
+                cov[i, j] = (a == c) + (b == d) - (a == d) - (b == c)
+    return values, cov
+
+
+def test_correlation_of_layers_sharing_an_image_is_estimated_from_their_stable_cells() -> None:
+    values, cov = _network_layers(4000, seed=5)
+    t1, t2 = _days(NETWORK)
+    rho = shared_image_correlation(values, np.ones(values.shape, dtype=bool), t1, t2)
+    truth = cov / 3.0
+    off = ~np.eye(len(NETWORK), dtype=bool)
+    same = (truth > 0.2) & off
+    cross = truth < -0.2
+    assert same.sum() > 0 and cross.sum() > 0  # both classes occur
+    assert np.all(np.abs(rho[same] - 1 / 3) < 0.08) and np.all(np.abs(rho[cross] + 1 / 3) < 0.08)
+    unrelated = (np.abs(truth) < 0.1) & off
+    assert np.all(rho[unrelated] == 0.0)
+    # too few common stable cells: no estimate, the layers count as independent
+    few = np.zeros(values.shape, dtype=bool)
+    few[:, :20] = True
+    assert np.array_equal(shared_image_correlation(values, few, t1, t2), np.eye(len(NETWORK)))
+    # consecutive pairs: no two layers without a common image to compare against, so none either
+    chain = [(0, 12), (12, 24), (24, 36)]
+    c1, c2 = _days(chain)
+    assert np.array_equal(shared_image_correlation(values[[0, 2, 4]], np.ones((3, 4000), bool), c1, c2), np.eye(3))
+
+
+def test_correlated_layers_give_the_variance_of_their_weighted_mean() -> None:
+    """Draws (cells) of NETWORK's errors with unequal σ. An image's part enters its two kinds of pairs with opposite
+    signs, so much of it cancels in the weighted mean: the mean's spread is below what independent errors would
+    give. The error with the layers' correlation (true or estimated from the layers) follows that, its 95 %
+    interval still holds the truth for 94-99.5 % of the draws (the formula keeps a cautious share, see
+    weighted_mean); taken as independent the error is larger."""
+    values, cov = _network_layers(20000, seed=7)
+    errors = values - np.linspace(0.0, 30.0, values.shape[1])
+    scale = np.linspace(1.0, 2.0, len(NETWORK))[:, None]
+    errors *= scale
+    sigma = np.broadcast_to(np.sqrt(3.0) * scale, errors.shape)
+    t1, t2 = _days(NETWORK)
+    rho = cov / 3.0
+    w = 1 / sigma[:, 0] ** 2 / np.sum(1 / sigma[:, 0] ** 2)
+    spread = math.sqrt(float(w @ (rho * np.outer(sigma[:, 0], sigma[:, 0])) @ w))
+    independent_spread = math.sqrt(float(np.sum(w**2 * sigma[:, 0] ** 2)))
+    _, independent, _ = weighted_mean(errors, sigma, np.ones(len(NETWORK)))
+    estimated = shared_image_correlation(errors, np.ones(errors.shape, dtype=bool), t1, t2)
+    for matrix in (rho, estimated):
+        mean, error, _ = weighted_mean(errors, sigma, np.ones(len(NETWORK)), matrix)
+        assert float(np.std(mean)) == pytest.approx(spread, rel=0.03) and spread < 0.8 * independent_spread
+        assert 0.94 <= float(np.mean(np.abs(mean) <= 1.96 * error)) <= 0.995
+        assert float(np.median(error)) < 0.95 * float(np.median(independent))
+
+
+def test_scatter_as_large_as_correlated_errors_give_keeps_the_propagated_error() -> None:
+    """Two layers (σ 1, equal weights) whose errors correlate ρ: their mean's variance is (1 + ρ)/2 and their
+    expected χ² about it (1 − ρ); a scatter of exactly that (values ±d, 2d² = 1 − ρ) gives that variance."""
+    for rho in (0.5, -0.3):
+        d = math.sqrt((1 - rho) / 2)
+        matrix = np.array([[1.0, rho], [rho, 1.0]])
+        _, error, _ = weighted_mean(np.array([[-d], [d]]), np.ones((2, 1)), np.ones(2), matrix)
+        assert float(error[0]) ** 2 == pytest.approx((1 + rho) / 2)
+
+
+def test_layers_without_a_common_image_keep_the_independent_result() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.normal(0.0, 2.0, (4, 500))
+    sigma = rng.uniform(1.0, 3.0, (4, 500))
+    values[1, :50] = np.nan
+    overlap = np.array([1.0, 0.5, 1.0, 0.25])
+    plain = weighted_mean(values, sigma, overlap)
+    pairs = [(0, 12), (24, 36), (48, 60), (72, 84)]
+    t1, t2 = _days(pairs)
+    rho = shared_image_correlation(values, np.ones(values.shape, dtype=bool), t1, t2)
+    assert np.array_equal(rho, np.eye(4))
+    for old, new in zip(plain, weighted_mean(values, sigma, overlap, rho), strict=True):
+        np.testing.assert_allclose(new, old, rtol=1e-12, equal_nan=True)
 
 
 @pytest.fixture(scope="module")

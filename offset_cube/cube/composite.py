@@ -25,6 +25,34 @@ f = 1 gives the independent-errors formula; f > 1 (the layers scatter more than 
 motion that changes within the period) widens it by √f; f → 0 keeps the error of one layer. The scatter cannot
 tell errors that are shared from errors that are overstated: the formula takes the cautious reading.
 
+**Layers that share an image** (a pair network: (A, B) and (A, C), or (A, B) and (B, C)) have correlated errors:
+part of each offset's error comes from the speckle of each of its two images. With their correlation ρ_ij (per
+component) the varying part's covariance is C_ij = ρ_ij σ_i σ_j, and the formula above becomes
+
+    error² = f · wᵀ C w  +  max(1 − f, 0) · Σ a_i σ_i² / Σ a_i,     w = a / Σ a,
+    f = χ² / E[χ²],   E[χ²] = Σ_i (C_ii − 2 (C w)_i + wᵀ C w) / σ_i²
+
+(the expected χ² of correlated layers about their weighted mean, n − 1 when C is diagonal; not below
+:data:`MIN_FREEDOM_SHARE` · (n − 1)); with ρ = 0 it is the formula above exactly. Generalised least squares with a
+known error covariance (e.g. Aitken 1936, https://doi.org/10.1017/S0370164600014346; for the variance of a
+weighted mean of correlated measurements, Schmelling 1995, https://doi.org/10.1088/0031-8949/51/6/002).
+
+ρ is **estimated from the layers**, per period and component (:func:`shared_image_correlation`): the cube keeps no
+stable-ground mask, so each layer's stable cells are found again as the engine finds them without one
+(:func:`offset_cube.cube.uncertainty.stable_surface`; on a sample of at most
+:data:`CORRELATION_SAMPLE_CELLS` cells). Those cells may still move slowly, so the layers are not compared with
+zero but with two reference layers k, l of the same period that share no image with i, j or each other (up to
+:data:`MAX_REFERENCE_PAIRS` such pairs, the nearest in time): over the
+cells stable in i and j, ``cov(v_i − v_k, v_j − v_l)`` is C_ij and ``cov(v_i − v_k, v_i − v_l)`` is σ_i², the
+motion (the same in all four) and the references' errors cancel (the three-cornered-hat idea, Gray & Allan 1974,
+https://doi.org/10.1109/FREQ.1974.200027). These are summed over all reference pairs and, because one pair of
+layers gives a noisy figure, pooled over all layer pairs of the period with the shared image in the **same role**
+(first in both or second in both; expected positive) and over those with **opposite roles** (first in one, second
+in the other; expected negative): ρ = Σ cov / Σ √(σ_i² σ_j²), clipped to [0, :data:`MAX_CORRELATION`] and
+[−:data:`MAX_CORRELATION`, 0]. Fewer than :data:`MIN_CORRELATION_CELLS` cells or no two references (a
+consecutive chain: each month's few layers all touch each other): ρ = 0. The matrix is made positive
+semi-definite.
+
 ``v`` is the speed of the mean velocity (not the mean of speeds, which noise biases upwards) and ``v_error`` its
 error from the component errors (:func:`offset_cube.cube.uncertainty.speed_error`). ``count`` is how many layers
 contributed to the cell, ``days_covered`` how many days of the period their time spans cover together.
@@ -57,7 +85,7 @@ from offset_cube.atomic import atomic_path
 from offset_cube.cube.grid import CubeGrid
 from offset_cube.cube.product import add_xy_attrs, write_mapping
 from offset_cube.cube.schema import SPACE_CHUNK
-from offset_cube.cube.uncertainty import speed_error
+from offset_cube.cube.uncertainty import speed_error, stable_surface
 from offset_cube.cube.versions import open_cube
 from offset_cube.cube.zarrio import TIME_ENCODING, open_dataset, write_dataset
 from offset_cube.errors import CubeError
@@ -71,6 +99,18 @@ MIN_OVERLAP_DAYS = 0.5
 #: Smallest per-cell error used as a weight, m/yr: no offset measurement is better (a noise-free synthetic
 #: layer reports 0, which would take all the weight and give a zero error).
 ERROR_FLOOR_M_PER_YR = 0.1
+#: Fewest cells (stable in both layers, with two reference layers) for a correlation of shared-image layers.
+MIN_CORRELATION_CELLS = 30
+#: Largest |correlation| assigned to two layers that share an image.
+MAX_CORRELATION = 0.8
+#: Cells of the sample on which the correlations are estimated (every k-th row and column).
+CORRELATION_SAMPLE_CELLS = 50_000
+#: Reference pairs of layers per pair of layers that share an image (the nearest in time).
+MAX_REFERENCE_PAIRS = 4
+#: The expected χ² of correlated layers is not taken below this share of n − 1.
+MIN_FREEDOM_SHARE = 0.1
+#: Changes when the composite's definition does, so that stores written before are recomputed.
+METHOD_VERSION = "2"
 
 COMPOSITE_VARIABLES: dict[str, dict[str, str]] = {
     "vx": {
@@ -198,12 +238,16 @@ def default_composite_path(cube_path: Path, kind: Period) -> Path:
 
 
 def weighted_mean(
-    values: np.ndarray[Any, Any], sigma: np.ndarray[Any, Any], overlap: np.ndarray[Any, Any]
+    values: np.ndarray[Any, Any],
+    sigma: np.ndarray[Any, Any],
+    overlap: np.ndarray[Any, Any],
+    correlation: np.ndarray[Any, Any] | None = None,
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
     """Mean, one-sigma error and count along axis 0 of ``values`` (layers first) with weights overlap/σ².
 
-    ``overlap`` has one value per layer. Layers with NaN value or σ do not count; σ is at least
-    :data:`ERROR_FLOOR_M_PER_YR`.
+    ``overlap`` has one value per layer; ``correlation`` (layers x layers, positive semi-definite, unit diagonal;
+    default: the identity) the correlation of the layers' errors. Layers with NaN value or σ do not count; σ is
+    at least :data:`ERROR_FLOOR_M_PER_YR`.
     """
     o = np.asarray(overlap, dtype=np.float64).reshape((-1,) + (1,) * (values.ndim - 1))
     ok = np.isfinite(values) & np.isfinite(sigma) & (o > 0)
@@ -216,11 +260,135 @@ def weighted_mean(
         propagated = (a * a * var).sum(axis=0) / total**2
         typical = (a * var).sum(axis=0) / total
         chi2 = (np.where(ok, (values - mean) ** 2, 0.0) / var).sum(axis=0)
+        freedom = count - 1.0
+        if correlation is not None:
+            extra, lost = _correlated_terms(np.where(ok, np.sqrt(var), 0.0), a / total, correlation, ok)
+            propagated = propagated + extra
+            freedom = np.maximum(freedom - lost, MIN_FREEDOM_SHARE * freedom)
         # share of the layers' variance that their scatter about the mean shows (1 when they tell nothing)
-        random = np.where(count > 1, chi2 / np.maximum(count - 1, 1), 1.0)
-    variance = random * propagated + np.maximum(1.0 - random, 0.0) * typical
+        random = np.where(count > 1, chi2 / np.maximum(freedom, 1e-12), 1.0)
+    variance = random * np.maximum(propagated, 0.0) + np.maximum(1.0 - random, 0.0) * typical
     error = np.where(count > 0, np.sqrt(variance), np.nan)
     return mean, error, count
+
+
+def _correlated_terms(
+    s: np.ndarray[Any, Any], w: np.ndarray[Any, Any], correlation: np.ndarray[Any, Any], ok: np.ndarray[Any, Any]
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """What the off-diagonal correlations ρᵢⱼ add to the weighted mean's variance, Σᵢ≠ⱼ wᵢwⱼρᵢⱼsᵢsⱼ, and take
+    from the expected χ² of the layers about the mean, Σᵢ (2 Σⱼ≠ᵢ ρᵢⱼwⱼsⱼ / sᵢ − extra / sᵢ²) (layers first;
+    s = σ of the counted layers, 0 elsewhere; w the normalised weights)."""
+    off = np.asarray(correlation, dtype=np.float64) - np.eye(correlation.shape[0])
+    u = np.where(ok, w * s, 0.0)
+    mixed = np.tensordot(off, u, axes=(1, 0))  # Σⱼ≠ᵢ ρᵢⱼ wⱼ sⱼ per layer and cell
+    extra = (u * mixed).sum(axis=0)
+    safe = np.where(ok, s, 1.0)
+    lost = np.where(ok, 2.0 * mixed / safe - extra / safe**2, 0.0).sum(axis=0)
+    return extra, lost
+
+
+def shared_image_correlation(
+    values: np.ndarray[Any, Any],
+    stable: np.ndarray[Any, Any],
+    img1: np.ndarray[Any, Any],
+    img2: np.ndarray[Any, Any],
+) -> np.ndarray[Any, Any]:
+    """Correlation matrix (layers x layers) of the layers' errors in one component, estimated from the layers.
+
+    ``values`` (layers x cells, m/yr, NaN = none) and ``stable`` (the layers' stable cells, same shape) are one
+    period's member layers on a sample of cells; ``img1``, ``img2`` their acquisition times. Two layers that share
+    an image get the correlation of their class, *same role* (the shared image first in both or second in both)
+    or *opposite roles* (first in one, second in the other); the others 0. See the module docstring.
+    """
+    n = values.shape[0]
+    t1, t2 = np.asarray(img1), np.asarray(img2)
+    roles = np.zeros((n, n), dtype=np.int8)
+    for i in range(n):
+        for j in range(i + 1, n):
+            if t1[i] == t1[j] or t2[i] == t2[j]:
+                roles[i, j] = 1
+            elif t2[i] == t1[j] or t1[i] == t2[j]:
+                roles[i, j] = -1
+    sums = {1: [0.0, 0.0, 0], -1: [0.0, 0.0, 0]}  # Σ covariance, Σ sqrt(var_i var_j), cells
+    finite = np.isfinite(values)
+    middle = t1 + (t2 - t1) / 2
+    for i, j in zip(*np.nonzero(roles), strict=True):
+        shared = {t1[i], t2[i], t1[j], t2[j]}
+        references = _references(t1, t2, shared, middle[i] + (middle[j] - middle[i]) / 2)
+        cov = var_i = var_j = 0.0
+        cells_used = 0
+        for k, m in references:
+            cells = stable[i] & stable[j] & finite[i] & finite[j] & finite[k] & finite[m]
+            if int(cells.sum()) < MIN_CORRELATION_CELLS:
+                continue
+            ik, im, jk, jm = (
+                _centred(values[p, cells] - values[q, cells]) for p, q in ((i, k), (i, m), (j, k), (j, m))
+            )
+            cov += float(np.mean(ik * jm + im * jk)) / 2
+            var_i += float(np.mean(ik * im))
+            var_j += float(np.mean(jk * jm))
+            cells_used += int(cells.sum())
+        if cells_used and var_i > 0 and var_j > 0:
+            entry = sums[int(roles[i, j])]
+            entry[0] += cov
+            entry[1] += float(np.sqrt(var_i * var_j))
+            entry[2] += cells_used
+    rho = {}
+    for sign, (cov, scale, count) in sums.items():
+        estimate = cov / scale if count >= MIN_CORRELATION_CELLS and scale > 0 else 0.0
+        rho[sign] = float(
+            np.clip(estimate, 0.0, MAX_CORRELATION) if sign > 0 else np.clip(estimate, -MAX_CORRELATION, 0)
+        )
+    upper = np.where(roles == 1, rho[1], np.where(roles == -1, rho[-1], 0.0))
+    return _nearest_correlation(upper + upper.T + np.eye(n))
+
+
+def _references(
+    t1: np.ndarray[Any, Any], t2: np.ndarray[Any, Any], shared: set[Any], when: Any
+) -> list[tuple[int, int]]:
+    """Up to :data:`MAX_REFERENCE_PAIRS` pairs of layers (k, l) that share no image with ``shared`` or with each
+    other, the layers nearest to ``when`` first (the motion they are compared across should be the same)."""
+    middle = t1 + (t2 - t1) / 2
+    others = [k for k in np.argsort(np.abs(middle - when), kind="stable") if not {t1[k], t2[k]} & shared]
+    found: list[tuple[int, int]] = []
+    for a, k in enumerate(others):
+        for m in others[:a]:
+            if not {t1[k], t2[k]} & {t1[m], t2[m]}:
+                found.append((int(m), int(k)))
+                if len(found) == MAX_REFERENCE_PAIRS:
+                    return found
+    return found
+
+
+def _centred(values: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    return np.asarray(values - values.mean())
+
+
+def _nearest_correlation(matrix: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``matrix`` made positive semi-definite (negative eigenvalues to 0, unit diagonal restored)."""
+    values, vectors = np.linalg.eigh(matrix)
+    if values.min() >= 0:
+        return matrix
+    fixed = (vectors * np.maximum(values, 0.0)) @ vectors.T
+    scale = np.sqrt(np.maximum(np.diag(fixed), 1e-12))
+    return np.asarray(fixed / np.outer(scale, scale))
+
+
+def _stable_sample(
+    cube: xr.Dataset, members: np.ndarray[Any, Any], grid: CubeGrid
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """vx, vy and stable cells (layers x cells) of the member layers on every k-th row and column
+    (at most about :data:`CORRELATION_SAMPLE_CELLS` cells): the stable cells are the layer's own
+    (:func:`offset_cube.cube.uncertainty.stable_surface`, slow cells; the cube keeps no stable-ground mask)."""
+    step = max(1, int(np.ceil(np.sqrt(grid.ny * grid.nx / CORRELATION_SAMPLE_CELLS))))
+    xs, ys, cells = [], [], []
+    for i in members:
+        layer = cube[["vx", "vy"]].isel(mid_date=int(i), y=slice(None, None, step), x=slice(None, None, step))
+        vx, vy = (np.asarray(layer[name].values, dtype=np.float64) for name in ("vx", "vy"))
+        xs.append(vx.ravel())
+        ys.append(vy.ravel())
+        cells.append(stable_surface(vx, vy).cells.ravel())
+    return np.stack(xs), np.stack(ys), np.stack(cells)
 
 
 def _compute_period(
@@ -244,14 +412,20 @@ def _compute_period(
     if not have_errors:
         log.warning("the cube has no per-cell errors (written by an older version): composites stay empty")
         return out
+    rho_x = rho_y = None
+    if members.size > 2:
+        sample_x, sample_y, stable = _stable_sample(cube, members, grid)
+        t1, t2 = layers.img1[members], layers.img2[members]
+        rho_x = shared_image_correlation(sample_x, stable, t1, t2)
+        rho_y = shared_image_correlation(sample_y, stable, t1, t2)
     for y0 in range(0, grid.ny, SPACE_CHUNK):
         rows = slice(y0, min(y0 + SPACE_CHUNK, grid.ny))
         block = {
             name: np.asarray(cube[name].isel(mid_date=members, y=rows).values, dtype=np.float64)
             for name in ("vx", "vy", "vx_error_cell", "vy_error_cell")
         }
-        vx, ex, nx_ = weighted_mean(block["vx"], block["vx_error_cell"], overlap)
-        vy, ey, ny_ = weighted_mean(block["vy"], block["vy_error_cell"], overlap)
+        vx, ex, nx_ = weighted_mean(block["vx"], block["vx_error_cell"], overlap, rho_x)
+        vy, ey, ny_ = weighted_mean(block["vy"], block["vy_error_cell"], overlap, rho_y)
         both = (nx_ > 0) & (ny_ > 0)
         vx, vy, ex, ey = (np.where(both, a, np.nan) for a in (vx, vy, ex, ey))
         out["vx"][rows], out["vy"][rows] = vx, vy
@@ -301,7 +475,7 @@ def _day_cover(
 
 
 def _fingerprint(layers: LayerTimes, members: np.ndarray[Any, Any]) -> str:
-    text = "\n".join(sorted(layers.tokens[i] for i in members))
+    text = "\n".join([f"method {METHOD_VERSION}", *sorted(layers.tokens[i] for i in members)])
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

@@ -20,7 +20,7 @@ https://doi.org/10.5194/tc-12-521-2018, §2.3, and the ITS_LIVE cube documentati
     per-pixel ``v_error``); where ``v`` = 0, ``sqrt((ex² + ey²)/2)``.
 ``vx_error_cell``, ``vy_error_cell`` (per cell)
     ``ex``, ``ey`` above: the larger of two estimates made on the engine's point lattice (both in m/yr, then
-    interpolated to the grid like the velocity):
+    carried to the grid as the error of the interpolated velocity, :func:`offset_cube.cube.product.resample_to_grid`):
 
     * the tracker's offset covariance (ampcor's, both engines; ISCE2 ``components/mroipac/ampcor/src/ampcor.F``)
       propagated through the offsets → velocity conversion, σ² = J C Jᵀ: the noise of a window whose shift is

@@ -11,7 +11,11 @@ in :mod:`offset_cube.tracking.synthetic`):
   first-date radar coordinates (geo2rdr) → cubic-spline sample of the ×2 field. Geometric offsets between dates
   (baseline, along-track timing) and motion are therefore imposed by construction, not by a formula.
 * Speckle decorrelates from date to date: reflectivity_n = γ · reflectivity_{n−1} + √(1 − γ²) · fresh speckle,
-  so every consecutive pair (12 or 24 days) has coherence γ.
+  so every consecutive pair (12 or 24 days) has coherence γ and dates k apart γᵏ (:func:`speckle_series`).
+  Optionally (``coherence_floor`` γ∞ > 0, off by default) part of the speckle persists — scatterers that survive
+  between dates, the long-term coherence of Rocca 2007, "Modeling interferogram stacks", IEEE TGRS 45(7),
+  https://doi.org/10.1109/TGRS.2007.895440 — and the coherence of dates k apart is γ∞ + (1 − γ∞) ρᵏ, with ρ set
+  so that consecutive dates keep γ.
 * Each burst gets the TOPS azimuth ramp its annotation implies (:func:`offset_cube.geometry.tops.reramp`), is
   scaled to ~60 DN per component, rounded to complex int16, and zero outside its valid lines and samples.
 
@@ -27,7 +31,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -96,6 +100,8 @@ class SimulationConfig:
     template: Path
     dates: int = 4
     coherence: float = 0.7
+    #: Long-term coherence γ∞ (0: pure Markov decorrelation, coherence γᵏ between dates k apart).
+    coherence_floor: float = 0.0
     seed: int = 0
     flow: Literal["glacier", "north"] = "glacier"
     #: 'valley': walls ≥ 1500 m around the glacier (:mod:`offset_cube.simulate.terrain`); None: 'valley' for the
@@ -120,6 +126,11 @@ class SimulationConfig:
             raise ConfigError(f"dates must be 2..30, got {self.dates}")
         if not 0.0 < self.coherence <= 1.0:
             raise ConfigError(f"coherence must be in (0, 1], got {self.coherence}")
+        if not 0.0 <= self.coherence_floor <= self.coherence or self.coherence_floor >= 1.0:
+            raise ConfigError(
+                f"coherence_floor must be in [0, coherence] and below 1, got {self.coherence_floor} "
+                f"(coherence {self.coherence})"
+            )
         if self.flow not in ("glacier", "north"):
             raise ConfigError(f"flow must be 'glacier' or 'north', got {self.flow!r}")
         if self.relief not in ("valley", "flat", None):
@@ -474,25 +485,18 @@ class _Scene:
         orbit_dir.mkdir(parents=True, exist_ok=True)
         amplitude = self._amplitude()
         bands = self._bands(amplitude.shape)
-        gamma = self.config.coherence
-        reflectivity = self._speckle(amplitude, bands)
-        scale = TARGET_STD_DN / _field_std(reflectivity, self.rng)
         with tempfile.TemporaryDirectory(dir=self.stack.folder) as tmp:
-            for date, window, mapping in zip(self.stack.dates, self.windows, self.mappings, strict=True):
-                if date.index:
-                    # γ · previous + √(1 − γ²) · fresh. The previous field waits on disk while the fresh one is
-                    # made, so only one complex field is in memory at a time (a 64 km area's is ~3.7 GB).
-                    spill = Path(tmp) / "previous.c64"
-                    reflectivity.tofile(spill)
-                    del reflectivity
-                    reflectivity = self._speckle(amplitude, bands)
-                    reflectivity *= math.sqrt(1 - gamma**2)
-                    n_cols = reflectivity.shape[1]
-                    with spill.open("rb") as previous:  # read back by blocks, not mapped: RSS stays one field
-                        for r0, r1 in _row_blocks(reflectivity.shape):
-                            block = np.fromfile(previous, np.complex64, (r1 - r0) * n_cols).reshape(r1 - r0, n_cols)
-                            block *= gamma
-                            reflectivity[r0:r1] += block
+            series = speckle_series(
+                lambda: self._speckle(amplitude, bands),
+                len(self.stack.dates),
+                self.config.coherence,
+                self.config.coherence_floor,
+                scale_of=lambda field: TARGET_STD_DN / _field_std(field, self.rng),
+                spill=Path(tmp) / "previous.c64",
+            )
+            for (reflectivity, scale), date, window, mapping in zip(
+                series, self.stack.dates, self.windows, self.mappings, strict=True
+            ):
                 self._write(date, name, manifest_xml, self._bursts(date, window, mapping, reflectivity, scale))
                 log.info("simulated %s", date.product)
 
@@ -584,6 +588,53 @@ class _Scene:
         date.orbit_file = write_eof(self.stack.orbit_dir, name.mission, vectors, created, date.absolute_orbit)
 
 
+def speckle_series(
+    draw: Callable[[], np.ndarray],
+    dates: int,
+    coherence: float,
+    floor: float = 0.0,
+    scale_of: Callable[[np.ndarray], float] | None = None,
+    spill: Path | None = None,
+) -> Iterator[tuple[np.ndarray, float]]:
+    """Each date's reflectivity (and the DN scale ``scale_of`` gives for the first date's; 1 without it) from
+    unit-variance fields ``draw()`` returns.
+
+    Without a floor, a Markov chain: x_n = γ x_{n−1} + √(1 − γ²) fresh_n, so dates k apart have coherence γᵏ. With
+    a floor γ∞ > 0, x_n = √γ∞ P + √(1 − γ∞) m_n with a persistent field P and a Markov chain m_n of memory
+    ρ = (γ − γ∞)/(1 − γ∞): coherence γ∞ + (1 − γ∞) ρᵏ (Rocca 2007, IEEE TGRS 45(7), exponential decay to a
+    long-term coherence). The first date draws first, then its scale, then the persistent field, then one fresh
+    field per later date: without a floor the draws are those of the plain chain.
+
+    With ``spill`` (a file path) the previous date's field waits there while the fresh one is drawn, and is read
+    back by row blocks, so only one varying field is in memory at a time (a 64 km area's is ~3.7 GB).
+    """
+    memory = (coherence - floor) / (1.0 - floor)
+    varying = draw()
+    scale = scale_of(varying) if scale_of is not None else 1.0
+    persistent = draw() if floor > 0 else None
+    for index in range(dates):
+        if index and spill is None:
+            fresh = draw()
+            varying *= memory
+            varying += math.sqrt(1.0 - memory**2) * fresh
+            del fresh
+        elif index:
+            varying.tofile(spill)
+            del varying
+            varying = draw()
+            varying *= math.sqrt(1.0 - memory**2)
+            n_cols = varying.shape[1]
+            with spill.open("rb") as previous:  # read back by blocks, not mapped: RSS stays one field
+                for r0, r1 in _row_blocks(varying.shape):
+                    block = np.fromfile(previous, varying.dtype, (r1 - r0) * n_cols).reshape(r1 - r0, n_cols)
+                    block *= memory
+                    varying[r0:r1] += block
+        if persistent is None:
+            yield varying, scale
+        else:
+            yield math.sqrt(1.0 - floor) * varying + math.sqrt(floor) * persistent, scale
+
+
 def _double_into(native: np.ndarray, out: np.ndarray) -> None:
     """Bilinear ×2 upsampling of an (n + 1, m + 1) grid onto the (2n, 2m) grid of half-pixel steps, written into
     the top-left corner of ``out`` by row blocks."""
@@ -648,6 +699,7 @@ def _write_description(stack: SimulatedStack, config: SimulationConfig) -> None:
         "polarisation": stack.polarisation,
         "swath": stack.swath,
         "coherence": config.coherence,
+        "coherence_floor": config.coherence_floor,
         "seed": config.seed,
         "flow": config.flow,
         "grid_spacing_m": config.grid_spacing_m,
