@@ -23,10 +23,9 @@ consecutive ones' (all cells of all months pooled).
 windows, 64 × 16 pixels every 32 × 8 (complex mode, as the demo): the demo's 128 × 32 windows (~450 m on the
 ground) smooth the glacier's 300 m shear margins by 10-17 m/yr the same way in every pair, an error no estimate
 of a layer sees and no number of pairs averages out. Speckle coherence is 0.5 between consecutive dates with a
-long-term floor of 0.2 (``coherence_floor``: dates k apart 0.2 + 0.8 · 0.375ᵏ), as persistent scatterers give
-(Rocca 2007, IEEE TGRS 45(7)); with ``--coherence-floor 0`` (the simulator's default, γᵏ) the stack's likelihood
-factorises over consecutive pairs, so longer pairs carry no new information and no network can beat consecutive
-pairs.
+long-term floor of 0.2 (``coherence_floor``: dates k apart 0.2 + 0.8 · 0.375ᵏ), as persistent scatterers give (Rocca
+2007, IEEE TGRS 45(10), 3289–3299); with ``--coherence-floor 0`` (the simulator's default, γᵏ) the stack's likelihood
+factorises over consecutive pairs, so longer pairs carry no new information and no network can beat consecutive pairs.
 
 It writes ``results.json`` and ``errors_composites.png`` (the README's figure) in ``--out``. A second run on the
 same ``--out`` reuses the stack and the engines' offsets; remove ``--out``/*/cube.zarr* and ``pairs/*/product.zarr``

@@ -34,8 +34,8 @@ component) the varying part's covariance is C_ij = ρ_ij σ_i σ_j, and the form
 
 (the expected χ² of correlated layers about their weighted mean, n − 1 when C is diagonal; not below
 :data:`MIN_FREEDOM_SHARE` · (n − 1)); with ρ = 0 it is the formula above exactly. Generalised least squares with a
-known error covariance (e.g. Aitken 1936, https://doi.org/10.1017/S0370164600014346; for the variance of a
-weighted mean of correlated measurements, Schmelling 1995, https://doi.org/10.1088/0031-8949/51/6/002).
+known error covariance (e.g. Aitken 1936, Proc. R. Soc. Edinburgh 55, 42–48; for the variance of a
+weighted mean of correlated measurements, Schmelling 1995, "Averaging correlated data", Physica Scripta 51, 676–679).
 
 ρ is **estimated from the layers**, per period and component (:func:`shared_image_correlation`): the cube keeps no
 stable-ground mask, so each layer's stable cells are found again as the engine finds them without one
@@ -44,9 +44,9 @@ stable-ground mask, so each layer's stable cells are found again as the engine f
 zero but with two reference layers k, l of the same period that share no image with i, j or each other (up to
 :data:`MAX_REFERENCE_PAIRS` such pairs, the nearest in time): over the
 cells stable in i and j, ``cov(v_i − v_k, v_j − v_l)`` is C_ij and ``cov(v_i − v_k, v_i − v_l)`` is σ_i², the
-motion (the same in all four) and the references' errors cancel (the three-cornered-hat idea, Gray & Allan 1974,
-https://doi.org/10.1109/FREQ.1974.200027). These are summed over all reference pairs and, because one pair of
-layers gives a noisy figure, pooled over all layer pairs of the period with the shared image in the **same role**
+motion (the same in all four) and the references' errors cancel (the three-cornered-hat idea, Gray & Allan 1974, Proc.
+28th Annual Symposium on Frequency Control, 243–246). These are summed over all reference pairs and, because one pair
+of layers gives a noisy figure, pooled over all layer pairs of the period with the shared image in the **same role**
 (first in both or second in both; expected positive) and over those with **opposite roles** (first in one, second
 in the other; expected negative): ρ = Σ cov / Σ √(σ_i² σ_j²), clipped to [0, :data:`MAX_CORRELATION`] and
 [−:data:`MAX_CORRELATION`, 0]. Fewer than :data:`MIN_CORRELATION_CELLS` cells or no two references (a

@@ -28,7 +28,7 @@ https://doi.org/10.5194/tc-12-521-2018, §2.3, and the ITS_LIVE cube documentati
     * the *local scatter*: the RMS, over the 5 × 5 points around, of each valid point's difference from the mean
       of its valid 4-neighbours (a discrete Laplacian, blind to uniform gradients). It sees what the covariance
       cannot: strain inside the window on moving ice (shear decorrelates the speckle and breaks the uniform-shift
-      assumption of the covariance, Bamler & Eineder 2005, https://doi.org/10.1109/LGRS.2004.843032; Dall et al.,
+      assumption of the covariance, Bamler & Eineder 2005, https://doi.org/10.1109/LGRS.2004.843203; Dall et al.,
       Fringe 2015), and false peaks that pass the outlier test in clusters where a long pair has decorrelated.
       Judging a displacement by its consistency with its neighbours is autoRIFT's NDC filter (Lei, Gardner &
       Agram 2021, https://doi.org/10.3390/rs13040749).

@@ -13,9 +13,9 @@ in :mod:`offset_cube.tracking.synthetic`):
 * Speckle decorrelates from date to date: reflectivity_n = γ · reflectivity_{n−1} + √(1 − γ²) · fresh speckle,
   so every consecutive pair (12 or 24 days) has coherence γ and dates k apart γᵏ (:func:`speckle_series`).
   Optionally (``coherence_floor`` γ∞ > 0, off by default) part of the speckle persists — scatterers that survive
-  between dates, the long-term coherence of Rocca 2007, "Modeling interferogram stacks", IEEE TGRS 45(7),
-  https://doi.org/10.1109/TGRS.2007.895440 — and the coherence of dates k apart is γ∞ + (1 − γ∞) ρᵏ, with ρ set
-  so that consecutive dates keep γ.
+  between dates, the long-term coherence of Rocca 2007, "Modeling interferogram stacks", IEEE TGRS 45(10),
+  3289–3299 — and the coherence of dates k apart is γ∞ + (1 − γ∞) ρᵏ, with ρ set so that consecutive dates
+  keep γ.
 * Each burst gets the TOPS azimuth ramp its annotation implies (:func:`offset_cube.geometry.tops.reramp`), is
   scaled to ~60 DN per component, rounded to complex int16, and zero outside its valid lines and samples.
 
@@ -601,7 +601,7 @@ def speckle_series(
 
     Without a floor, a Markov chain: x_n = γ x_{n−1} + √(1 − γ²) fresh_n, so dates k apart have coherence γᵏ. With
     a floor γ∞ > 0, x_n = √γ∞ P + √(1 − γ∞) m_n with a persistent field P and a Markov chain m_n of memory
-    ρ = (γ − γ∞)/(1 − γ∞): coherence γ∞ + (1 − γ∞) ρᵏ (Rocca 2007, IEEE TGRS 45(7), exponential decay to a
+    ρ = (γ − γ∞)/(1 − γ∞): coherence γ∞ + (1 − γ∞) ρᵏ (Rocca 2007, IEEE TGRS 45(10), 3289–3299, exponential decay to a
     long-term coherence). The first date draws first, then its scale, then the persistent field, then one fresh
     field per later date: without a floor the draws are those of the plain chain.
 
