@@ -618,7 +618,7 @@ def speckle_series(
             varying *= memory
             varying += math.sqrt(1.0 - memory**2) * fresh
             del fresh
-        elif index:
+        elif index and spill is not None:
             varying.tofile(spill)
             del varying
             varying = draw()
