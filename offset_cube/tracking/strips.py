@@ -155,18 +155,38 @@ def _cluster_correlation(
     # Lines are summed in segments of g lines (g divides the window height and every window's first line), then
     # segments over each window by doubling.
     g = math.gcd(h, *(int(v) for v in np.unique(rt - y0)))
-    segments, first = (y1 - y0) // g, xp.asarray((rt - y0) // g)
+    first = xp.asarray((rt - y0) // g)
     lines, shifts = y1 - y0, d1 - d0
-    # products (lines, shifts, K) of every reference line with the secondary line `shift` below it, all at once
-    product = ref_spec[:, None, :] * _shifted_lines(xp, sec_spec, lines, shifts)
-    pairs = product.view(xp.float32)  # real and imaginary parts side by side: float32 sums are fast
-    segment_sums = pairs.reshape(segments, g, shifts, pairs.shape[2]).sum(axis=1)
+    segment_sums = _segment_products(xp, ref_spec, _shifted_lines(xp, sec_spec, lines, shifts), g)
     per_shift = sliding_sums(xp, segment_sums, h // g)[first].view(ref_spec.dtype)  # (n, shifts, K)
     batch = xp.arange(rt.size)[:, None]
     spectra = per_shift[batch, xp.asarray(shift - d0)[:, None] + xp.arange(ly)[None, :]]  # (n, Ly, K)
     corr = fft.irfft(spectra, n=size, axis=2, **be.fft_kwargs)  # (n, Ly, size): range lag from column e0
     cols = xp.asarray(sl - e0)[:, None] + xp.arange(lx)[None, :]
     return corr[batch[:, :, None], xp.arange(ly)[None, :, None], cols[:, None, :]]
+
+
+#: Bytes of line products formed at once on the CPU (numpy): a chunk of segments whose products stay in a core's
+#: cache while they are summed. All at once, the Shirase settings' refinement stage wrote and re-read 27 MB per
+#: cluster; in chunks of 256 KiB the Shirase job ran 1.2-1.4x more windows per CPU-second (same sums, bit for bit).
+PRODUCT_CHUNK_BYTES = 2**18
+
+
+def _segment_products(xp: Any, ref_spec: Array, shifted: Array, g: int) -> Array:
+    """Sums over each segment of ``g`` lines of the products of every reference line with the secondary line
+    ``shift`` below it: (lines // g, shifts, 2K) float32, real and imaginary parts side by side (float32 sums
+    are fast). ``shifted`` is (lines, shifts, K) with element [y, j] = secondary line y + j."""
+    lines, shifts, size = shifted.shape
+    segments = lines // g
+    step = segments
+    if xp is np:
+        step = max(1, PRODUCT_CHUNK_BYTES // (g * shifts * size * ref_spec.itemsize))
+    out = xp.empty((segments, shifts, 2 * size), dtype=xp.float32)
+    for s0 in range(0, segments, step):
+        s1 = min(segments, s0 + step)
+        product = ref_spec[s0 * g : s1 * g, None, :] * shifted[s0 * g : s1 * g]
+        out[s0:s1] = product.view(xp.float32).reshape(s1 - s0, g, shifts, 2 * size).sum(axis=1)
+    return out
 
 
 def sliding_sums(xp: Any, values: Array, length: int) -> Array:
