@@ -343,7 +343,7 @@ def _run(
     else:
         largest = MAX_BATCH[be.name]
         if be.name == "numpy":
-            fit_cache = _power_of_two_below(CPU_CACHE_BYTES // params.hot_bytes_per_window())
+            fit_cache = _power_of_two_below(CPU_CACHE_BYTES[params.mode] // params.hot_bytes_per_window())
             largest = min(largest, max(MIN_BATCH, fit_cache))
         batch = _batch_size(params, memory_budget_mb, parallel, largest)
         tiles = list(_tiles(plan.placeable.shape, batch))
