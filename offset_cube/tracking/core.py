@@ -82,15 +82,6 @@ class BatchParams:
         scale = 2.0 if self.mode == "amplitude" else 1.0
         return k.zoom_levels(scale / self.oversampling)
 
-    def hot_bytes_per_window(self) -> int:
-        """Bytes of a window's largest spectrum (the arrays that every FFT stage sweeps): the search chip's
-        spectrum in complex mode, the x2-oversampled search chip's (half-way through its inverse) in amplitude
-        mode. A CPU batch is sized so that these stay in cache (:data:`CPU_CACHE_BYTES`)."""
-        if self.mode == "complex":
-            return 8 * math.prod(k.fft_shape(self.search_shape, real=False))
-        _, (_, ow) = os_chip_shapes(self.window.shape)
-        return 8 * (2 * self.window.lines + 4 * OS_HALF_SEARCH) * 2 * ow
-
     def bytes_per_window(self) -> int:
         """Rough peak working memory per window of a batch (for sizing batches to a memory budget)."""
         sh, sw = self.search_shape
@@ -99,13 +90,6 @@ class BatchParams:
             return stage1
         _, (oh, ow) = os_chip_shapes(self.window.shape)
         return stage1 + 160 * oh * ow
-
-
-#: Bytes of spectra per CPU batch, per mode. Amplitude mode: a core's L2 on the 2-core development machine (2 MiB),
-#: 32 windows with the peer settings, which ran 1.3-1.5x more windows per CPU-second than batches of 256 on one
-#: worker and ~6 % more on two (bench/track_bench.py's whole pair). Complex mode: 8 MiB, so 256 windows with the peer
-#: settings: there batches of 64 ran faster on one worker but ~10 % slower on two over the whole pair.
-CPU_CACHE_BYTES: dict[str, int] = {"amplitude": 2 * 2**20, "complex": 8 * 2**20}
 
 
 @dataclass(frozen=True)
