@@ -454,6 +454,12 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace, preset: st
             f"target {preset} {r['method']}: {what}: {'met' if ok else 'MISSED'}; >= {speed:.0f} windows/s: "
             f"{'met' if r['windows_per_s'] >= speed else 'missed'} (speed depends on the machine and its load)"
         )
+        if r["mode"] == "amplitude" and "cpu_speed_vs_skimage" in r:
+            # issue 18 item 4: in amplitude mode, at least scikit-image's windows per CPU-second
+            print(
+                f"target {preset} {r['method']}: windows per CPU-second >= scikit-image's: "
+                f"{'met' if r['cpu_speed_vs_skimage'] >= 1 else 'missed'} ({r['cpu_speed_vs_skimage']:.2f}x)"
+            )
 
 
 if __name__ == "__main__":

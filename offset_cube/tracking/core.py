@@ -274,14 +274,17 @@ def _even(shape: tuple[int, ...]) -> tuple[int, int]:
 def oversample_block(be: Backend, block: Any, complex_input: bool) -> Any:
     """A whole image block interpolated x2 (sample 2i on pixel i) and detected: the dense path's input.
 
-    Odd sizes are padded with one zero line or sample at the end. The periodic FFT's edge ringing reaches a few
+    The block is padded with zero lines and samples at the end to even lengths with small prime factors (a tile's
+    block had sizes such as 262 = 2 x 131 or 1112 = 8 x 139, whose FFTs are several times slower); the result
+    covers the block evened (odd sizes gain one line or sample). The periodic FFT's edge ringing reaches a few
     pixels into the block, where the tile's margins (the per-window path's guard band) keep every chip away.
     """
     xp = be.xp
     lines, samples = _even(block.shape)
+    fast = (k.even_fast_len(lines), k.even_fast_len(samples))
     padded = block
-    if (lines, samples) != block.shape:
-        padded = xp.zeros((lines, samples), dtype=block.dtype)
+    if fast != block.shape:
+        padded = xp.zeros(fast, dtype=block.dtype)
         padded[: block.shape[0], : block.shape[1]] = block
     return _detect(be, k.oversample2(be, padded[None], (0, 0), (2 * lines, 2 * samples))[0], complex_input)
 

@@ -374,32 +374,38 @@ def even_fast_len(target: int) -> int:
 def oversample2(be: Backend, chips: Array, start: tuple[int, int], size: tuple[int, int]) -> Array:
     """Chips (B, H, W) with even H, W interpolated x2 by zero-padding their spectra, cropped: (B, *size).
 
-    Returns samples ``start`` .. ``start + size`` of the (2H, 2W) interpolated chips (sample 2i sits on input
-    pixel i). The inverse transform runs axis by axis and crops in between, so no work is spent on the
-    guard band. The Nyquist bin is split between the two new halves so that real input stays real. Assumes the
-    chips' spectra are centred on zero frequency (deramped), as ampcor's stage 2 (ampcor.F, after ``derampc``).
+    Returns samples ``start`` .. ``start + size`` of the (2H, 2W) interpolated chips: sample 2i is input pixel i,
+    sample 2i + 1 the band-limited value half-way to pixel i + 1 (the Nyquist bin split between the two new
+    halves, so that real input stays real). Each axis in turn: the even samples are the input itself and the odd
+    ones one inverse FFT of the spectrum shifted by half a sample, which equals the inverse FFT of the
+    zero-padded spectrum at half its length (and no padded copy). Assumes the chips' spectra are centred on zero
+    frequency (deramped), as ampcor's stage 2 (ampcor.F, after ``derampc``).
     """
+    lines = _interleave_half_samples(be, chips, 1, start[0], size[0])
+    return _interleave_half_samples(be, lines, 2, start[1], size[1])
+
+
+def _interleave_half_samples(be: Backend, values: Array, axis: int, start: int, size: int) -> Array:
+    """Samples ``start`` .. ``start + size`` of ``values`` (B, H, W) interpolated x2 along ``axis`` (1 or 2)."""
     xp, fft = be.xp, be.fft
-    spec = fft.fft2(chips, axes=(1, 2), **be.fft_kwargs)
-    lines = fft.ifft(_zero_pad_axis(xp, spec, 1), axis=1, **be.fft_kwargs)[:, start[0] : start[0] + size[0], :]
-    out = fft.ifft(_zero_pad_axis(xp, lines, 2), axis=2, **be.fft_kwargs)
-    return out[:, :, start[1] : start[1] + size[1]]
+    n = values.shape[axis]
+    spec = fft.fft(values, axis=axis, **be.fft_kwargs)
+    frequencies = np.fft.fftfreq(n) * n
+    shift = np.exp(1j * np.pi * frequencies / n)
+    if n % 2 == 0:
+        shift[n // 2] = 0.0  # the split Nyquist bin's two halves cancel half-way between samples
+    shape = [1, 1, 1]
+    shape[axis] = n
+    spec *= xp.asarray(shift.astype(spec.dtype)).reshape(shape)
+    odd = fft.ifft(spec, axis=axis, overwrite_x=True, **be.fft_kwargs)
+    first, stop = start // 2, (start + size + 1) // 2
+    out_shape = list(values.shape)
+    out_shape[axis] = 2 * (stop - first)
+    out = xp.empty(tuple(out_shape), dtype=odd.dtype)
 
-
-def _zero_pad_axis(xp: Any, spec: Array, axis: int) -> Array:
-    """Double an even-length spectrum along ``axis`` (1 or 2) by inserting zeros at the high frequencies."""
-    n = spec.shape[axis]
-    half = n // 2
-    shape = list(spec.shape)
-    shape[axis] = 2 * n
-    out = xp.zeros(tuple(shape), dtype=spec.dtype)
-
-    def at(index: slice | int) -> tuple[slice | int, ...]:
+    def at(index: slice) -> tuple[slice, ...]:
         return (slice(None), index, slice(None)) if axis == 1 else (slice(None), slice(None), index)
 
-    out[at(slice(0, half))] = spec[at(slice(0, half))]
-    out[at(slice(2 * n - half + 1, None))] = spec[at(slice(half + 1, None))]
-    nyquist = spec[at(half)] * 0.5
-    out[at(half)] = nyquist
-    out[at(2 * n - half)] = nyquist
-    return out
+    out[at(slice(0, None, 2))] = values[at(slice(first, stop))]
+    out[at(slice(1, None, 2))] = odd[at(slice(first, stop))]
+    return out[at(slice(start - 2 * first, start - 2 * first + size))]
