@@ -74,7 +74,7 @@ def test_a_missing_ocean_tile_is_filled_with_the_geoid(tmp_path: Path) -> None:
     assert sample(path, 36.3, 15.3) == pytest.approx(ellipsoidal(36.3, 15.3), abs=0.05)
 
 
-def test_polar_area_fetches_its_four_tiles_and_a_second_run_fetches_nothing(tmp_path: Path) -> None:
+def test_polar_area_fetches_its_tiles_and_a_second_run_fetches_nothing(tmp_path: Path) -> None:
     job_area = parse_area(SHIRASE)
     assert auto_crs(job_area) == "EPSG:3031"
     box = dem_box(job_area, 5_000)
@@ -89,17 +89,16 @@ def test_polar_area_fetches_its_four_tiles_and_a_second_run_fetches_nothing(tmp_
                     "tiles_url": url,
                     "geoid_url": f"{url}/{GEOID_NAME}",
                     "cache": str(tmp_path / "cache"),
-                    "margin_m": 5_000,  # 5 km at 70°S: 0.13° of longitude, so still the four tiles below
+                    # The area is 63 x 59 km: its radar footprint margin (a quarter of 63 km, 15.9 km = 0.42° of
+                    # longitude at 70°S) outgrows the job's 5 km, so the box spans E037-E040 on both rows.
+                    "margin_m": 5_000,
                 },
             }
         )
         first = job_dem(job)
         fetched = sorted(p.split("/")[0] for p in state.tile_requests())
         assert fetched == [
-            "Copernicus_DSM_COG_10_S70_00_E038_00_DEM",
-            "Copernicus_DSM_COG_10_S70_00_E039_00_DEM",
-            "Copernicus_DSM_COG_10_S71_00_E038_00_DEM",
-            "Copernicus_DSM_COG_10_S71_00_E039_00_DEM",
+            f"Copernicus_DSM_COG_10_{lat}_00_E0{lon}_00_DEM" for lat in ("S70", "S71") for lon in range(37, 41)
         ]
         state.requests.clear()
         second = job_dem(job)
