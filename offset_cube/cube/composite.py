@@ -314,7 +314,7 @@ def shared_image_correlation(
     middle = t1 + (t2 - t1) / 2
     for i, j in zip(*np.nonzero(roles), strict=True):
         shared = {t1[i], t2[i], t1[j], t2[j]}
-        references = _references(t1, t2, shared, middle[i] + (middle[j] - middle[i]) / 2)
+        references = _references(t1, t2, middle, shared, middle[i] + (middle[j] - middle[i]) / 2)
         cov = var_i = var_j = 0.0
         cells_used = 0
         for k, m in references:
@@ -344,11 +344,10 @@ def shared_image_correlation(
 
 
 def _references(
-    t1: np.ndarray[Any, Any], t2: np.ndarray[Any, Any], shared: set[Any], when: Any
+    t1: np.ndarray[Any, Any], t2: np.ndarray[Any, Any], middle: np.ndarray[Any, Any], shared: set[Any], when: Any
 ) -> list[tuple[int, int]]:
     """Up to :data:`MAX_REFERENCE_PAIRS` pairs of layers (k, l) that share no image with ``shared`` or with each
     other, the layers nearest to ``when`` first (the motion they are compared across should be the same)."""
-    middle = t1 + (t2 - t1) / 2
     others = [k for k in np.argsort(np.abs(middle - when), kind="stable") if not {t1[k], t2[k]} & shared]
     found: list[tuple[int, int]] = []
     for a, k in enumerate(others):
