@@ -14,7 +14,7 @@ import dataclasses
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,18 +157,71 @@ def area_bounds(
     )
 
 
+#: Window centres whose geometry is solved at once. rdr2geo on a DEM, geo2rdr and the look geometry hold about
+#: 1.5 kB of temporaries per point (interpolated orbit states, ECEF vectors, Newton steps); solved chunk by chunk
+#: they hold ~25 MB whatever the area, and only the results (~0.3 kB per window) grow with it. All at once, a whole
+#: IW swath at the Shirase settings (943 k windows) would have held ~1.4 GB.
+GEOMETRY_CHUNK = 16_384
+
+
+def in_chunks(
+    compute: Callable[..., dict[str, np.ndarray]], *arrays: np.ndarray, chunk: int | None = None
+) -> dict[str, np.ndarray]:
+    """``compute`` applied to at most ``chunk`` (:data:`GEOMETRY_CHUNK`) points at a time and its named results
+    put together.
+
+    The arrays share their leading shape, that of the first (the points); trailing axes (an ECEF vector's 3) stay
+    with each point. ``compute`` gets 1-D runs of points and returns arrays with one leading entry per point.
+    """
+    shape = arrays[0].shape
+    count = math.prod(shape)
+    flat = [np.asarray(a).reshape(count, *np.shape(a)[len(shape) :]) for a in arrays]
+    out: dict[str, np.ndarray] = {}
+    chunk = chunk or GEOMETRY_CHUNK
+    for start in range(0, max(count, 1), chunk):
+        part = compute(*(a[start : start + chunk] for a in flat))
+        for name, values in part.items():
+            if name not in out:
+                out[name] = np.empty((count, *np.shape(values)[1:]), dtype=np.asarray(values).dtype)
+            out[name][start : start + chunk] = values
+    return {name: values.reshape(*shape, *values.shape[1:]) for name, values in out.items()}
+
+
 def predict_offsets(
     ref: RadarGrid, sec: RadarGrid, lines: np.ndarray, samples: np.ndarray, heights: HeightModel
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Geometric offsets (secondary − reference, lines and samples) at reference grid positions, and the ground
     points (ECEF) seen there: zero-Doppler rdr2geo on the reference, geo2rdr on the secondary (as topsApp's
-    ``fineoffsets`` step, ``TopsProc/runFineOffsets.py``)."""
-    t_ref = ref.line_time(lines)
+    ``fineoffsets`` step, ``TopsProc/runFineOffsets.py``), :data:`GEOMETRY_CHUNK` points at a time."""
     height: float | HeightModel = heights.constant_m if heights.is_constant else heights
-    points = rdr2geo(ref.orbit, t_ref, ref.slant_range(samples), height, initial_height=heights.typical_m)
-    t_sec, r_sec = geo2rdr(sec.orbit, points, sec.line_time(lines))
-    sec_lines, sec_samples = sec.radar_coords(t_sec, r_sec)
-    return sec_lines - lines, sec_samples - samples, points
+
+    def solve(lines: np.ndarray, samples: np.ndarray) -> dict[str, np.ndarray]:
+        points = rdr2geo(
+            ref.orbit, ref.line_time(lines), ref.slant_range(samples), height, initial_height=heights.typical_m
+        )
+        t_sec, r_sec = geo2rdr(sec.orbit, points, sec.line_time(lines))
+        sec_lines, sec_samples = sec.radar_coords(t_sec, r_sec)
+        return {"azimuth": sec_lines - lines, "range": sec_samples - samples, "points": points}
+
+    lines, samples = np.broadcast_arrays(np.asarray(lines, dtype=np.float64), np.asarray(samples, dtype=np.float64))
+    solved = in_chunks(solve, lines, samples)
+    return solved["azimuth"], solved["range"], solved["points"]
+
+
+def window_geometry(
+    grid: RadarGrid, lines: np.ndarray, points: np.ndarray, heights: HeightModel
+) -> dict[str, np.ndarray]:
+    """The look geometry (:func:`~offset_cube.geometry.rangedoppler.look_geometry`) of the ground ``points`` seen
+    at reference ``lines``, and on a DEM the terrain's slopes there (``slope_east``, ``slope_north``),
+    :data:`GEOMETRY_CHUNK` points at a time."""
+
+    def solve(lines: np.ndarray, points: np.ndarray) -> dict[str, np.ndarray]:
+        looks = look_geometry(grid.orbit, grid.line_time(lines), points, grid.line_interval)
+        if not heights.is_constant:
+            looks["slope_east"], looks["slope_north"] = heights.slopes(looks["latitude"], looks["longitude"])
+        return looks
+
+    return in_chunks(solve, np.asarray(lines, dtype=np.float64), points)
 
 
 @dataclass(frozen=True)
@@ -290,7 +343,7 @@ def track_pair(
     motion_az = np.asarray(tracked["azimuth_offset"].values, dtype=np.float64) - gross_az
     motion_rg = np.asarray(tracked["range_offset"].values, dtype=np.float64) - gross_rg
     mesh_l, mesh_s = np.meshgrid(layout.lines, layout.samples, indexing="ij")
-    geometry = look_geometry(ref_grid.orbit, ref_grid.line_time(mesh_l), layout.points, ref_grid.line_interval)
+    geometry = window_geometry(ref_grid, mesh_l, layout.points, heights)
     ground_range_m = ref_grid.range_spacing / np.sin(np.radians(geometry["incidence_angle"]))
     stable = stable_mask(motion_az, motion_rg, geometry["azimuth_spacing"], ground_range_m, job.builtin.stable_quantile)
     bias = estimate_bias(motion_az, motion_rg, mesh_l, mesh_s, stable, job.builtin.bias_removal)
@@ -308,7 +361,7 @@ def track_pair(
         **{name: tracked[name].values for name in ("cov_az", "cov_rg", "cov_azrg") if name in tracked},
     }
     if not heights.is_constant:  # the terrain's slope: the product converts surface-parallel motion
-        variables["slope_east"], variables["slope_north"] = heights.slopes(geometry["latitude"], geometry["longitude"])
+        variables["slope_east"], variables["slope_north"] = geometry["slope_east"], geometry["slope_north"]
     parameters = {
         "window": list(window),
         "search": list(search),
