@@ -111,13 +111,29 @@ def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, i
     search = search - search.mean(axis=(1, 2), keepdims=True)
     shape = fft_shape(search.shape[1:], real=True)
     spec = fft.rfft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
-    spec *= xp.conj(fft.rfft2(r0, s=shape, axes=(1, 2), **be.fft_kwargs))
-    num = fft.irfft2(spec, s=shape, axes=(1, 2), **be.fft_kwargs)[:, : lags[0], : lags[1]]
+    spec *= xp.conj(_pruned_rfft2(be, r0, shape))
+    num = _pruned_irfft2(be, spec, shape, lags)
     s1 = box_sums(be, search, (h, w), lags)
     s2 = box_sums(be, search * search, (h, w), lags)
     var = xp.maximum(s2 - s1 * s1 / n, 0.0)
     denom = xp.sqrt(er[:, None, None] * var)
     return xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
+
+
+def _pruned_rfft2(be: Backend, chips: Array, shape: tuple[int, int]) -> Array:
+    """``rfft2(chips, s=shape)`` of chips (B, h, w) zero-padded to ``shape``: the range transform runs on the h
+    lines that hold data only (the padding lines' transforms are zero), then the azimuth transform."""
+    fft = be.fft
+    lines = fft.rfft(chips, n=shape[1], axis=2, **be.fft_kwargs)
+    return fft.fft(lines, n=shape[0], axis=1, overwrite_x=True, **be.fft_kwargs)
+
+
+def _pruned_irfft2(be: Backend, spec: Array, shape: tuple[int, int], lags: tuple[int, int]) -> Array:
+    """``irfft2(spec, s=shape)[:, :Ly, :Lx]``: the azimuth inverse first, then the range inverse on the Ly lag
+    lines only (of the FFT's shape[0])."""
+    fft = be.fft
+    lines = fft.ifft(spec, axis=1, overwrite_x=True, **be.fft_kwargs)[:, : lags[0]]
+    return fft.irfft(lines, n=shape[1], axis=2, **be.fft_kwargs)[:, :, : lags[1]]
 
 
 def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
