@@ -286,7 +286,7 @@ def oversample_block(be: Backend, block: Any, complex_input: bool) -> Any:
     if fast != block.shape:
         padded = xp.zeros(fast, dtype=block.dtype)
         padded[: block.shape[0], : block.shape[1]] = block
-    return _detect(be, k.oversample2(be, padded[None], (0, 0), (2 * lines, 2 * samples))[0], complex_input)
+    return k.oversample2(be, padded[None], (0, 0), (2 * lines, 2 * samples), detect=complex_input)[0]
 
 
 def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any]:
@@ -301,10 +301,10 @@ def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak:
     sec_tops = data.sec_tops + peak.iy - p - gsy
     sec_lefts = data.sec_lefts + peak.ix - p - gsx
     sec = k.gather(be, data.sec_block, sec_tops, sec_lefts, sec_shape)
-    ref2 = _detect(be, k.oversample2(be, ref, (2 * gry, 2 * grx), (2 * h, 2 * w)), params.complex_input)
+    detect = params.complex_input
+    ref2 = k.oversample2(be, ref, (2 * gry, 2 * grx), (2 * h, 2 * w), detect)
     del ref
-    sec2 = k.oversample2(be, sec, (2 * gsy, 2 * gsx), (2 * h + 4 * p, 2 * w + 4 * p))
-    return ref2, _detect(be, sec2, params.complex_input)
+    return ref2, k.oversample2(be, sec, (2 * gsy, 2 * gsx), (2 * h + 4 * p, 2 * w + 4 * p), detect)
 
 
 def _fine_ncc(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> Any:

@@ -387,7 +387,9 @@ def even_fast_len(target: int) -> int:
     return int(n)
 
 
-def oversample2(be: Backend, chips: Array, start: tuple[int, int], size: tuple[int, int]) -> Array:
+def oversample2(
+    be: Backend, chips: Array, start: tuple[int, int], size: tuple[int, int], detect: bool | None = None
+) -> Array:
     """Chips (B, H, W) with even H, W interpolated x2 by zero-padding their spectra, cropped: (B, *size).
 
     Returns samples ``start`` .. ``start + size`` of the (2H, 2W) interpolated chips: sample 2i is input pixel i,
@@ -396,13 +398,19 @@ def oversample2(be: Backend, chips: Array, start: tuple[int, int], size: tuple[i
     ones one inverse FFT of the spectrum shifted by half a sample, which equals the inverse FFT of the
     zero-padded spectrum at half its length (and no padded copy). Assumes the chips' spectra are centred on zero
     frequency (deramped), as ampcor's stage 2 (ampcor.F, after ``derampc``).
+
+    ``detect``: None keeps the complex values; True returns their amplitude, False their real part (real input),
+    float32, written as the last axis is interleaved (no complex interleaved copy).
     """
     lines = _interleave_half_samples(be, chips, 1, start[0], size[0])
-    return _interleave_half_samples(be, lines, 2, start[1], size[1])
+    return _interleave_half_samples(be, lines, 2, start[1], size[1], detect)
 
 
-def _interleave_half_samples(be: Backend, values: Array, axis: int, start: int, size: int) -> Array:
-    """Samples ``start`` .. ``start + size`` of ``values`` (B, H, W) interpolated x2 along ``axis`` (1 or 2)."""
+def _interleave_half_samples(
+    be: Backend, values: Array, axis: int, start: int, size: int, detect: bool | None = None
+) -> Array:
+    """Samples ``start`` .. ``start + size`` of ``values`` (B, H, W) interpolated x2 along ``axis`` (1 or 2),
+    detected as :func:`oversample2` says."""
     xp, fft = be.xp, be.fft
     n = values.shape[axis]
     spec = fft.fft(values, axis=axis, **be.fft_kwargs)
@@ -417,11 +425,17 @@ def _interleave_half_samples(be: Backend, values: Array, axis: int, start: int, 
     first, stop = start // 2, (start + size + 1) // 2
     out_shape = list(values.shape)
     out_shape[axis] = 2 * (stop - first)
-    out = xp.empty(tuple(out_shape), dtype=odd.dtype)
+    out = xp.empty(tuple(out_shape), dtype=odd.dtype if detect is None else xp.float32)
 
     def at(index: slice) -> tuple[slice, ...]:
         return (slice(None), index, slice(None)) if axis == 1 else (slice(None), slice(None), index)
 
-    out[at(slice(0, None, 2))] = values[at(slice(first, stop))]
-    out[at(slice(1, None, 2))] = odd[at(slice(first, stop))]
+    for parity, part in ((0, values), (1, odd)):
+        target, source = out[at(slice(parity, None, 2))], part[at(slice(first, stop))]
+        if detect:
+            xp.abs(source, out=target)
+        elif detect is None:
+            target[...] = source
+        else:
+            target[...] = source.real
     return out[at(slice(start - 2 * first, start - 2 * first + size))]
