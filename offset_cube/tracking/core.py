@@ -199,11 +199,13 @@ def os_chip_shapes(window: tuple[int, int]) -> tuple[tuple[int, int], tuple[int,
     return (ref[0], ref[1]), (sec[0], sec[1])
 
 
-#: Cost model constants (seconds per unit) fitted to one-worker timings of both paths on bench/track_bench.py's
-#: pair (peer and Shirase settings): an n log2 n unit of FFT, and an element of the strips' vectorised array
-#: operations (product, segment sums, summed-area tables).
-FFT_UNIT_S = 1.0e-9
-ELEMENT_S = 2.0e-9
+#: Cost model constants (seconds per unit), fitted to one-worker timings of both paths on bench/track_bench.py's
+#: pair with nine window/search/grid settings (peer, Shirase, the engine's 64x32, the demo's 160x32 and five
+#: more; 2026-12-07, 2-core machine at load ~0.8): an n log2 n unit of FFT, and an element of the vectorised array
+#: operations (the strips' products, segment sums, summed-area tables). Measured/model per window 0.45-0.91
+#: (median 0.60 before scaling both by it); the choice between the paths was right in all nine settings.
+FFT_UNIT_S = 6.0e-10
+ELEMENT_S = 1.2e-9
 
 
 def dense_is_cheaper(params: BatchParams, skip: tuple[int, int]) -> bool:
