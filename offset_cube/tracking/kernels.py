@@ -111,7 +111,9 @@ def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, i
     search = search - search.mean(axis=(1, 2), keepdims=True)
     shape = fft_shape(search.shape[1:], real=True)
     spec = fft.rfft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
-    spec *= xp.conj(_pruned_rfft2(be, r0, shape))
+    ref_spec = _pruned_fft2(be, r0, shape)
+    spec *= xp.conj(ref_spec, out=ref_spec)
+    del ref_spec
     num = _pruned_irfft2(be, spec, shape, lags)
     s1 = box_sums(be, search, (h, w), lags)
     s2 = box_sums(be, search * search, (h, w), lags)
@@ -120,12 +122,19 @@ def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, i
     return xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
 
 
-def _pruned_rfft2(be: Backend, chips: Array, shape: tuple[int, int]) -> Array:
-    """``rfft2(chips, s=shape)`` of chips (B, h, w) zero-padded to ``shape``: the range transform runs on the h
-    lines that hold data only (the padding lines' transforms are zero), then the azimuth transform."""
+def _pruned_fft2(be: Backend, chips: Array, shape: tuple[int, int], real: bool = True) -> Array:
+    """``rfft2`` (``fft2`` unless ``real``) of chips (B, h, w) zero-padded to ``shape``: the range transform runs
+    on the h lines that hold data only (the padding lines' transforms are zero), then the azimuth transform."""
     fft = be.fft
-    lines = fft.rfft(chips, n=shape[1], axis=2, **be.fft_kwargs)
+    lines = (fft.rfft if real else fft.fft)(chips, n=shape[1], axis=2, **be.fft_kwargs)
     return fft.fft(lines, n=shape[0], axis=1, overwrite_x=True, **be.fft_kwargs)
+
+
+def _power(xp: Any, values: Array) -> Array:
+    """|values|^2 of complex values, in their real precision."""
+    power = xp.square(values.real)
+    power += xp.square(values.imag)
+    return power
 
 
 def _pruned_irfft2(be: Backend, spec: Array, shape: tuple[int, int], lags: tuple[int, int]) -> Array:
@@ -140,13 +149,16 @@ def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int
     """Coherent NCC |sum(conj(r) s_l)| / sqrt(sum|r|^2 sum|s_l|^2) of complex chips at every lag."""
     xp, fft = be.xp, be.fft
     h, w = ref.shape[1:]
-    er = (ref.real * ref.real + ref.imag * ref.imag).sum(axis=(1, 2), dtype=xp.float64)
+    er = _power(xp, ref).sum(axis=(1, 2), dtype=xp.float64)
     shape = fft_shape(search.shape[1:], real=False)
     spec = fft.fft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
-    spec *= xp.conj(fft.fft2(ref, s=shape, axes=(1, 2), **be.fft_kwargs))
-    num = xp.abs(fft.ifft2(spec, s=shape, axes=(1, 2), **be.fft_kwargs)[:, : lags[0], : lags[1]])
-    power = search.real * search.real + search.imag * search.imag
-    q = box_sums(be, power, (h, w), lags)
+    ref_spec = _pruned_fft2(be, ref, shape, real=False)
+    spec *= xp.conj(ref_spec, out=ref_spec)
+    del ref_spec
+    # The spectrum stays whole (the sub-pixel zoom reads it); the inverse transforms only the lag lines it keeps.
+    lag_lines = fft.ifft(spec, axis=1, **be.fft_kwargs)[:, : lags[0]]
+    num = xp.abs(fft.ifft(lag_lines, axis=2, overwrite_x=True, **be.fft_kwargs)[:, :, : lags[1]])
+    q = box_sums(be, _power(xp, search), (h, w), lags)
     denom = xp.sqrt(er[:, None, None] * q)
     ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
     return Surface(ncc, spec, shape, q)
