@@ -265,6 +265,11 @@ class StorageConfig(StrictModel):
         return self.scene_cache or self.out / "scenes"
 
     @property
+    def unpacked_dir(self) -> Path:
+        """Where zipped measurement TIFFs are unpacked (``builtin.unpack_measurements``)."""
+        return self.scene_dir / "unpacked"
+
+    @property
     def orbit_dir(self) -> Path:
         return self.orbit_cache or self.out / "orbits"
 
@@ -348,6 +353,13 @@ class BuiltinConfig(StrictModel):
         "the local backscatter power of each burst before correlating (maximum-likelihood weights: reaches the "
         "coherent Cramér-Rao bound, and bright features no longer bias windows over shear margins). Amplitude "
         "tracking is never whitened.",
+    )
+    unpack_measurements: bool = Field(
+        True,
+        description="Unpack each zipped measurement TIFF the engine reads into storage.scene_cache/unpacked/ on "
+        "first use (verified), so that a scene used by several pairs is inflated once, not once per pair; costs "
+        "the TIFF's size on disk (~1.3 GB per IW swath of a whole-scene zip), removed with the zip by "
+        "cleanup.delete_scenes.",
     )
 
 

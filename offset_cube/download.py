@@ -348,18 +348,23 @@ def needs_download(scene: Scene, scene_dir: Path) -> bool:
 
 
 def remove_scene_file(scene: Scene, scene_dir: Path) -> list[Path]:
-    """Delete the cached zip of ``scene`` and its sidecar (never a local catalog's file); return what went."""
+    """Delete the cached zip of ``scene``, its sidecar and its unpacked measurement TIFFs (never a local catalog's
+    file, but the copies unpacked from it); return what went."""
+    unpacked = scene_dir / "unpacked" / (scene.local_path or Path(scene.file_name)).name.removesuffix(".zip")
+    removed_copies = [unpacked] if unpacked.is_dir() else []
+    if removed_copies:
+        shutil.rmtree(unpacked, ignore_errors=True)
     if scene.local_path is not None:
-        return []
+        return removed_copies
     if scene.bursts:
         folder = burst_folder(scene, scene_dir)
         with _scene_lock(burst_safe_path(scene, scene_dir)):
             if not folder.exists():
                 return []
             shutil.rmtree(folder)
-        return [folder]
+        return [*removed_copies, folder]
     path = scene_path(scene, scene_dir)
-    removed = []
+    removed = removed_copies
     with _scene_lock(path):
         for victim in (path, _sidecar(path)):
             if victim.exists():

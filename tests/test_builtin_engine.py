@@ -432,3 +432,31 @@ def test_window_geometry_is_solved_in_chunks_with_bounded_memory(
     chunked, _ = solve(4_000)
     for name, values in small.items():
         np.testing.assert_allclose(chunked[name], values, rtol=0, atol=1e-9, err_msg=name)
+
+
+def test_a_date_shared_by_two_pairs_is_unpacked_once_with_the_offsets_of_the_zip(
+    stack: SimulatedStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """builtin.unpack_measurements (the default): each date's measurement TIFF is inflated from its zip once, by
+    the first pair that reads it, into storage.scene_cache/unpacked/; the second pair reads the copy. The offsets
+    are those read straight from the zips."""
+    from offset_cube.safe import archive
+
+    made: list[str] = []
+    real = archive.shutil.copyfileobj
+
+    def counting(source: Any, sink: Any, length: int = 0) -> None:
+        made.append(str(sink.name))
+        real(source, sink, length)
+
+    monkeypatch.setattr(archive.shutil, "copyfileobj", counting)
+    job = make_job(stack, tmp_path)
+    unpacked = [pair_offsets(make_inputs(stack, i, j, job, tmp_path), job) for i, j in ((0, 1), (1, 2))]
+    assert len(made) == len(set(made)) == 3  # one swath member of each of the three dates, once each
+    assert all(Path(name).is_relative_to(job.storage.unpacked_dir) for name in made)
+    zipped_job = make_job(stack, tmp_path / "zip", builtin={"unpack_measurements": False})
+    for (i, j), ds in zip(((0, 1), (1, 2)), unpacked, strict=True):
+        direct = pair_offsets(make_inputs(stack, i, j, zipped_job, tmp_path / "zip"), zipped_job)
+        np.testing.assert_array_equal(ds.azimuth_offset.values, direct.azimuth_offset.values)
+        np.testing.assert_array_equal(ds.range_offset.values, direct.range_offset.values)
+    assert len(made) == 3 and not zipped_job.storage.unpacked_dir.exists()

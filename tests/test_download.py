@@ -262,6 +262,21 @@ def test_remove_scene_file_deletes_only_downloads(fake: FakeAsf, tmp_path: Path)
     assert not path.exists()
 
 
+def test_remove_scene_file_deletes_the_unpacked_measurements_too(fake: FakeAsf, tmp_path: Path) -> None:
+    """The built-in engine's unpacked copies (builtin.unpack_measurements) go with the zip, and with a local
+    catalog's scene the copies go while the user's zip stays."""
+    scene = fake.scene()
+    path = download_scene_file(scene, tmp_path, session_for(fake))
+    copies = tmp_path / "unpacked" / path.name.removesuffix(".zip")
+    (copies / "measurement").mkdir(parents=True)
+    (copies / "measurement" / "s1a-iw1-slc-vv.tiff").write_bytes(b"II*\0")
+    local = scene.model_copy(update={"local_path": path})
+    assert remove_scene_file(local, tmp_path) == [copies] and path.exists() and not copies.exists()
+    (copies / "measurement").mkdir(parents=True)
+    removed = remove_scene_file(scene, tmp_path)
+    assert copies in removed and path in removed and not copies.exists() and not path.exists()
+
+
 def test_scene_without_url_is_refused(tmp_path: Path) -> None:
     scene = FakeAsf().scene().model_copy(update={"url": None})
     with pytest.raises(DownloadError, match="no download URL"):

@@ -79,9 +79,10 @@ def pair_offsets(inputs: PairInputs, job: JobConfig) -> xr.Dataset:
     polarisation = _polarisation(inputs, job)
     heights = HeightModel(job.dem.height_m, job_dem(job))
     area = parse_area(job.area)
+    unpack_root = job.storage.unpacked_dir if job.builtin.unpack_measurements else None
     with (
-        open_date(inputs.reference_safes, inputs.reference_orbits, polarisation) as ref,
-        open_date(inputs.secondary_safes, inputs.secondary_orbits, polarisation) as sec,
+        open_date(inputs.reference_safes, inputs.reference_orbits, polarisation, unpack_root) as ref,
+        open_date(inputs.secondary_safes, inputs.secondary_orbits, polarisation, unpack_root) as sec,
     ):
         require_same_track(ref, sec)
         ref_grid = select_grid(ref, polarisation, area, heights, job.swaths and [s.value for s in job.swaths])

@@ -50,18 +50,27 @@ class DateScene:
 
 
 @contextlib.contextmanager
-def open_date(safes: Sequence[Path], orbits: Sequence[OrbitFile], polarisation: str) -> Iterator[DateScene]:
-    """Open one date's products (checked: IW SLC, holding ``polarisation``) and its orbit."""
+def open_date(
+    safes: Sequence[Path], orbits: Sequence[OrbitFile], polarisation: str, unpack_root: Path | None = None
+) -> Iterator[DateScene]:
+    """Open one date's products (checked: IW SLC, holding ``polarisation``) and its orbit. With ``unpack_root``,
+    zipped measurement TIFFs are unpacked to ``unpack_root/<product>/`` on first read (:func:`unpack_folder`)."""
     if not safes:
         raise EngineError("a date of the pair has no SAFE products")
     with contextlib.ExitStack() as stack:
         products = []
         for path in safes:
-            product = stack.enter_context(SafeProduct(path))
+            folder = None if unpack_root is None else unpack_folder(unpack_root, path)
+            product = stack.enter_context(SafeProduct(path, unpack_dir=folder))
             product.require_polarisation(polarisation)
             products.append(product)
         orbit, orbit_type = date_orbit(products, orbits, polarisation)
         yield DateScene(tuple(products), orbit, orbit_type)
+
+
+def unpack_folder(unpack_root: Path, product: Path) -> Path:
+    """Where the measurement TIFFs of the zipped ``product`` are unpacked: ``unpack_root/<product name>``."""
+    return unpack_root / Path(product).name.removesuffix(".zip")
 
 
 def date_orbit(products: Sequence[SafeProduct], orbits: Sequence[OrbitFile], polarisation: str) -> tuple[Orbit, str]:

@@ -8,11 +8,18 @@ Real zips vary: most hold ``<id>.SAFE/...``, some add a folder level (``safe/<id
 from __future__ import annotations
 
 import fnmatch
+import json
+import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from types import TracebackType
 
+from offset_cube.atomic import file_lock, write_text_atomic
 from offset_cube.errors import SafeError
+
+#: Bytes copied at a time when a member is unpacked.
+UNPACK_CHUNK_BYTES = 16 * 2**20
 
 
 class SafeArchive:
@@ -78,6 +85,46 @@ class SafeArchive:
         if self._zip is not None:
             return f"/vsizip/{self.path.absolute()}/{location}"
         return location
+
+    def unpacked(self, member: str, folder: Path) -> str:
+        """``member`` as a plain file GDAL can open: for a folder product the file itself; for a zip, the member
+        unpacked to ``folder/<member>`` on first use and the same copy on every later use, by any process.
+
+        A zipped member is one deflate stream: every reader inflates it again from its start, so a scene in k pairs
+        was inflated k times. The copy is written to ``.part`` and renamed under a lock (two pairs opening the scene
+        at once unpack it once); zipfile checks the member's CRC-32 when it reads its end; a stamp beside the copy
+        (the zip's size and modification time, the member's CRC-32 and size) makes a copy from an older or
+        replaced zip count as missing.
+        """
+        location = self._members[member]
+        if self._zip is None:
+            return location
+        info = self._zip.getinfo(location)
+        target = folder / member
+        stamp_path = target.with_name(target.name + ".stamp.json")
+        zip_stat = self.path.stat()
+        stamp = {"zip_bytes": zip_stat.st_size, "zip_mtime_ns": zip_stat.st_mtime_ns, "crc32": info.CRC}
+        stamp["bytes"] = info.file_size
+        with file_lock(target.with_name(target.name + ".lock")):
+            if target.is_file() and target.stat().st_size == info.file_size and _read_stamp(stamp_path) == stamp:
+                return str(target)
+            part = target.with_name(target.name + ".part")
+            try:
+                with self._zip.open(location) as source, part.open("wb") as sink:
+                    shutil.copyfileobj(source, sink, UNPACK_CHUNK_BYTES)
+            except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as err:
+                part.unlink(missing_ok=True)
+                raise SafeError(f"{self.path}: {member} cannot be unpacked to {folder} ({err})") from err
+            part.replace(target)
+            write_text_atomic(stamp_path, json.dumps(stamp))
+        return str(target)
+
+
+def _read_stamp(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _index_zip(archive: zipfile.ZipFile) -> dict[str, str]:

@@ -49,8 +49,11 @@ class SwathFile:
 class SafeProduct:
     """An IW SLC product; use as a context manager. Raises :class:`SafeError` naming the file for anything else."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, unpack_dir: Path | None = None) -> None:
+        """``unpack_dir``: where a zip's measurement TIFFs are unpacked on first read (:meth:`SafeArchive.unpacked`);
+        None reads them from the zip."""
         self.path = Path(path)
+        self.unpack_dir = unpack_dir
         self.archive = SafeArchive(self.path)
         try:
             self.manifest: ManifestInfo = read_manifest(self.archive)
@@ -124,7 +127,12 @@ class SafeProduct:
         where = f"{self.path}:{member}"
         with self._read_lock:
             if member not in self._measurements:
-                self._measurements[member] = open_tiff(self.archive.location(member), where)
+                location = (
+                    self.archive.location(member)
+                    if self.unpack_dir is None
+                    else self.archive.unpacked(member, self.unpack_dir)
+                )
+                self._measurements[member] = open_tiff(location, where)
             return read_tiff_window(self._measurements[member], rows, cols, where=where)
 
     def _swath_files(self) -> list[SwathFile]:
