@@ -23,6 +23,7 @@ import json
 import os
 import pstats
 import resource
+import shutil
 import subprocess
 import sys
 import threading
@@ -91,6 +92,9 @@ def child(folder: Path, tracking: dict[str, Any]) -> dict[str, Any]:
         "storage": {"out": str(folder / "out")},
     }
     job = job_from_dict(raw)
+    # Each run is a scene's first pair: the measurement TIFFs are unpacked from the zips again (the default
+    # builtin.unpack_measurements), as the first of its pairs does; later pairs read the copies.
+    shutil.rmtree(job.storage.unpacked_dir, ignore_errors=True)
     products = [Path(p) for p in stack["products"]]
     scenes = [local_scene(p) for p in products]
     ref, sec = make_acquisitions(scenes)[:2]
