@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,19 @@ def data_path(relative: str) -> Path:
     if not path.exists():
         pytest.fail(f"test data missing: tests/data/{relative} (tests/data/README.md lists every file)", pytrace=False)
     return path
+
+
+@pytest.fixture
+def unpacked_copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of every member copy ``SafeArchive.unpacked`` makes (counted in its inflating copy loop)."""
+    from offset_cube.safe import archive
+
+    made: list[str] = []
+    real = archive.shutil.copyfileobj
+
+    def counting(source: Any, sink: Any, length: int = 0) -> None:
+        made.append(str(sink.name))
+        real(source, sink, length)
+
+    monkeypatch.setattr(archive.shutil, "copyfileobj", counting)
+    return made

@@ -435,21 +435,12 @@ def test_window_geometry_is_solved_in_chunks_with_bounded_memory(
 
 
 def test_a_date_shared_by_two_pairs_is_unpacked_once_with_the_offsets_of_the_zip(
-    stack: SimulatedStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: SimulatedStack, tmp_path: Path, unpacked_copies: list[str]
 ) -> None:
     """builtin.unpack_measurements (the default): each date's measurement TIFF is inflated from its zip once, by
     the first pair that reads it, into storage.scene_cache/unpacked/; the second pair reads the copy. The offsets
     are those read straight from the zips."""
-    from offset_cube.safe import archive
-
-    made: list[str] = []
-    real = archive.shutil.copyfileobj
-
-    def counting(source: Any, sink: Any, length: int = 0) -> None:
-        made.append(str(sink.name))
-        real(source, sink, length)
-
-    monkeypatch.setattr(archive.shutil, "copyfileobj", counting)
+    made = unpacked_copies
     job = make_job(stack, tmp_path)
     unpacked = [pair_offsets(make_inputs(stack, i, j, job, tmp_path), job) for i, j in ((0, 1), (1, 2))]
     assert len(made) == len(set(made)) == 3  # one swath member of each of the three dates, once each

@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from offset_cube.errors import SafeError
-from offset_cube.safe import archive as archive_module
 from offset_cube.safe.archive import SafeArchive
 
 MEMBER = "measurement/s1a-iw2-slc-vv-20220814t000000-20220814t000030-044536-0550a5-005.tiff"
@@ -26,21 +24,9 @@ def make_zip(path: Path, payload: bytes) -> Path:
     return path
 
 
-@pytest.fixture
-def copies(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every member copy SafeArchive.unpacked makes (its inflating copy loop)."""
-    made: list[str] = []
-    real = archive_module.shutil.copyfileobj
-
-    def counting(source: Any, sink: Any, length: int = 0) -> None:
-        made.append(str(sink.name))
-        real(source, sink, length)
-
-    monkeypatch.setattr(archive_module.shutil, "copyfileobj", counting)
-    return made
-
-
-def test_a_member_is_unpacked_once_verified_and_again_when_the_zip_changes(tmp_path: Path, copies: list[str]) -> None:
+def test_a_member_is_unpacked_once_verified_and_again_when_the_zip_changes(
+    tmp_path: Path, unpacked_copies: list[str]
+) -> None:
     payload = np.random.default_rng(1).integers(0, 255, 300_000, dtype=np.uint8).tobytes()
     zipped = make_zip(tmp_path / "S1A_TEST.zip", payload)
     folder = tmp_path / "unpacked" / "S1A_TEST"
@@ -50,7 +36,7 @@ def test_a_member_is_unpacked_once_verified_and_again_when_the_zip_changes(tmp_p
         assert Path(archive.unpacked(MEMBER, folder)) == first  # the same copy, not made again
     with SafeArchive(zipped) as archive:  # another pair opening the scene later
         archive.unpacked(MEMBER, folder)
-    assert len(copies) == 1
+    assert len(unpacked_copies) == 1
     assert sorted(p.name for p in first.parent.iterdir()) == sorted(
         [first.name, f"{first.name}.lock", f"{first.name}.stamp.json"]
     )
@@ -60,12 +46,12 @@ def test_a_member_is_unpacked_once_verified_and_again_when_the_zip_changes(tmp_p
     os.utime(zipped, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     with SafeArchive(zipped) as archive:
         assert Path(archive.unpacked(MEMBER, folder)).read_bytes() == payload[::-1]
-    assert len(copies) == 2
+    assert len(unpacked_copies) == 2
     # A copy cut short (a crash between the rename and the stamp, or a truncated file) is made again.
     first.write_bytes(payload[:10])
     with SafeArchive(zipped) as archive:
         assert Path(archive.unpacked(MEMBER, folder)).read_bytes() == payload[::-1]
-    assert len(copies) == 3
+    assert len(unpacked_copies) == 3
 
 
 def test_a_damaged_member_is_one_error_naming_the_zip_and_leaves_no_copy(tmp_path: Path) -> None:
@@ -82,17 +68,17 @@ def test_a_damaged_member_is_one_error_naming_the_zip_and_leaves_no_copy(tmp_pat
     assert not (folder / MEMBER).exists() and not (folder / f"{MEMBER}.part").exists()
 
 
-def test_a_folder_product_is_read_where_it_is(tmp_path: Path, copies: list[str]) -> None:
+def test_a_folder_product_is_read_where_it_is(tmp_path: Path, unpacked_copies: list[str]) -> None:
     safe = tmp_path / "S1A_TEST.SAFE"
     (safe / "measurement").mkdir(parents=True)
     (safe / "manifest.safe").write_text("<xfdu/>")
     (safe / MEMBER).write_bytes(b"II*\0")
     with SafeArchive(safe) as archive:
         assert archive.unpacked(MEMBER, tmp_path / "unpacked") == str(safe / MEMBER)
-    assert copies == [] and not (tmp_path / "unpacked").exists()
+    assert unpacked_copies == [] and not (tmp_path / "unpacked").exists()
 
 
-def test_two_readers_at_once_unpack_the_member_once(tmp_path: Path, copies: list[str]) -> None:
+def test_two_readers_at_once_unpack_the_member_once(tmp_path: Path, unpacked_copies: list[str]) -> None:
     """Two pairs opening the same scene at the same time (the flow runs pairs concurrently): one copy, under the
     member's lock, and both get it whole."""
     import threading
@@ -111,4 +97,4 @@ def test_two_readers_at_once_unpack_the_member_once(tmp_path: Path, copies: list
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [payload, payload] and len(copies) == 1
+    assert results == [payload, payload] and len(unpacked_copies) == 1
