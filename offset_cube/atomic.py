@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import uuid
@@ -50,6 +51,15 @@ def atomic_path(path: Path | str, *, replace: bool = True) -> Iterator[Path]:
     finally:
         if tmp.exists():
             _remove(tmp)
+
+
+def read_json(path: Path | str) -> object:
+    """The JSON a stamp or sidecar holds, or None when it is missing or unreadable (so a cached file without a
+    valid stamp counts as missing and is made again)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def write_bytes_atomic(path: Path | str, data: bytes) -> Path:

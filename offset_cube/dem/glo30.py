@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from offset_cube.atomic import atomic_path, write_text_atomic
+from offset_cube.atomic import atomic_path, read_json, write_text_atomic
 from offset_cube.errors import DemError
 from offset_cube.quiet import quiet_warnings
 
@@ -157,7 +157,7 @@ def mosaic(box: Box, source: Source, cache_dir: Path) -> Path:
     target = cache_dir / f"glo30_{_box_name(box)}_{key}.tif"
     stamp = target.with_name(target.name + ".json")
     with _locked(cache_dir / ".locks" / f"{target.name}.lock"):
-        if target.is_file() and _read_json(stamp) == identity:
+        if target.is_file() and read_json(stamp) == identity:
             log.info("DEM %s reused from the cache", target.name)
             return target
         tiles = glo30_tiles(box)
@@ -484,10 +484,3 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

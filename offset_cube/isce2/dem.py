@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from lxml import etree
 
-from offset_cube.atomic import write_text_atomic
+from offset_cube.atomic import read_json, write_text_atomic
 from offset_cube.errors import ConfigError
 from offset_cube.geometry.ellipsoid import wrap_longitude
 from offset_cube.isce2.xml import Box
@@ -175,7 +175,7 @@ def _converted_geotiff(source: Path, cache_dir: Path, ellipsoidal: bool) -> Path
     stamp = target.with_name(target.name + ".source.json")
     stat = source.stat()
     identity = {"source": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    if target.is_file() and stamp.is_file() and _read_json(stamp) == identity:
+    if target.is_file() and stamp.is_file() and read_json(stamp) == identity:
         return target
     heights, x_start, x_delta, y_start, y_delta = _read_geographic(source)
     write_isce_raster(
@@ -266,10 +266,3 @@ def _finish_dem_header(target: Path) -> None:
     etree.SubElement(node, "doc").text = "Geodetic datum"
     etree.indent(root, space="    ")
     write_text_atomic(xml_path, etree.tostring(root, encoding="unicode") + "\n")
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -15,7 +15,7 @@ import zlib
 from pathlib import Path
 from types import TracebackType
 
-from offset_cube.atomic import file_lock, write_text_atomic
+from offset_cube.atomic import file_lock, read_json, write_text_atomic
 from offset_cube.errors import SafeError
 
 #: Bytes copied at a time when a member is unpacked.
@@ -106,7 +106,7 @@ class SafeArchive:
         stamp = {"zip_bytes": zip_stat.st_size, "zip_mtime_ns": zip_stat.st_mtime_ns, "crc32": info.CRC}
         stamp["bytes"] = info.file_size
         with file_lock(target.with_name(target.name + ".lock")):
-            if target.is_file() and target.stat().st_size == info.file_size and _read_stamp(stamp_path) == stamp:
+            if target.is_file() and target.stat().st_size == info.file_size and read_json(stamp_path) == stamp:
                 return str(target)
             part = target.with_name(target.name + ".part")
             try:
@@ -118,13 +118,6 @@ class SafeArchive:
             part.replace(target)
             write_text_atomic(stamp_path, json.dumps(stamp))
         return str(target)
-
-
-def _read_stamp(path: Path) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _index_zip(archive: zipfile.ZipFile) -> dict[str, str]:
