@@ -38,6 +38,7 @@ from pydantic import (
 from offset_cube.area import area_to_wkt, parse_area
 from offset_cube.atomic import folder_problem
 from offset_cube.errors import ConfigError
+from offset_cube.safe.archive import UNPACKED_DIR_NAME
 from offset_cube.size import Size
 
 
@@ -267,7 +268,7 @@ class StorageConfig(StrictModel):
     @property
     def unpacked_dir(self) -> Path:
         """Where zipped measurement TIFFs are unpacked (``builtin.unpack_measurements``)."""
-        return self.scene_dir / "unpacked"
+        return self.scene_dir / UNPACKED_DIR_NAME
 
     @property
     def orbit_dir(self) -> Path:

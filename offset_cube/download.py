@@ -36,7 +36,7 @@ from offset_cube.credentials import EDL_HOST, Credentials, keeps_secrets_out
 from offset_cube.errors import AuthenticationError, DownloadError, SafeError, TransientDownloadError
 from offset_cube.planning import Plan
 from offset_cube.progress import ProgressCallback
-from offset_cube.safe.archive import SafeArchive
+from offset_cube.safe.archive import UNPACKED_DIR_NAME, SafeArchive, unpack_folder
 from offset_cube.scenes import Burst, Scene
 
 log = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ def needs_download(scene: Scene, scene_dir: Path) -> bool:
 def remove_scene_file(scene: Scene, scene_dir: Path) -> list[Path]:
     """Delete the cached zip of ``scene``, its sidecar and its unpacked measurement TIFFs (never a local catalog's
     file, but the copies unpacked from it); return what went."""
-    unpacked = scene_dir / "unpacked" / (scene.local_path or Path(scene.file_name)).name.removesuffix(".zip")
+    unpacked = unpack_folder(scene_dir / UNPACKED_DIR_NAME, scene.local_path or Path(scene.file_name))
     removed_copies = [unpacked] if unpacked.is_dir() else []
     if removed_copies:
         shutil.rmtree(unpacked, ignore_errors=True)

@@ -21,6 +21,7 @@ from offset_cube.errors import EngineError, SafeError
 from offset_cube.geometry.ellipsoid import geodetic_to_ecef
 from offset_cube.geometry.orbit import Orbit
 from offset_cube.geometry.rangedoppler import geo2rdr, look_geometry
+from offset_cube.safe.archive import unpack_folder
 from offset_cube.safe.product import SafeProduct
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ def open_date(
     safes: Sequence[Path], orbits: Sequence[OrbitFile], polarisation: str, unpack_root: Path | None = None
 ) -> Iterator[DateScene]:
     """Open one date's products (checked: IW SLC, holding ``polarisation``) and its orbit. With ``unpack_root``,
-    zipped measurement TIFFs are unpacked to ``unpack_root/<product>/`` on first read (:func:`unpack_folder`)."""
+    zipped measurement TIFFs are unpacked to ``unpack_root/<product>/`` on first read
+    (:func:`~offset_cube.safe.archive.unpack_folder`)."""
     if not safes:
         raise EngineError("a date of the pair has no SAFE products")
     with contextlib.ExitStack() as stack:
@@ -66,11 +68,6 @@ def open_date(
             products.append(product)
         orbit, orbit_type = date_orbit(products, orbits, polarisation)
         yield DateScene(tuple(products), orbit, orbit_type)
-
-
-def unpack_folder(unpack_root: Path, product: Path) -> Path:
-    """Where the measurement TIFFs of the zipped ``product`` are unpacked: ``unpack_root/<product name>``."""
-    return unpack_root / Path(product).name.removesuffix(".zip")
 
 
 def date_orbit(products: Sequence[SafeProduct], orbits: Sequence[OrbitFile], polarisation: str) -> tuple[Orbit, str]:

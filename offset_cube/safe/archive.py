@@ -20,6 +20,13 @@ from offset_cube.errors import SafeError
 
 #: Bytes copied at a time when a member is unpacked.
 UNPACK_CHUNK_BYTES = 16 * 2**20
+#: The folder of the scene cache that holds unpacked members, one subfolder per product (:func:`unpack_folder`).
+UNPACKED_DIR_NAME = "unpacked"
+
+
+def unpack_folder(unpack_root: Path, product: Path) -> Path:
+    """Where the members of the zipped ``product`` are unpacked: ``unpack_root/<product name without .zip>``."""
+    return unpack_root / Path(product).name.removesuffix(".zip")
 
 
 class SafeArchive:
@@ -103,8 +110,12 @@ class SafeArchive:
         target = folder / member
         stamp_path = target.with_name(target.name + ".stamp.json")
         zip_stat = self.path.stat()
-        stamp = {"zip_bytes": zip_stat.st_size, "zip_mtime_ns": zip_stat.st_mtime_ns, "crc32": info.CRC}
-        stamp["bytes"] = info.file_size
+        stamp = {
+            "zip_bytes": zip_stat.st_size,
+            "zip_mtime_ns": zip_stat.st_mtime_ns,
+            "crc32": info.CRC,
+            "bytes": info.file_size,
+        }
         with file_lock(target.with_name(target.name + ".lock")):
             if target.is_file() and target.stat().st_size == info.file_size and read_json(stamp_path) == stamp:
                 return str(target)
