@@ -114,7 +114,7 @@ def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, i
     ref_spec = _pruned_fft2(be, r0, shape)
     spec *= xp.conj(ref_spec, out=ref_spec)
     del ref_spec
-    num = _pruned_irfft2(be, spec, shape, lags)
+    num = _pruned_ifft2(be, spec, shape, lags)
     s1 = box_sums(be, search, (h, w), lags)
     s2 = box_sums(be, search * search, (h, w), lags)
     var = xp.maximum(s2 - s1 * s1 / n, 0.0)
@@ -137,12 +137,16 @@ def _power(xp: Any, values: Array) -> Array:
     return power
 
 
-def _pruned_irfft2(be: Backend, spec: Array, shape: tuple[int, int], lags: tuple[int, int]) -> Array:
-    """``irfft2(spec, s=shape)[:, :Ly, :Lx]``: the azimuth inverse first, then the range inverse on the Ly lag
-    lines only (of the FFT's shape[0])."""
+def _pruned_ifft2(
+    be: Backend, spec: Array, shape: tuple[int, int], lags: tuple[int, int], real: bool = True, keep: bool = False
+) -> Array:
+    """``irfft2(spec, s=shape)[:, :Ly, :Lx]`` (``ifft2`` unless ``real``): the azimuth inverse first, then the
+    range inverse on the Ly lag lines only (of the FFT's shape[0]). ``keep`` leaves ``spec`` as it was."""
     fft = be.fft
-    lines = fft.ifft(spec, axis=1, overwrite_x=True, **be.fft_kwargs)[:, : lags[0]]
-    return fft.irfft(lines, n=shape[1], axis=2, **be.fft_kwargs)[:, :, : lags[1]]
+    lines = fft.ifft(spec, axis=1, overwrite_x=not keep, **be.fft_kwargs)[:, : lags[0]]
+    if real:
+        return fft.irfft(lines, n=shape[1], axis=2, **be.fft_kwargs)[:, :, : lags[1]]
+    return fft.ifft(lines, axis=2, overwrite_x=True, **be.fft_kwargs)[:, :, : lags[1]]
 
 
 def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
@@ -155,9 +159,8 @@ def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int
     ref_spec = _pruned_fft2(be, ref, shape, real=False)
     spec *= xp.conj(ref_spec, out=ref_spec)
     del ref_spec
-    # The spectrum stays whole (the sub-pixel zoom reads it); the inverse transforms only the lag lines it keeps.
-    lag_lines = fft.ifft(spec, axis=1, **be.fft_kwargs)[:, : lags[0]]
-    num = xp.abs(fft.ifft(lag_lines, axis=2, overwrite_x=True, **be.fft_kwargs)[:, :, : lags[1]])
+    # The spectrum stays whole: the sub-pixel zoom reads it.
+    num = xp.abs(_pruned_ifft2(be, spec, shape, lags, real=False, keep=True))
     q = box_sums(be, _power(xp, search), (h, w), lags)
     denom = xp.sqrt(er[:, None, None] * q)
     ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
