@@ -342,6 +342,26 @@ def test_threads_and_batch_sizes_do_not_change_results() -> None:
         np.testing.assert_array_equal(one[name].values, two[name].values)
 
 
+def test_cpu_batches_are_sized_to_the_caches_and_the_memory_budget() -> None:
+    """A CPU batch holds ~CPU_BATCH_SEARCH_PX search-chip pixels (the caches), a GPU batch what the budget holds."""
+    from offset_cube.size import Size
+    from offset_cube.tracking.core import BatchParams
+    from offset_cube.tracking.tracker import MIN_BATCH, _batch_size
+
+    def params(window: tuple[int, int], search: tuple[int, int], mode: str) -> BatchParams:
+        return BatchParams(Size(*window), Size(*search), mode, "dft", 8, True)  # type: ignore[arg-type]
+
+    peer_amplitude, peer_complex = params((64, 16), (20, 8), "amplitude"), params((64, 16), (20, 8), "complex")
+    assert peer_amplitude.search_shape == (32, 104)
+    assert _batch_size(peer_amplitude, 512, 2, "numpy") == 2**17 // (32 * 104) == 39
+    assert _batch_size(peer_complex, 512, 2, "numpy") == 2**18 // (32 * 104) == 78
+    # the Shirase settings' 84x316-px search chips: the smallest batch
+    assert _batch_size(params((256, 64), (30, 10), "amplitude"), 512, 2, "numpy") == MIN_BATCH
+    # a GPU batch is bounded by the budget only; a small budget bounds the CPU's too
+    assert _batch_size(peer_complex, 512, 1, "cupy") == 512 * 2**20 // peer_complex.bytes_per_window() > 1000
+    assert _batch_size(peer_complex, 16, 2, "numpy") == 16 * 2**20 // (2 * peer_complex.bytes_per_window()) < 78
+
+
 def test_gather_paths_agree() -> None:
     """The fancy-index gather that CuPy runs equals the strided gather numpy runs."""
     be = get_backend("numpy")

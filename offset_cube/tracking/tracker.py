@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -92,11 +93,16 @@ OUTLIER_BOX = 5
 OUTLIER_FLOOR_PX = 0.1
 #: Fewest SNR-valid windows in the box (the window included) for the test to judge; fewer leaves it valid.
 OUTLIER_MIN_NEIGHBOURS = 4
-#: Windows per batch at most: on the CPU larger batches stop paying off once their chips leave the caches; a
-#: GPU wants large batches (fewer kernel launches), bounded by the memory budget. Batches sized to a core's L2
-#: (32 windows in amplitude mode, 64 in complex mode with the peer settings) ran faster on this shared machine
-#: only under heavy load (6-8 on 2 cores); at load 1.7 batches of 256 ran 1.15x more windows per CPU-second.
+#: Windows per batch at most: a GPU wants large batches (fewer kernel launches), bounded by the memory budget.
 MAX_BATCH = {"numpy": 256, "cupy": 16384}
+#: On the CPU a batch holds about this many search-chip pixels, so that its chips and their spectra stay in the
+#: caches: the FFTs, products and box sums of a batch each pass over all of its chips, and batches that overflow
+#: the caches run from main memory. Amplitude mode holds ~4x more per window (the x2-oversampled chips). Measured
+#: on 2 cores (one worker, paired runs of the same windows, 2026-12-07): with the peer settings (32x104-px search
+#: chips) batches of 39 windows took 0.84-0.88x the CPU of 78 and 0.72-0.76x that of 256 in amplitude mode,
+#: complex mode ran fastest at 59-78 (0.77-0.82x of 256); the Shirase settings' 84x316-px chips at 8-16 windows
+#: (0.74x of 256); the engine's, the demo's and a 128x64 window's within 5 % of the fastest.
+CPU_BATCH_SEARCH_PX = {"amplitude": 2**17, "complex": 2**18}
 MIN_BATCH = 8
 MIN_WINDOW = 4
 MAX_SIZE = 4096
@@ -341,7 +347,7 @@ def _run(
         budget = memory_budget_mb * 2**20 // parallel
         tiles = list(_shaped_tiles(plan.placeable.shape, dense_tile_shape(params, spacing, budget)))
     else:
-        batch = _batch_size(params, memory_budget_mb, parallel, MAX_BATCH[be.name])
+        batch = _batch_size(params, memory_budget_mb, parallel, be.name)
         tiles = list(_tiles(plan.placeable.shape, batch))
 
     def work(tile: _Tile) -> tuple[tuple[np.ndarray, np.ndarray], BatchResult] | None:
@@ -389,11 +395,14 @@ def _single_threaded_blas() -> Iterator[None]:
                 limiter.restore_original_limits()
 
 
-def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, largest: int) -> int:
-    """Windows per batch so that ``parallel`` batches in flight fit the memory budget."""
-    per_window = params.bytes_per_window()
-    fit = memory_budget_mb * 2**20 // (parallel * per_window)
-    return int(min(largest, max(MIN_BATCH, fit)))
+def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, backend: str) -> int:
+    """Windows per batch so that ``parallel`` batches in flight fit the memory budget and, on the CPU, a batch's
+    chips fit the caches (:data:`CPU_BATCH_SEARCH_PX`)."""
+    largest = MAX_BATCH[backend]
+    if backend == "numpy":
+        largest = min(largest, CPU_BATCH_SEARCH_PX[params.mode] // math.prod(params.search_shape))
+    fit = memory_budget_mb * 2**20 // (parallel * params.bytes_per_window())
+    return int(max(MIN_BATCH, min(largest, fit)))
 
 
 def _tiles(shape: tuple[int, int], batch: int) -> Iterator[_Tile]:
