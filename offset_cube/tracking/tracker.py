@@ -41,8 +41,13 @@ the mode (amplitude Pearson NCC, or coherent |NCC| in complex mode):
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import math
+import os
+import platform
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -96,12 +101,11 @@ OUTLIER_MIN_NEIGHBOURS = 4
 #: Windows per batch at most: a GPU wants large batches (fewer kernel launches), bounded by the memory budget.
 MAX_BATCH = {"numpy": 256, "cupy": 16384}
 #: On the CPU a batch holds about this many search-chip pixels, so that its chips and their spectra stay in the
-#: caches: the FFTs, products and box sums of a batch each pass over all of its chips, and batches that overflow
-#: the caches run from main memory. Amplitude mode holds ~4x more per window (the x2-oversampled chips). Measured
-#: on 2 cores (one worker, paired runs of the same windows, 2026-12-07): with the peer settings (32x104-px search
-#: chips) batches of 39 windows took 0.84-0.88x the CPU of 78 and 0.72-0.76x that of 256 in amplitude mode,
-#: complex mode ran fastest at 59-78 (0.77-0.82x of 256); the Shirase settings' 84x316-px chips at 8-16 windows
-#: (0.74x of 256); the engine's, the demo's and a 128x64 window's within 5 % of the fastest.
+#: caches: the FFTs, products and box sums of a batch each pass over all of its chips. Amplitude mode holds ~4x
+#: more per window (the x2-oversampled chips). Measured on 2 cores with the peer settings (32x104-px search chips;
+#: paired runs, malloc set as :func:`_keep_freed_memory` sets it): batches of 39 windows (amplitude) and 78
+#: (complex) took 0.95x and 0.93x the CPU of batches of 256 with two workers, 1.00x with one; with glibc's
+#: default malloc, whose page faults grow with the batch's arrays, 0.72-0.88x.
 CPU_BATCH_SEARCH_PX = {"amplitude": 2**17, "complex": 2**18}
 MIN_BATCH = 8
 MIN_WINDOW = 4
@@ -353,6 +357,7 @@ def _run(
     def work(tile: _Tile) -> tuple[tuple[np.ndarray, np.ndarray], BatchResult] | None:
         return _process_tile(be, params, plan, tile, *images)
 
+    _keep_freed_memory()
     with _single_threaded_blas():
         if parallel > 1 and len(tiles) > 1:
             with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="tracker") as pool:
@@ -393,6 +398,37 @@ def _single_threaded_blas() -> Iterator[None]:
             limiter = _blas_users.pop()
             if not _blas_users:
                 limiter.restore_original_limits()
+
+
+#: glibc malloc settings (mallopt parameters M_MMAP_THRESHOLD = -3, M_TRIM_THRESHOLD = -1) that the tracker sets
+#: once per process: arrays up to 32 MiB (glibc's largest mmap threshold on 64-bit) come from the heap, and up to
+#: 256 MiB of freed heap stays with the process. See :func:`_keep_freed_memory`.
+MALLOC_SETTINGS = ((-3, 32 * 2**20), (-1, 256 * 2**20))
+#: Environment variables with which a user sets these thresholds himself; then the tracker leaves them alone.
+MALLOC_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+
+
+@functools.cache
+def _keep_freed_memory() -> bool:
+    """Stop glibc's malloc from handing each batch's freed arrays back to the kernel (process-wide, once).
+
+    By default glibc maps arrays above a threshold (128 KiB at first, raised as such arrays are freed) straight
+    from the kernel and unmaps them when freed, and trims free memory at the top of each thread's heap: every
+    batch's chips, spectra and surfaces (0.1-10 MB each) are then faulted in page by page again, the kernel zeroing
+    each page. Measured on 2 cores (peer settings, 1024x8192 px, a fresh process as the command line runs it):
+    0.6-1.0 million page faults and 2.3-3.4 s of system time per run, a quarter to a third of its CPU time; with
+    these settings ~9 000 faults and 0.2 s, and 0.6-0.8x the CPU per window. Peak memory does not change (the
+    freed memory is what the next batch uses); memory freed after a run stays with the process, up to the trim
+    threshold.
+    Does nothing (returns False) off glibc or when the environment sets malloc's thresholds.
+    """
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or any(v in os.environ for v in MALLOC_ENVIRONMENT):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return all(mallopt(parameter, value) == 1 for parameter, value in MALLOC_SETTINGS)
 
 
 def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, backend: str) -> int:
