@@ -464,7 +464,17 @@ def test_blas_runs_single_threaded_inside_the_tracker(monkeypatch: pytest.Monkey
     assert seen and all(threads and all(n == 1 for n in threads) for threads in seen)
 
 
-def _dense_and_per_window(ref: Any, sec: Any, **kwargs: Any) -> tuple[Any, Any]:
+#: How the dense path computes its two surfaces in the agreement tests: strip by strip, or window by window from
+#: the tile's oversampled blocks (the cost model picks per job and surface; these force each way).
+DENSE_SURFACES = {"strips": (True, True), "windows": (False, False)}
+
+
+def _dense_and_per_window(
+    monkeypatch: pytest.MonkeyPatch, surfaces: str, ref: Any, sec: Any, **kwargs: Any
+) -> tuple[Any, Any]:
+    from offset_cube.tracking import tracker
+
+    monkeypatch.setattr(tracker, "dense_strips", lambda params, skip: DENSE_SURFACES[surfaces])
     raw = {"mode": "amplitude", "snr_threshold": 0.0, "outlier_mad_k": None, **kwargs}
     return track(ref, sec, oversampling_path="dense", **raw), track(ref, sec, oversampling_path="window", **raw)
 
@@ -480,28 +490,38 @@ def _assert_paths_agree(dense: Any, window: Any, min_windows: int) -> None:
     assert (dense.attrs["oversampling_path"], window.attrs["oversampling_path"]) == ("dense", "window")
 
 
+@pytest.mark.parametrize("surfaces", sorted(DENSE_SURFACES))
 @pytest.mark.parametrize(
     ("window", "search", "skip", "gamma"),
     [((64, 16), (20, 8), (32, 16), 0.7), ((256, 64), (30, 10), (44, 8), 0.7)],
 )
 def test_dense_and_per_window_oversampling_agree(
-    window: tuple[int, int], search: tuple[int, int], skip: tuple[int, int], gamma: float
+    monkeypatch: pytest.MonkeyPatch,
+    surfaces: str,
+    window: tuple[int, int],
+    search: tuple[int, int],
+    skip: tuple[int, int],
+    gamma: float,
 ) -> None:
-    """The dense path (each tile's blocks oversampled once) gives the per-window path's offsets to <= 0.005 px
-    RMS on the same windows, on a smooth field, for the peer settings and the Shirase settings (windows overlap
-    46-fold). What differs is the per-window chips' edge ringing inside their 2-px guard band."""
+    """The dense path (each tile's blocks oversampled once; surfaces by strips or window by window) gives the
+    per-window path's offsets to <= 0.005 px RMS on the same windows, on a smooth field, for the peer settings and
+    the Shirase settings (windows overlap 46-fold). What differs is the per-window chips' edge ringing inside their
+    2-px guard band."""
     shape = (224, 768)
     field = glacier_field((8 * shape[0], 4 * shape[1]))  # a corner of a field with the benchmark's gradients
     rng = np.random.default_rng(17)
     ref = speckle(shape, rng)
     sec = mix(warp(ref, field), speckle(shape, rng), gamma)
-    dense, window_path = _dense_and_per_window(ref, sec, window=window, search=search, skip=skip)
+    dense, window_path = _dense_and_per_window(monkeypatch, surfaces, ref, sec, window=window, search=search, skip=skip)
     _assert_paths_agree(dense, window_path, 40)
     truth = window_mean_offsets(field, (dense.line.values, dense.sample.values), window)
     assert rms(errors(dense, truth)[0]) < 0.05
 
 
-def test_dense_and_per_window_agree_at_borders_with_no_data_and_a_gross_field() -> None:
+@pytest.mark.parametrize("surfaces", sorted(DENSE_SURFACES))
+def test_dense_and_per_window_agree_at_borders_with_no_data_and_a_gross_field(
+    monkeypatch: pytest.MonkeyPatch, surfaces: str
+) -> None:
     """Windows whose search areas reach the image edges, NaN and zero regions, and a gross-offset field that
     moves each window's search area differently: the two paths still agree, window by window."""
     shift = (3.6, -9.2)
@@ -514,22 +534,44 @@ def test_dense_and_per_window_agree_at_borders_with_no_data_and_a_gross_field() 
     gross_az = np.full((lines.size, samples.size), 3.0) + np.linspace(-0.6, 0.6, samples.size)[None, :]
     gross_rg = np.full((lines.size, samples.size), -9.0) + np.linspace(-0.7, 0.7, lines.size)[:, None]
     options = {"search": (6, 6), "lines": lines, "samples": samples, "gross_offset": (gross_az, gross_rg)}
-    dense, window_path = _dense_and_per_window(ref, sec, **options)
+    dense, window_path = _dense_and_per_window(monkeypatch, surfaces, ref, sec, **options)
     _assert_paths_agree(dense, window_path, 200)
     d_az = errors(dense, shift)[0]
     assert np.isnan(d_az[0]).all() and np.isnan(d_az[:, 0]).all()  # search areas leave the image
     assert np.isfinite(d_az[1:-1, 1:-1]).mean() > 0.6
 
 
+def test_dense_window_by_window_surfaces_do_not_depend_on_the_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dense path's per-window surfaces run in cache-sized chunks of a tile's windows: the offsets are the
+    same, bit for bit, in chunks of 8 windows or all at once."""
+    from offset_cube.tracking import tracker
+
+    ref, sec = constant_shift_pair((192, 768), (0.3, 1.6), gamma=0.8, seed=2)
+    options = {"window": (64, 16), "search": (8, 6), "skip": (32, 16), "oversampling_path": "dense"}
+    monkeypatch.setattr(tracker, "dense_strips", lambda params, skip: (False, False))
+    monkeypatch.setattr(tracker, "CPU_BATCH_SEARCH_PX", {"amplitude": 2**40, "complex": 2**40})
+    whole = track(ref, sec, **options)
+    monkeypatch.setattr(tracker, "CPU_BATCH_SEARCH_PX", {"amplitude": 1, "complex": 1})
+    chunks = track(ref, sec, **options)
+    for name in ("azimuth_offset", "range_offset", "snr"):
+        np.testing.assert_array_equal(whole[name].values, chunks[name].values)
+    assert np.isfinite(whole.azimuth_offset.values).mean() > 0.5
+
+
 def test_cost_model_picks_dense_for_overlapping_windows_only() -> None:
     from offset_cube.size import Size
-    from offset_cube.tracking.core import BatchParams, dense_is_cheaper
+    from offset_cube.tracking.core import BatchParams, dense_is_cheaper, dense_strips
 
     def params(window: tuple[int, int], search: tuple[int, int], mode: str = "amplitude") -> BatchParams:
         return BatchParams(Size(*window), Size(*search), mode, "dft", 8, True)  # type: ignore[arg-type]
 
-    # skips are (lines, samples): the Shirase job's windows overlap 46-fold, its dense path is ~8x cheaper
+    # skips are (lines, samples): the Shirase job's windows overlap 46-fold, its dense path is ~6x cheaper with
+    # both surfaces by strips; the peer settings' windows overlap 2-fold: blocks oversampled once, then window by
+    # window (0.70x the per-window path's CPU, paired)
     assert dense_is_cheaper(params((256, 64), (30, 10)), (8, 44))
+    assert dense_strips(params((256, 64), (30, 10)), (8, 44)) == (True, True)
+    assert dense_is_cheaper(params((64, 16), (20, 8)), (16, 32))
+    assert dense_strips(params((64, 16), (20, 8)), (16, 32)) == (False, False)
     assert dense_is_cheaper(params((128, 32), (16, 8)), (16, 32))
     # windows that do not overlap share nothing; complex mode has no dense path
     assert not dense_is_cheaper(params((64, 64), (10, 10)), (64, 64))

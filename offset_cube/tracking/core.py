@@ -51,6 +51,11 @@ class BatchParams:
     oversampling: int
     complex_input: bool
     path: OversamplingPath = "window"
+    #: Dense path: whether the (pixel-level, 0.5-px) surfaces are correlated strip by strip, else window by window
+    #: from the tile's blocks (:func:`dense_strips`).
+    strips: tuple[bool, bool] = (True, True)
+    #: Windows per chunk of the per-window surfaces (their chips in the caches); 0: the whole batch at once.
+    chunk: int = 0
 
     @property
     def lags(self) -> tuple[int, int]:
@@ -156,16 +161,28 @@ def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResu
 
 def _amplitude_ncc(be: Backend, params: BatchParams, data: BatchInput) -> Any:
     """Stage 1 of amplitude mode: the pixel-level amplitude NCC (B, Ly, Lx) of every window, from the tile's
-    strips on the dense path (:mod:`offset_cube.tracking.strips`), else chip by chip with FFTs."""
-    if data.oversampled is not None:
+    strips (:mod:`offset_cube.tracking.strips`) where the dense path correlates strips, else window by window with
+    FFTs."""
+    if data.oversampled is not None and params.strips[0]:
         ref, sec = (_detect(be, block, params.complex_input) for block in (data.ref_block, data.sec_block))
         corners = _host_corners(be, data.ref_tops, data.ref_lefts, data.sec_tops, data.sec_lefts)
         return strips.amplitude_ncc(be, ref, sec, corners, params.window.shape, params.lags)
-    ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window.shape)
-    search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
-    detected = _detect(be, ref, params.complex_input), _detect(be, search, params.complex_input)
-    del ref, search
-    return k.amplitude_surface(be, *detected, params.lags)
+
+    def chunk(part: slice) -> Any:
+        ref = k.gather(be, data.ref_block, data.ref_tops[part], data.ref_lefts[part], params.window.shape)
+        search = k.gather(be, data.sec_block, data.sec_tops[part], data.sec_lefts[part], params.search_shape)
+        detected = _detect(be, ref, params.complex_input), _detect(be, search, params.complex_input)
+        del ref, search
+        return k.amplitude_surface(be, *detected, params.lags)
+
+    return _in_chunks(be, data.ref_tops.shape[0], params.chunk, chunk)
+
+
+def _in_chunks(be: Backend, count: int, size: int, surfaces: Any) -> Any:
+    """``surfaces(slice)`` (B', Ly, Lx) for consecutive slices of ``size`` windows (all at once for 0), joined."""
+    if size <= 0 or count <= size:
+        return surfaces(slice(0, count))
+    return be.xp.concatenate([surfaces(slice(start, start + size)) for start in range(0, count, size)])
 
 
 def _host_corners(be: Backend, *corners: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -221,30 +238,50 @@ def _fft_work(*shape: int) -> float:
 
 
 def window_cost_s(params: BatchParams) -> float:
-    """Seconds per window of the per-window path: the search chip's three FFTs, the x2 oversampling of both chips
-    (forward FFT, inverses at 2x and 4x the size) and the three FFTs of the oversampled chips."""
+    """Seconds per window of the per-window path: the x2 oversampling of both chips (forward FFT, inverses at 2x
+    and 4x the size) and the FFT surfaces (:func:`_surface_costs_s`)."""
+    oversampling = sum(7 * _fft_work(*shape) for shape in os_chip_shapes(params.window.shape))
+    return FFT_UNIT_S * oversampling + sum(_surface_costs_s(params))
+
+
+def _surface_costs_s(params: BatchParams) -> tuple[float, float]:
+    """Seconds per window of the per-window FFT surfaces (pixel level, 0.5-px level): three FFTs of the search
+    chip, three of the oversampled search chip."""
     h, w = params.window.shape
     p = OS_HALF_SEARCH
     coarse = 3 * _fft_work(*params.search_shape)
-    oversampling = sum(7 * _fft_work(*shape) for shape in os_chip_shapes(params.window.shape))
     fine = 3 * _fft_work(2 * h + 4 * p, 2 * w + 4 * p)
-    return FFT_UNIT_S * (coarse + oversampling + fine)
+    return FFT_UNIT_S * coarse, FFT_UNIT_S * fine
 
 
-def dense_cost_s(params: BatchParams, skip: tuple[int, int]) -> float:
-    """Seconds per window of the dense path: its share of the blocks' x2 oversampling and summed-area tables (one
-    grid cell, skip_lines x skip_samples px, of each image), the strips' per-shift work (the cell's lines times
-    the shifts times the strip's spectrum) at both stages, and each window's inverse FFTs of its lags."""
+def _strip_costs_s(params: BatchParams, skip: tuple[int, int]) -> tuple[float, float]:
+    """Seconds per window of the strips' surfaces (pixel level, 0.5-px level): their share of the summed-area
+    tables (one grid cell, skip_lines x skip_samples px, of each image, at 1x and 4x the pixels), the per-shift
+    work (the cell's lines times the shifts times the strip's spectrum) and each window's inverse FFTs."""
     w = params.window.samples
     ly, lx = params.lags
     cell = skip[0] * skip[1]
     fine_lags = 4 * OS_HALF_SEARCH + 1
-    fft: float = 2 * 7 * cell * math.log2(4 * 512 * 512)
-    fft += ly * _fft_work(w + lx) + fine_lags * _fft_work(2 * w + fine_lags)
-    elements: float = 2 * 4 * 5 * cell  # four summed-area tables of each image, at 1x and 4x the pixels
-    elements += skip[0] * (w + lx) / 2 * (ly + strips.CLUSTER_SPREAD) * 3
-    elements += 2 * skip[0] * (2 * w + fine_lags) / 2 * (fine_lags + 2 * strips.CLUSTER_SPREAD) * 3
-    return FFT_UNIT_S * fft + ELEMENT_S * elements
+    coarse = FFT_UNIT_S * ly * _fft_work(w + lx)
+    coarse += ELEMENT_S * (2 * 4 * cell + skip[0] * (w + lx) / 2 * (ly + strips.CLUSTER_SPREAD) * 3)
+    fine = FFT_UNIT_S * fine_lags * _fft_work(2 * w + fine_lags)
+    fine_shifts = fine_lags + 2 * strips.CLUSTER_SPREAD
+    fine += ELEMENT_S * (2 * 4 * 4 * cell + 2 * skip[0] * (2 * w + fine_lags) / 2 * fine_shifts * 3)
+    return coarse, fine
+
+
+def dense_strips(params: BatchParams, skip: tuple[int, int]) -> tuple[bool, bool]:
+    """Whether the dense path correlates each surface (pixel level, 0.5-px level) strip by strip (cheaper where
+    windows overlap in azimuth: the strips share their products) rather than window by window from the blocks."""
+    by_strips, by_window = _strip_costs_s(params, skip), _surface_costs_s(params)
+    return by_strips[0] < by_window[0], by_strips[1] < by_window[1]
+
+
+def dense_cost_s(params: BatchParams, skip: tuple[int, int]) -> float:
+    """Seconds per window of the dense path: its share of the blocks' x2 oversampling (one grid cell of each
+    image) and each surface the cheaper way (:func:`dense_strips`)."""
+    oversampling = FFT_UNIT_S * 2 * 7 * skip[0] * skip[1] * math.log2(4 * 512 * 512)
+    return oversampling + sum(map(min, _strip_costs_s(params, skip), _surface_costs_s(params)))
 
 
 #: Bytes per block pixel of a dense-path tile in flight: the complex blocks, their x2-oversampled spectra and
@@ -311,18 +348,28 @@ def _oversampled_chips(be: Backend, params: BatchParams, data: BatchInput, peak:
 
 def _fine_ncc(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> Any:
     """Amplitude NCC (B, 4p + 1, 4p + 1) of the x2-oversampled chips at 0.5-px lags within +/-p px of the
-    coarse peak: from the dense blocks' strips, or chip by chip."""
+    coarse peak: from the dense blocks (strip by strip, or window by window), or chip by chip."""
     h, w = params.window.shape
     p = OS_HALF_SEARCH
     lags = (4 * p + 1, 4 * p + 1)
-    if data.oversampled is not None:
+    if data.oversampled is None:
+        ref2, sec2 = _oversampled_chips(be, params, data, peak)
+        return k.amplitude_surface(be, ref2, sec2, lags)
+    ref_os, sec_os = data.oversampled
+    if params.strips[1]:
         rt, rl, st, sl = _host_corners(be, data.ref_tops, data.ref_lefts, data.sec_tops, data.sec_lefts)
         iy, ix = be.to_host(peak.iy).astype(np.int64), be.to_host(peak.ix).astype(np.int64)
         corners = (2 * rt, 2 * rl, 2 * (st + iy - p), 2 * (sl + ix - p))
-        ref_os, sec_os = data.oversampled
         return strips.amplitude_ncc(be, ref_os, sec_os, corners, (2 * h, 2 * w), lags)
-    ref2, sec2 = _oversampled_chips(be, params, data, peak)
-    return k.amplitude_surface(be, ref2, sec2, lags)
+
+    def chunk(part: slice) -> Any:
+        ref2 = k.gather(be, ref_os, 2 * data.ref_tops[part], 2 * data.ref_lefts[part], (2 * h, 2 * w))
+        sec_tops = 2 * (data.sec_tops[part] + peak.iy[part] - p)
+        sec_lefts = 2 * (data.sec_lefts[part] + peak.ix[part] - p)
+        sec2 = k.gather(be, sec_os, sec_tops, sec_lefts, (2 * h + 4 * p, 2 * w + 4 * p))
+        return k.amplitude_surface(be, ref2, sec2, lags)
+
+    return _in_chunks(be, data.ref_tops.shape[0], params.chunk, chunk)
 
 
 def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:

@@ -71,6 +71,7 @@ from offset_cube.tracking.core import (
     OversamplingPath,
     Subpixel,
     dense_is_cheaper,
+    dense_strips,
     dense_tile_shape,
     oversample_block,
     track_batch,
@@ -350,6 +351,8 @@ def _run(
     if params.path == "dense":
         budget = memory_budget_mb * 2**20 // parallel
         tiles = list(_shaped_tiles(plan.placeable.shape, dense_tile_shape(params, spacing, budget)))
+        chunk = _batch_size(params, memory_budget_mb, parallel, be.name)
+        params = dataclasses.replace(params, strips=dense_strips(params, spacing), chunk=chunk)
     else:
         batch = _batch_size(params, memory_budget_mb, parallel, be.name)
         tiles = list(_tiles(plan.placeable.shape, batch))
