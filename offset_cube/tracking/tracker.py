@@ -101,13 +101,13 @@ OUTLIER_FLOOR_PX = 0.1
 OUTLIER_MIN_NEIGHBOURS = 4
 #: Windows per batch at most: a GPU wants large batches (fewer kernel launches), bounded by the memory budget.
 MAX_BATCH = {"numpy": 256, "cupy": 16384}
-#: On the CPU a batch holds about this many search-chip pixels, so that its chips and their spectra stay in the
-#: caches: the FFTs, products and box sums of a batch each pass over all of its chips. Amplitude mode holds ~4x
-#: more per window (the x2-oversampled chips). Measured on 2 cores with the peer settings (32x104-px search chips;
-#: paired runs, malloc set as :func:`_keep_freed_memory` sets it): batches of 39 windows (amplitude) and 78
-#: (complex) took 0.95x and 0.93x the CPU of batches of 256 with two workers, 1.00x with one; with glibc's
-#: default malloc, whose page faults grow with the batch's arrays, 0.72-0.88x.
-CPU_BATCH_SEARCH_PX = {"amplitude": 2**17, "complex": 2**18}
+#: On the CPU an amplitude-mode batch (or a dense tile's chunk of per-window surfaces) holds about this many
+#: search-chip pixels, so that its chips, their x2-oversampled copies and spectra stay in the caches. Measured on
+#: 2 cores (the peer settings' 32x104-px search chips, 2048x8192 px, two workers, malloc set as
+#: :func:`_keep_freed_memory` sets it, three alternating runs): 78 windows (2**18 px) 6 437-6 825 windows/s,
+#: 39: 5 436-6 150, 157: 5 621-6 687, 19: 4 855-5 330. Complex mode keeps batches of up to 256 windows: on the
+#: whole 4096x8192 pair they ran 10 684-10 804 windows/s, 157: 10 082-10 913, 78: 9 315-10 028.
+CPU_BATCH_SEARCH_PX = {"amplitude": 2**18}
 MIN_BATCH = 8
 MIN_WINDOW = 4
 MAX_SIZE = 4096
@@ -435,10 +435,10 @@ def _keep_freed_memory() -> bool:
 
 
 def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, backend: str) -> int:
-    """Windows per batch so that ``parallel`` batches in flight fit the memory budget and, on the CPU, a batch's
-    chips fit the caches (:data:`CPU_BATCH_SEARCH_PX`)."""
+    """Windows per batch so that ``parallel`` batches in flight fit the memory budget and, on the CPU in amplitude
+    mode, a batch's chips fit the caches (:data:`CPU_BATCH_SEARCH_PX`)."""
     largest = MAX_BATCH[backend]
-    if backend == "numpy":
+    if backend == "numpy" and params.mode in CPU_BATCH_SEARCH_PX:
         largest = min(largest, CPU_BATCH_SEARCH_PX[params.mode] // math.prod(params.search_shape))
     fit = memory_budget_mb * 2**20 // (parallel * params.bytes_per_window())
     return int(max(MIN_BATCH, min(largest, fit)))
