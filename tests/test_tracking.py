@@ -346,26 +346,41 @@ def test_threads_and_batch_sizes_do_not_change_results() -> None:
         np.testing.assert_array_equal(one[name].values, two[name].values)
 
 
-def test_cpu_batches_are_sized_to_the_caches_and_the_memory_budget() -> None:
-    """An amplitude batch on the CPU holds ~CPU_BATCH_SEARCH_PX search-chip pixels (the caches), a complex one or a
-    GPU batch up to MAX_BATCH windows or what the budget holds."""
+def test_batches_fit_the_memory_budget_and_amplitude_chunks_the_caches() -> None:
+    """A batch (a tile read at once) holds up to MAX_BATCH windows within the budget; on the CPU in amplitude mode
+    its per-window surfaces run in chunks of ~CPU_BATCH_SEARCH_PX search-chip pixels (the caches)."""
     from offset_cube.size import Size
     from offset_cube.tracking.core import BatchParams
-    from offset_cube.tracking.tracker import MAX_BATCH, MIN_BATCH, _batch_size
+    from offset_cube.tracking.tracker import MAX_BATCH, MIN_BATCH, _batch_size, _chunk_size
 
     def params(window: tuple[int, int], search: tuple[int, int], mode: str) -> BatchParams:
         return BatchParams(Size(*window), Size(*search), mode, "dft", 8, True)  # type: ignore[arg-type]
 
     peer_amplitude, peer_complex = params((64, 16), (20, 8), "amplitude"), params((64, 16), (20, 8), "complex")
     assert peer_amplitude.search_shape == (32, 104)
-    assert _batch_size(peer_amplitude, 512, 2, "numpy") == 2**18 // (32 * 104) == 78
+    assert _chunk_size(peer_amplitude, "numpy") == 2**18 // (32 * 104) == 78
+    assert _chunk_size(params((256, 64), (30, 10), "amplitude"), "numpy") == 2**18 // (84 * 316) == 9
+    assert _chunk_size(params((512, 512), (100, 100), "amplitude"), "numpy") == MIN_BATCH
+    assert _chunk_size(peer_complex, "numpy") == _chunk_size(peer_amplitude, "cupy") == 0  # the whole batch
     assert _batch_size(peer_complex, 512, 2, "numpy") == MAX_BATCH["numpy"]
-    # the Shirase settings' 84x316-px search chips: 9 windows; never fewer than MIN_BATCH
-    assert _batch_size(params((256, 64), (30, 10), "amplitude"), 512, 2, "numpy") == 2**18 // (84 * 316) == 9
-    assert _batch_size(params((512, 512), (100, 100), "amplitude"), 512, 2, "numpy") == MIN_BATCH
-    # a GPU batch is bounded by the budget only; a small budget bounds the CPU's too
     assert _batch_size(peer_complex, 512, 1, "cupy") == 512 * 2**20 // peer_complex.bytes_per_window() > 1000
     assert _batch_size(peer_complex, 16, 2, "numpy") == 16 * 2**20 // (2 * peer_complex.bytes_per_window()) < 78
+
+
+def test_per_window_surfaces_do_not_depend_on_the_chunk_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-window path's surfaces run in cache-sized chunks of a batch: the same offsets, bit for bit, in
+    chunks of 8 windows or the whole batch at once."""
+    from offset_cube.tracking import tracker
+
+    ref, sec = constant_shift_pair((192, 768), (0.3, 1.6), gamma=0.8, seed=2)
+    options = {"window": (64, 16), "search": (8, 6), "skip": (32, 16), "oversampling_path": "window"}
+    monkeypatch.setattr(tracker, "CPU_BATCH_SEARCH_PX", {"amplitude": 2**40})
+    whole = track(ref, sec, **options)
+    monkeypatch.setattr(tracker, "CPU_BATCH_SEARCH_PX", {"amplitude": 1})
+    chunks = track(ref, sec, **options)
+    for name in ("azimuth_offset", "range_offset", "snr", "cov_az"):
+        np.testing.assert_array_equal(whole[name].values, chunks[name].values)
+    assert np.isfinite(whole.azimuth_offset.values).mean() > 0.5
 
 
 #: Tracks the pair saved in argv[2] with two workers in a fresh process (as the command line does) and prints the

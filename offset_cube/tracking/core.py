@@ -9,6 +9,7 @@ correlates the complex chips coherently and refines that surface directly; it re
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -176,6 +177,13 @@ def _amplitude_ncc(be: Backend, params: BatchParams, data: BatchInput) -> Any:
         return k.amplitude_surface(be, *detected, params.lags)
 
     return _in_chunks(be, data.ref_tops.shape[0], params.chunk, chunk)
+
+
+def _part(record: Any, part: slice) -> Any:
+    """A batch's corners (:class:`BatchInput`) or coarse peaks (:class:`~kernels.Peak`) for the windows ``part``."""
+    corners = ("ref_tops", "ref_lefts", "sec_tops", "sec_lefts")
+    fields = corners if isinstance(record, BatchInput) else ("iy", "ix")
+    return dataclasses.replace(record, **{name: getattr(record, name)[part] for name in fields})
 
 
 def _in_chunks(be: Backend, count: int, size: int, surfaces: Any) -> Any:
@@ -353,8 +361,12 @@ def _fine_ncc(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) 
     p = OS_HALF_SEARCH
     lags = (4 * p + 1, 4 * p + 1)
     if data.oversampled is None:
-        ref2, sec2 = _oversampled_chips(be, params, data, peak)
-        return k.amplitude_surface(be, ref2, sec2, lags)
+
+        def chip_chunk(part: slice) -> Any:
+            ref2, sec2 = _oversampled_chips(be, params, _part(data, part), _part(peak, part))
+            return k.amplitude_surface(be, ref2, sec2, lags)
+
+        return _in_chunks(be, data.ref_tops.shape[0], params.chunk, chip_chunk)
     ref_os, sec_os = data.oversampled
     if params.strips[1]:
         rt, rl, st, sl = _host_corners(be, data.ref_tops, data.ref_lefts, data.sec_tops, data.sec_lefts)

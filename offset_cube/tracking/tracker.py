@@ -101,12 +101,13 @@ OUTLIER_FLOOR_PX = 0.1
 OUTLIER_MIN_NEIGHBOURS = 4
 #: Windows per batch at most: a GPU wants large batches (fewer kernel launches), bounded by the memory budget.
 MAX_BATCH = {"numpy": 256, "cupy": 16384}
-#: On the CPU an amplitude-mode batch (or a dense tile's chunk of per-window surfaces) holds about this many
-#: search-chip pixels, so that its chips, their x2-oversampled copies and spectra stay in the caches. Measured on
-#: 2 cores (the peer settings' 32x104-px search chips, 2048x8192 px, two workers, malloc set as
-#: :func:`_keep_freed_memory` sets it, three alternating runs): 78 windows (2**18 px) 6 437-6 825 windows/s,
-#: 39: 5 436-6 150, 157: 5 621-6 687, 19: 4 855-5 330. Complex mode keeps batches of up to 256 windows: on the
-#: whole 4096x8192 pair they ran 10 684-10 804 windows/s, 157: 10 082-10 913, 78: 9 315-10 028.
+#: On the CPU in amplitude mode a batch's per-window surfaces (or a dense tile's) run in chunks of about this many
+#: search-chip pixels, so that their chips, x2-oversampled copies and spectra stay in the caches; the batch (what is
+#: read at once) stays large, since reading and deramping a block costs per block. Measured on 2 cores (the peer
+#: settings' 32x104-px search chips, 2048x8192 px, two workers, malloc set as :func:`_keep_freed_memory` sets it,
+#: three alternating runs, dense path): chunks of 78 windows (2**18 px) 6 437-6 825 windows/s, 39: 5 436-6 150,
+#: 157: 5 621-6 687, 19: 4 855-5 330. Complex mode runs whole batches: batches of 256 ran 10 684-10 804 windows/s on
+#: the whole 4096x8192 pair, of 157 10 082-10 913, of 78 9 315-10 028.
 CPU_BATCH_SEARCH_PX = {"amplitude": 2**18}
 MIN_BATCH = 8
 MIN_WINDOW = 4
@@ -348,11 +349,11 @@ def _run(
     """Process the window grid tile by tile (in a thread pool on the CPU) and collect the results."""
     parallel = workers if be.name == "numpy" else 1
     result = _Result.empty(plan.placeable.shape)
+    params = dataclasses.replace(params, chunk=_chunk_size(params, be.name))
     if params.path == "dense":
         budget = memory_budget_mb * 2**20 // parallel
         tiles = list(_shaped_tiles(plan.placeable.shape, dense_tile_shape(params, spacing, budget)))
-        chunk = _batch_size(params, memory_budget_mb, parallel, be.name)
-        params = dataclasses.replace(params, strips=dense_strips(params, spacing), chunk=chunk)
+        params = dataclasses.replace(params, strips=dense_strips(params, spacing))
     else:
         batch = _batch_size(params, memory_budget_mb, parallel, be.name)
         tiles = list(_tiles(plan.placeable.shape, batch))
@@ -435,13 +436,17 @@ def _keep_freed_memory() -> bool:
 
 
 def _batch_size(params: BatchParams, memory_budget_mb: int, parallel: int, backend: str) -> int:
-    """Windows per batch so that ``parallel`` batches in flight fit the memory budget and, on the CPU in amplitude
-    mode, a batch's chips fit the caches (:data:`CPU_BATCH_SEARCH_PX`)."""
-    largest = MAX_BATCH[backend]
-    if backend == "numpy" and params.mode in CPU_BATCH_SEARCH_PX:
-        largest = min(largest, CPU_BATCH_SEARCH_PX[params.mode] // math.prod(params.search_shape))
+    """Windows per batch (a tile read at once) so that ``parallel`` batches in flight fit the memory budget."""
     fit = memory_budget_mb * 2**20 // (parallel * params.bytes_per_window())
-    return int(max(MIN_BATCH, min(largest, fit)))
+    return int(max(MIN_BATCH, min(MAX_BATCH[backend], fit)))
+
+
+def _chunk_size(params: BatchParams, backend: str) -> int:
+    """Windows per chunk of a batch's per-window surfaces: on the CPU in amplitude mode, what fits the caches
+    (:data:`CPU_BATCH_SEARCH_PX`); else 0, the whole batch at once."""
+    if backend != "numpy" or params.mode not in CPU_BATCH_SEARCH_PX:
+        return 0
+    return max(MIN_BATCH, CPU_BATCH_SEARCH_PX[params.mode] // math.prod(params.search_shape))
 
 
 def _tiles(shape: tuple[int, int], batch: int) -> Iterator[_Tile]:
