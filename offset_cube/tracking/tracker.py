@@ -405,9 +405,11 @@ def _single_threaded_blas() -> Iterator[None]:
 
 
 #: glibc malloc settings (mallopt parameters M_MMAP_THRESHOLD = -3, M_TRIM_THRESHOLD = -1) that the tracker sets
-#: once per process: arrays up to 32 MiB (glibc's largest mmap threshold on 64-bit) come from the heap, and up to
-#: 256 MiB of freed heap stays with the process. See :func:`_keep_freed_memory`.
-MALLOC_SETTINGS = ((-3, 32 * 2**20), (-1, 256 * 2**20))
+#: once per process: arrays up to 8 MiB (a batch's chips and spectra) come from the heap, and up to 64 MiB of freed
+#: heap stays with the process. Larger thresholds (32 MiB, 256 MiB) saved no more faults but fragmented the heap:
+#: the Shirase settings' dense tiles peaked 323 MiB above the start against 240 MiB (glibc's defaults: 211 MiB).
+#: See :func:`_keep_freed_memory`.
+MALLOC_SETTINGS = ((-3, 8 * 2**20), (-1, 64 * 2**20))
 #: Environment variables with which a user sets these thresholds himself; then the tracker leaves them alone.
 MALLOC_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
@@ -421,9 +423,9 @@ def _keep_freed_memory() -> bool:
     batch's chips, spectra and surfaces (0.1-10 MB each) are then faulted in page by page again, the kernel zeroing
     each page. Measured on 2 cores (peer settings, 1024x8192 px, a fresh process as the command line runs it):
     0.6-1.0 million page faults and 2.3-3.4 s of system time per run, a quarter to a third of its CPU time; with
-    these settings ~9 000 faults and 0.2 s, and 0.6-0.8x the CPU per window. Peak memory does not change (the
-    freed memory is what the next batch uses); memory freed after a run stays with the process, up to the trim
-    threshold.
+    these settings ~15 000 faults (1 000 in a second run) and 0.1-0.2 s, and 0.6-0.8x the CPU per window. Peak
+    memory grows a little (:data:`MALLOC_SETTINGS`); memory freed after a run stays with the process, up to the
+    trim threshold.
     Does nothing (returns False) off glibc or when the environment sets malloc's thresholds.
     """
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or any(v in os.environ for v in MALLOC_ENVIRONMENT):
