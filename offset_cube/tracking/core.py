@@ -228,7 +228,9 @@ def os_chip_shapes(window: tuple[int, int]) -> tuple[tuple[int, int], tuple[int,
 #: pair with nine window/search/grid settings (peer, Shirase, the engine's 64x32, the demo's 160x32 and five
 #: more; 2026-12-07, 2-core machine at load ~0.8): an n log2 n unit of FFT, and an element of the vectorised array
 #: operations (the strips' products, segment sums, summed-area tables). Measured/model per window 0.45-0.91
-#: (median 0.60 before scaling both by it); the choice between the paths was right in all nine settings.
+#: (median 0.60 before scaling both by it). With the dense path's choice of surfaces per stage (:func:`dense_strips`)
+#: the choice between the paths was right in eight of the nine settings in alternating runs the same afternoon
+#: (the miss: a 64x32 window every 64x32 px, dense measured 0.89x the per-window path, model 1.09x).
 FFT_UNIT_S = 6.0e-10
 ELEMENT_S = 1.2e-9
 
