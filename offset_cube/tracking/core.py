@@ -24,9 +24,9 @@ from offset_cube.tracking.backend import Backend
 Mode = Literal["amplitude", "complex"]
 Subpixel = Literal["dft", "parabolic"]
 #: How amplitude mode computes its surfaces: 'window' chip by chip with FFTs (each window's chips oversampled x2
-#: on their own), 'dense' from each tile's whole blocks (oversampled x2 once, correlated strip by strip, so
-#: windows that overlap share the work; :mod:`offset_cube.tracking.strips`), 'auto' the cheaper for the job
-#: (:func:`dense_is_cheaper`).
+#: on their own), 'dense' from each tile's whole blocks (oversampled x2 once; each surface correlated strip by
+#: strip, :mod:`offset_cube.tracking.strips`, or window by window from the blocks, :func:`dense_strips`, so windows
+#: that overlap share the work), 'auto' the cheaper for the job (:func:`dense_is_cheaper`).
 OversamplingPath = Literal["auto", "dense", "window"]
 
 #: Guard band (px) around the chips that are oversampled x2, cropped after oversampling so that the periodic

@@ -198,8 +198,9 @@ def track_offsets(
             None turns the test off (as the engine does: its product stage filters with its own settings).
         oversampling_path: how amplitude mode computes its surfaces: 'window' (chip by chip with FFTs, each
             window's chips oversampled x2 on their own; the default), 'dense' (from each tile's blocks,
-            oversampled x2 once and correlated strip by strip, so overlapping windows share the work; the same
-            integer surfaces, offsets within 0.005 px RMS of 'window's; :mod:`offset_cube.tracking.strips`) or
+            oversampled x2 once, each surface correlated strip by strip or window by window from the blocks,
+            whichever is cheaper, so overlapping windows share the work; the same integer surfaces, offsets within
+            0.005 px RMS of 'window's; :mod:`offset_cube.tracking.strips`) or
             'auto' (the cheaper for the job by a cost model, :func:`~offset_cube.tracking.core.dense_is_cheaper`;
             the attribute ``oversampling_path`` records the choice). The dense path's offsets depend on the
             tiling (explicit centres, a memory budget too small for its tiles) by up to ~0.003 px, so it is
