@@ -169,28 +169,33 @@ def _amplitude_ncc(be: Backend, params: BatchParams, data: BatchInput) -> Any:
         corners = _host_corners(be, data.ref_tops, data.ref_lefts, data.sec_tops, data.sec_lefts)
         return strips.amplitude_ncc(be, ref, sec, corners, params.window.shape, params.lags)
 
-    def chunk(part: slice) -> Any:
-        ref = k.gather(be, data.ref_block, data.ref_tops[part], data.ref_lefts[part], params.window.shape)
-        search = k.gather(be, data.sec_block, data.sec_tops[part], data.sec_lefts[part], params.search_shape)
+    def surfaces(part: BatchInput, _: k.Peak | None) -> Any:
+        ref = k.gather(be, part.ref_block, part.ref_tops, part.ref_lefts, params.window.shape)
+        search = k.gather(be, part.sec_block, part.sec_tops, part.sec_lefts, params.search_shape)
         detected = _detect(be, ref, params.complex_input), _detect(be, search, params.complex_input)
         del ref, search
         return k.amplitude_surface(be, *detected, params.lags)
 
-    return _in_chunks(be, data.ref_tops.shape[0], params.chunk, chunk)
+    return _in_chunks(be, params.chunk, surfaces, data)
+
+
+def _in_chunks(be: Backend, size: int, surfaces: Any, data: BatchInput, peak: k.Peak | None = None) -> Any:
+    """``surfaces(data, peak)`` (B, Ly, Lx) computed for consecutive parts of ``size`` windows of the batch (all
+    at once for 0) and joined."""
+    count = data.ref_tops.shape[0]
+    if size <= 0 or count <= size:
+        return surfaces(data, peak)
+    parts = [slice(start, start + size) for start in range(0, count, size)]
+    return be.xp.concatenate([surfaces(_part(data, p), None if peak is None else _part(peak, p)) for p in parts])
 
 
 def _part(record: Any, part: slice) -> Any:
-    """A batch's corners (:class:`BatchInput`) or coarse peaks (:class:`~kernels.Peak`) for the windows ``part``."""
-    corners = ("ref_tops", "ref_lefts", "sec_tops", "sec_lefts")
-    fields = corners if isinstance(record, BatchInput) else ("iy", "ix")
-    return dataclasses.replace(record, **{name: getattr(record, name)[part] for name in fields})
-
-
-def _in_chunks(be: Backend, count: int, size: int, surfaces: Any) -> Any:
-    """``surfaces(slice)`` (B', Ly, Lx) for consecutive slices of ``size`` windows (all at once for 0), joined."""
-    if size <= 0 or count <= size:
-        return surfaces(slice(0, count))
-    return be.xp.concatenate([surfaces(slice(start, start + size)) for start in range(0, count, size)])
+    """The windows ``part`` of a batch's corners (:class:`BatchInput`; its blocks are shared) or of its coarse
+    peaks (:class:`~kernels.Peak`, one value per window in every field)."""
+    names: tuple[str, ...] = ("ref_tops", "ref_lefts", "sec_tops", "sec_lefts")
+    if not isinstance(record, BatchInput):
+        names = tuple(field.name for field in dataclasses.fields(record))
+    return dataclasses.replace(record, **{name: getattr(record, name)[part] for name in names})
 
 
 def _host_corners(be: Backend, *corners: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -364,11 +369,10 @@ def _fine_ncc(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) 
     lags = (4 * p + 1, 4 * p + 1)
     if data.oversampled is None:
 
-        def chip_chunk(part: slice) -> Any:
-            ref2, sec2 = _oversampled_chips(be, params, _part(data, part), _part(peak, part))
-            return k.amplitude_surface(be, ref2, sec2, lags)
+        def chips(part: BatchInput, peaks: k.Peak) -> Any:
+            return k.amplitude_surface(be, *_oversampled_chips(be, params, part, peaks), lags)
 
-        return _in_chunks(be, data.ref_tops.shape[0], params.chunk, chip_chunk)
+        return _in_chunks(be, params.chunk, chips, data, peak)
     ref_os, sec_os = data.oversampled
     if params.strips[1]:
         rt, rl, st, sl = _host_corners(be, data.ref_tops, data.ref_lefts, data.sec_tops, data.sec_lefts)
@@ -376,14 +380,13 @@ def _fine_ncc(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) 
         corners = (2 * rt, 2 * rl, 2 * (st + iy - p), 2 * (sl + ix - p))
         return strips.amplitude_ncc(be, ref_os, sec_os, corners, (2 * h, 2 * w), lags)
 
-    def chunk(part: slice) -> Any:
-        ref2 = k.gather(be, ref_os, 2 * data.ref_tops[part], 2 * data.ref_lefts[part], (2 * h, 2 * w))
-        sec_tops = 2 * (data.sec_tops[part] + peak.iy[part] - p)
-        sec_lefts = 2 * (data.sec_lefts[part] + peak.ix[part] - p)
+    def from_blocks(part: BatchInput, peaks: k.Peak) -> Any:
+        ref2 = k.gather(be, ref_os, 2 * part.ref_tops, 2 * part.ref_lefts, (2 * h, 2 * w))
+        sec_tops, sec_lefts = 2 * (part.sec_tops + peaks.iy - p), 2 * (part.sec_lefts + peaks.ix - p)
         sec2 = k.gather(be, sec_os, sec_tops, sec_lefts, (2 * h + 4 * p, 2 * w + 4 * p))
         return k.amplitude_surface(be, ref2, sec2, lags)
 
-    return _in_chunks(be, data.ref_tops.shape[0], params.chunk, chunk)
+    return _in_chunks(be, params.chunk, from_blocks, data, peak)
 
 
 def _oversampled_refine(be: Backend, params: BatchParams, data: BatchInput, peak: k.Peak) -> tuple[Any, Any, Any]:

@@ -411,7 +411,7 @@ def _single_threaded_blas() -> Iterator[None]:
 #: the Shirase settings' dense tiles peaked 323 MiB above the start against 240 MiB (glibc's defaults: 211 MiB).
 #: See :func:`_keep_freed_memory`.
 MALLOC_SETTINGS = ((-3, 8 * 2**20), (-1, 64 * 2**20))
-#: Environment variables with which a user sets these thresholds himself; then the tracker leaves them alone.
+#: Environment variables with which users set these thresholds themselves; then the tracker leaves them alone.
 MALLOC_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 
