@@ -67,6 +67,14 @@ class BatchParams:
         return (self.window.lines + 2 * self.search.lines, self.window.samples + 2 * self.search.samples)
 
     @property
+    def gather_shape(self) -> tuple[int, int]:
+        """Shape at which search chips are gathered: in complex mode their FFT size, which spares a zero-padded
+        copy (what lies past a chip never meets a valid lag, :func:`kernels.complex_surface`), else the chip."""
+        if self.mode == "complex":
+            return k.complex_search_shape(self.window.shape, self.lags)
+        return self.search_shape
+
+    @property
     def ref_margin(self) -> int:
         """Extra pixels needed around each reference chip (the oversampling guard band)."""
         return self._os_margin(0)
@@ -138,7 +146,7 @@ def track_batch(be: Backend, params: BatchParams, data: BatchInput) -> BatchResu
     h, w = params.window.shape
     if params.mode == "complex":
         ref = k.gather(be, data.ref_block, data.ref_tops, data.ref_lefts, params.window.shape)
-        search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.search_shape)
+        search = k.gather(be, data.sec_block, data.sec_tops, data.sec_lefts, params.gather_shape)
         surface = k.complex_surface(be, ref, search, params.lags)
         del ref, search
         peak = k.find_peak(be, surface.ncc, h * w)

@@ -68,18 +68,24 @@ def gather(be: Backend, block: Array, tops: Array, lefts: Array, shape: tuple[in
 def box_sums(be: Backend, values: Array, window: tuple[int, int], lags: tuple[int, int]) -> Array:
     """Sums of ``values`` (B, H, W) over the ``window`` placed at every lag: ``(B, Ly, Lx)`` float64.
 
-    Needs W = w + Lx - 1 and H = h + Ly - 1 (a search chip and its lags). The sums are two products with 0/1
-    box matrices, ``box_y @ values @ box_x``: direct sums (no cancellation, unlike differences of a summed-area
-    table) that run as matrix products, much faster than running sums on small chips.
+    Needs W >= w + Lx - 1 and H >= h + Ly - 1 (a search chip and its lags; samples past them lie in no box). The
+    sums are two products with 0/1 box matrices, ``box_y @ values @ box_x``: direct sums (no cancellation, unlike
+    differences of a summed-area table) that run as matrix products, much faster than running sums on small chips
+    (3-4x faster than cumulative sums in float64 on the peer and Shirase chips).
     """
     xp = be.xp
     height, width = values.shape[1:]
     h, w = window
     ly, lx = lags
-    if width - w != lx - 1 or height - h != ly - 1:
+    if width - w < lx - 1 or height - h < ly - 1:
         raise ValueError(f"box_sums: chip {height}x{width} does not match window {h}x{w} and lags {ly}x{lx}")
     box_x = _box_matrix(xp, width, lx, w, values.dtype)  # (W, Lx)
     box_y = _box_matrix(xp, height, ly, h, values.dtype).T  # (Ly, H)
+    # The axis whose product leaves less to the second goes first (peer chips, 32x104: 0.8x the time of range
+    # first; Shirase's, 84x316: 0.7x). Window by window (a product per window, not one over the whole batch), so
+    # that a window's sums do not depend on how many share its batch.
+    if ly * width * (height + lx) < height * lx * (width + ly):
+        return xp.matmul(xp.matmul(box_y, values), box_x).astype(xp.float64)
     return xp.matmul(box_y, xp.matmul(values, box_x)).astype(xp.float64)
 
 
@@ -122,11 +128,11 @@ def amplitude_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, i
     return xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
 
 
-def _pruned_fft2(be: Backend, chips: Array, shape: tuple[int, int], real: bool = True) -> Array:
-    """``rfft2`` (``fft2`` unless ``real``) of chips (B, h, w) zero-padded to ``shape``: the range transform runs
-    on the h lines that hold data only (the padding lines' transforms are zero), then the azimuth transform."""
+def _pruned_fft2(be: Backend, chips: Array, shape: tuple[int, int]) -> Array:
+    """``rfft2`` of real chips (B, h, w) zero-padded to ``shape``: the range transform runs on the h lines that
+    hold data only (the padding lines' transforms are zero), then the azimuth transform."""
     fft = be.fft
-    lines = (fft.rfft if real else fft.fft)(chips, n=shape[1], axis=2, **be.fft_kwargs)
+    lines = fft.rfft(chips, n=shape[1], axis=2, **be.fft_kwargs)
     return fft.fft(lines, n=shape[0], axis=1, overwrite_x=True, **be.fft_kwargs)
 
 
@@ -137,34 +143,71 @@ def _power(xp: Any, values: Array) -> Array:
     return power
 
 
-def _pruned_ifft2(
-    be: Backend, spec: Array, shape: tuple[int, int], lags: tuple[int, int], real: bool = True, keep: bool = False
-) -> Array:
-    """``irfft2(spec, s=shape)[:, :Ly, :Lx]`` (``ifft2`` unless ``real``): the azimuth inverse first, then the
-    range inverse on the Ly lag lines only (of the FFT's shape[0]). ``keep`` leaves ``spec`` as it was."""
+def _pruned_ifft2(be: Backend, spec: Array, shape: tuple[int, int], lags: tuple[int, int]) -> Array:
+    """``irfft2(spec, s=shape)[:, :Ly, :Lx]``, overwriting ``spec``: the azimuth inverse first, then the range
+    inverse on the Ly lag lines only (of the FFT's shape[0])."""
     fft = be.fft
-    lines = fft.ifft(spec, axis=1, overwrite_x=not keep, **be.fft_kwargs)[:, : lags[0]]
-    if real:
-        return fft.irfft(lines, n=shape[1], axis=2, **be.fft_kwargs)[:, :, : lags[1]]
-    return fft.ifft(lines, axis=2, overwrite_x=True, **be.fft_kwargs)[:, :, : lags[1]]
+    lines = fft.ifft(spec, axis=1, overwrite_x=True, **be.fft_kwargs)[:, : lags[0]]
+    return fft.irfft(lines, n=shape[1], axis=2, **be.fft_kwargs)[:, :, : lags[1]]
 
 
 def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int]) -> Surface:
-    """Coherent NCC |sum(conj(r) s_l)| / sqrt(sum|r|^2 sum|s_l|^2) of complex chips at every lag."""
+    """Coherent NCC |sum(conj(r) s_l)| / sqrt(sum|r|^2 sum|s_l|^2) of complex chips at every lag.
+
+    ``search`` (B, H, W) holds the search chips (h + Ly - 1, w + Lx - 1) at their top-left, and may extend up to
+    the FFT's size (:func:`complex_search_shape`): chips gathered at that size need no zero-padded copy, and what
+    lies past a chip never meets a valid lag (lag l reads samples l .. l + w - 1 < W; the circular correlation
+    wraps only past the FFT's size). ``search`` is overwritten (its transform is computed in place, 0.9x the
+    time of a new array on the peer settings).
+    """
     xp, fft = be.xp, be.fft
     h, w = ref.shape[1:]
+    chip = (h + lags[0] - 1, w + lags[1] - 1)
+    shape = complex_search_shape(ref.shape[1:], lags)
+    if not chip[0] <= search.shape[1] <= shape[0] or not chip[1] <= search.shape[2] <= shape[1]:
+        raise ValueError(f"complex_surface: search chips {search.shape[1:]} are not between {chip} and {shape}")
     er = _power(xp, ref).sum(axis=(1, 2), dtype=xp.float64)
-    shape = fft_shape(search.shape[1:], real=False)
-    spec = fft.fft2(search, s=shape, axes=(1, 2), **be.fft_kwargs)
-    ref_spec = _pruned_fft2(be, ref, shape, real=False)
+    q = box_sums(be, _power(xp, search), (h, w), lags)
+    spec = fft.fft2(search, s=shape, axes=(1, 2), overwrite_x=True, **be.fft_kwargs)
+    del search
+    ref_spec = _padded_fft2(be, ref, shape)
     spec *= xp.conj(ref_spec, out=ref_spec)
     del ref_spec
-    # The spectrum stays whole: the sub-pixel zoom reads it.
-    num = xp.abs(_pruned_ifft2(be, spec, shape, lags, real=False, keep=True))
-    q = box_sums(be, _power(xp, search), (h, w), lags)
+    # The spectrum stays whole (the sub-pixel zoom reads it). The inverse runs along range first, on every line,
+    # then along azimuth on the Lx lag columns only: 0.71x the time of azimuth first on the peer settings (strided
+    # azimuth transforms cost more per point than the contiguous range ones).
+    lines = fft.ifft(spec, axis=2, **be.fft_kwargs)[:, :, : lags[1]]
+    num = xp.abs(fft.ifft(lines, axis=1, overwrite_x=True, **be.fft_kwargs)[:, : lags[0]])
+    del lines
     denom = xp.sqrt(er[:, None, None] * q)
     ncc = xp.where(denom > 0, num / xp.where(denom > 0, denom, 1.0), 0.0).astype(xp.float32)
     return Surface(ncc, spec, shape, q)
+
+
+def complex_search_shape(window: tuple[int, int], lags: tuple[int, int]) -> tuple[int, int]:
+    """FFT size of complex mode's correlation: the search chip (window + lags - 1) grown to small prime factors;
+    search chips may be gathered at this size (:func:`complex_surface`)."""
+    return fft_shape((window[0] + lags[0] - 1, window[1] + lags[1] - 1), real=False)
+
+
+def _padded_fft2(be: Backend, chips: Array, shape: tuple[int, int]) -> Array:
+    """``fft2`` of complex chips (B, h, w) zero-padded to ``shape``: written once into the padded array, the
+    range transform on the h lines that hold data, then the azimuth transform, both in place."""
+    xp = be.xp
+    b, h, w = chips.shape
+    padded = xp.zeros((b, *shape), dtype=chips.dtype)
+    padded[:, :h, :w] = chips
+    _fft_in_place(be, padded[:, :h], axis=2)
+    _fft_in_place(be, padded, axis=1)
+    return padded
+
+
+def _fft_in_place(be: Backend, values: Array, axis: int) -> None:
+    """Forward FFT of complex ``values`` (a view) along ``axis``, written back into it: scipy transforms views in
+    place when asked to overwrite; where a backend returns a new array instead, it is copied back."""
+    result = be.fft.fft(values, axis=axis, overwrite_x=True, **be.fft_kwargs)
+    if not be.xp.may_share_memory(result, values):
+        values[...] = result
 
 
 def find_peak(be: Backend, ncc: Array, n_pixels: int, statistics: bool = True) -> Peak:
@@ -284,8 +327,28 @@ def zoom_peak(be: Backend, surface: Surface, iy: Array, ix: Array, levels: int) 
     The correlation is evaluated exactly (Fourier interpolation by a matrix DFT of the cross-power spectrum,
     as Guizar-Sicairos et al. 2008) on the grids of :func:`_zoom`. Values are divided by the square root of the
     bilinearly interpolated lag-dependent energy, so the refinement maximises the same NCC as the integer search.
+
+    With two levels or more, the first (1/2-px) level is replaced by a parabola through the integer samples:
+    it lies within 0.16 px of the refined peak (2 560 peer-settings windows of the benchmark pair, coherence
+    0.7), well inside the +/-0.25 px that the next level's grid spans, and costs nothing beside a level's
+    products with the whole spectrum (a tenth of complex mode's time). Windows whose first grid has its maximum
+    on its border (the parabola was off by more) are zoomed again from the integer peak through every level.
+    The last grid's peak is that of its quartic interpolant (:func:`_quartic_peak`), not a parabola's: on those
+    windows, against a 1/512-px zoom, 0.0007/0.0003 px RMS (azimuth/range) where two levels ending in a
+    parabola were 0.0011/0.0008 px and one level ending in a parabola 0.0025/0.0017 px.
     """
-    return _zoom(be, lambda cy, cx, spacing: _dft_values(be, surface, cy, cx, spacing), iy, ix, levels)
+
+    def evaluate(part: Surface) -> Any:
+        return lambda cy, cx, spacing: _dft_values(be, part, cy, cx, spacing)
+
+    if levels < 2:
+        return _zoom(be, evaluate(surface), iy, ix, levels, quartic=True)[:2]
+    py, px = parabolic_peak(be, surface.ncc, iy, ix)
+    cy, cx, border = _zoom(be, evaluate(surface), py, px, levels - 1, 0.5 / ZOOM_FACTOR, quartic=True)
+    if bool(border.any()):
+        part = Surface(surface.ncc[border], surface.spectrum[border], surface.fft_shape, surface.energy[border])
+        cy[border], cx[border], _ = _zoom(be, evaluate(part), iy[border], ix[border], levels, quartic=True)
+    return cy, cx
 
 
 #: Half-width (samples) of the Lanczos kernel that interpolates a finely sampled surface (:func:`lanczos_peak`).
@@ -312,7 +375,7 @@ def lanczos_peak(be: Backend, ncc: Array, iy: Array, ix: Array, levels: int) -> 
         wx = _lanczos_weights(xp, cx[:, None] + offsets[None, :], lx)
         return xp.matmul(xp.matmul(wy, surface), wx.transpose(0, 2, 1))
 
-    return _zoom(be, values, iy, ix, levels)
+    return _zoom(be, values, iy, ix, levels)[:2]
 
 
 def _lanczos_weights(xp: Any, positions: Array, size: int) -> Array:
@@ -323,27 +386,75 @@ def _lanczos_weights(xp: Any, positions: Array, size: int) -> Array:
     return weights / xp.where(total != 0, total, 1.0)
 
 
-def _zoom(be: Backend, evaluate: Any, iy: Array, ix: Array, levels: int) -> tuple[Array, Array]:
+def _zoom(
+    be: Backend, evaluate: Any, cy: Array, cx: Array, levels: int, spacing: float = 0.5, quartic: bool = False
+) -> tuple[Array, Array, Array]:
     """Iterated grid search: ``evaluate(cy, cx, spacing)`` gives (B, 5, 5) surface values on the grid
-    ``c + spacing * (-2..2)``; from a 1/2-lag grid around the integer peak, a parabola through the grid's
-    maximum along each axis estimates the peak and the next level evaluates a grid :data:`ZOOM_FACTOR` times
-    finer around that estimate, ``levels`` times in all."""
+    ``c + spacing * (-2..2)``; from a grid of ``spacing`` lags around (cy, cx) (the integer peak and 1/2 lag
+    unless given), a parabola through the grid's maximum along each axis estimates the peak and the next level
+    evaluates a grid :data:`ZOOM_FACTOR` times finer around that estimate, ``levels`` times in all. With
+    ``quartic``, the last level's estimate is the peak of the grid's quartic interpolant instead.
+
+    Returns the estimate and, per window, whether the first grid's maximum lay on its border."""
     xp = be.xp
-    b = iy.shape[0]
+    b = cy.shape[0]
     batch = xp.arange(b)
     steps = xp.arange(-2, 3, dtype=xp.float64)
-    cy, cx = iy.astype(xp.float64), ix.astype(xp.float64)
-    spacing = 0.5
-    for _ in range(levels):
+    cy, cx = cy.astype(xp.float64), cx.astype(xp.float64)
+    border = xp.zeros(b, dtype=bool)
+    for level in range(levels):
         values = evaluate(cy, cx, spacing)
         flat = xp.argmax(values.reshape(b, -1), axis=1)
+        if level == 0:
+            border = (flat // 5 % 4 == 0) | (flat % 5 % 4 == 0)
+        if quartic and level == levels - 1:
+            ty, tx = _quartic_peak(xp, values, flat // 5, flat % 5)
+            return cy + ty * spacing, cx + tx * spacing, border
         ky, kx = xp.clip(flat // 5, 1, 3), xp.clip(flat % 5, 1, 3)
         c0 = values[batch, ky, kx]
         vy = _vertex(xp, values[batch, ky - 1, kx], c0, values[batch, ky + 1, kx])
         vx = _vertex(xp, values[batch, ky, kx - 1], c0, values[batch, ky, kx + 1])
         cy, cx = cy + (steps[ky] + vy) * spacing, cx + (steps[kx] + vx) * spacing
         spacing /= ZOOM_FACTOR
-    return cy, cx
+    return cy, cx, border
+
+
+#: Rows turn five samples at steps -2..2 into the coefficients (of t^0 .. t^4) of their interpolating quartic.
+_QUARTIC = np.linalg.inv(np.vander(np.arange(-2.0, 3.0), 5, increasing=True))
+#: Newton steps from the grid's maximum to the interpolant's peak (a third changes it by < 1e-6 steps).
+QUARTIC_NEWTON_STEPS = 2
+
+
+def _quartic_peak(xp: Any, values: Array, ky: Array, kx: Array) -> tuple[Array, Array]:
+    """Peak (in grid steps from the centre) of the tensor-product quartic through each (B, 5, 5) grid: Newton
+    steps on its gradient from the grid maximum (ky, kx), none where its Hessian is not negative definite, kept
+    within the grid."""
+    basis = xp.asarray(_QUARTIC)
+    coef = xp.matmul(xp.matmul(basis, values), basis.T)  # p(y, x) = sum_ij coef[i, j] y^i x^j
+    y, x = (ky - 2).astype(xp.float64), (kx - 2).astype(xp.float64)
+
+    def form(left: Array, right: Array) -> Array:
+        return xp.matmul(xp.matmul(left[:, None, :], coef), right[:, :, None])[:, 0, 0]
+
+    for _ in range(QUARTIC_NEWTON_STEPS):
+        (py, dy, ddy), (px, dx, ddx) = _monomials(xp, y), _monomials(xp, x)
+        gy, gx = form(dy, px), form(py, dx)
+        hyy, hxx, hxy = form(ddy, px), form(py, ddx), form(dy, dx)
+        det = hyy * hxx - hxy * hxy
+        ok = (det > 0) & (hyy < 0)
+        safe = xp.where(ok, det, 1.0)
+        y = xp.clip(y - xp.where(ok, (hxx * gy - hxy * gx) / safe, 0.0), -2.0, 2.0)
+        x = xp.clip(x - xp.where(ok, (hyy * gx - hxy * gy) / safe, 0.0), -2.0, 2.0)
+    return y, x
+
+
+def _monomials(xp: Any, t: Array) -> tuple[Array, Array, Array]:
+    """t^0..t^4 (B, 5) and their first and second derivatives."""
+    one, zero = xp.ones_like(t), xp.zeros_like(t)
+    value = xp.stack([one, t, t**2, t**3, t**4], axis=1)
+    first = xp.stack([zero, one, 2 * t, 3 * t**2, 4 * t**3], axis=1)
+    second = xp.stack([zero, zero, 2 * one, 6 * t, 12 * t**2], axis=1)
+    return value, first, second
 
 
 def _frequencies(be: Backend, surface: Surface) -> tuple[Array, Array]:
@@ -364,8 +475,8 @@ def _dft_values(be: Backend, surface: Surface, cy: Array, cx: Array, spacing: fl
     ctype = spec.dtype
     fy, fx = _frequencies(be, surface)
     offsets = spacing * xp.arange(-2, 3, dtype=xp.float64)
-    phase_x = xp.exp((2j * np.pi / mx) * (cx[:, None] * fx[None, :])).astype(ctype)
-    phase_y = xp.exp((2j * np.pi / my) * (cy[:, None] * fy[None, :])).astype(ctype)
+    phase_x = _unit_phases(xp, cx, fx / mx, ctype)
+    phase_y = _unit_phases(xp, cy, fy / my, ctype)
     kern_x = xp.exp((2j * np.pi / mx) * (fx[:, None] * offsets[None, :])).astype(ctype)  # (Mx', 5)
     kern_y = xp.exp((2j * np.pi / my) * (fy[:, None] * offsets[None, :])).astype(ctype)  # (My, 5)
     # Per-window kernels (the centre's phase folded into the small DFT matrices) and batched products.
@@ -376,6 +487,21 @@ def _dft_values(be: Backend, surface: Surface, cy: Array, cx: Array, spacing: fl
     gx = cx[:, None] + offsets[None, :]
     energy = _bilinear(be, surface.energy, gy, gx)
     return values / xp.sqrt(xp.maximum(energy, 1e-30))
+
+
+def _unit_phases(xp: Any, centres: Array, frequencies: Array, dtype: Any) -> Array:
+    """exp(2 pi i c f) (B, M) of ``dtype`` for centres c (B,) and frequencies f (M,) in cycles per sample.
+
+    The phase is reduced to one turn in float64 and its cosine and sine taken in ``dtype``'s real precision: 5x
+    faster than a complex128 exponential on the CPU, within 2e-7 of it in complex64.
+    """
+    turns = centres[:, None] * frequencies[None, :]
+    turns -= xp.round(turns)
+    angle = (2 * np.pi * turns).astype(np.finfo(dtype).dtype)
+    phases = xp.empty(angle.shape, dtype=dtype)
+    xp.cos(angle, out=phases.real)
+    xp.sin(angle, out=phases.imag)
+    return phases
 
 
 def _bilinear(be: Backend, grid: Array, gy: Array, gx: Array) -> Array:

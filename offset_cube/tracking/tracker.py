@@ -81,7 +81,7 @@ MODES: tuple[Mode, ...] = ("amplitude", "complex")
 SUBPIXEL_METHODS: tuple[Subpixel, ...] = ("dft", "parabolic")
 OVERSAMPLING_PATHS: tuple[OversamplingPath, ...] = ("auto", "dense", "window")
 #: Default correlation-peak oversampling: the peak is interpolated on a grid of at most 1/8 px before the final
-#: parabola (finer grids change offsets by < 0.001 px RMS, tests/test_tracking.py).
+#: fit (finer grids change offsets by < 0.001 px RMS, tests/test_tracking.py).
 DEFAULT_OVERSAMPLING = 8
 #: Default SNR (ampcor definition) below which a window is invalid, per mode (the two surfaces differ). Measured
 #: on pure speckle noise with a 64x16 window and a +/-20x8 search, the SNR is 10 (median) / 18 (99th percentile)
@@ -181,7 +181,7 @@ def track_offsets(
         mode: 'amplitude' (incoherent; complex chips oversampled x2 before detection) or 'complex' (coherent,
             complex inputs only).
         oversampling: the correlation peak is located by band-limited (matrix-DFT) interpolation on a grid of
-            at most 1/oversampling px (but at least one 1/2-px grid) before a final parabola; a power of two
+            at most 1/oversampling px (but at least one 1/2-px grid) before a final fit; a power of two
             from 1 to 256 (the job config's ``tracking.oversampling``; beyond 8 offsets change by < 0.001 px RMS).
         subpixel: 'dft' (that interpolation; unbiased) or 'parabolic' (3-point parabola on the correlation
             samples: faster, biased by up to ~0.1 px).
@@ -493,8 +493,9 @@ def _process_tile(
     ref_block, ref_usable = _read_block(
         reference, r_origin, (int(ref_top.max()) + h + gr, int(ref_left.max()) + w + gr), dtype
     )
+    gh, gw = params.gather_shape
     sec_block, sec_usable = _read_block(
-        secondary, s_origin, (int(sec_top.max()) + sh + gs, int(sec_left.max()) + sw + gs), dtype
+        secondary, s_origin, (int(sec_top.max()) + gh + gs, int(sec_left.max()) + gw + gs), dtype
     )
     rt, rl = ref_top - r_origin[0], ref_left - r_origin[1]
     st, sl = sec_top - s_origin[0], sec_left - s_origin[1]
