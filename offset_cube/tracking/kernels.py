@@ -170,9 +170,7 @@ def complex_surface(be: Backend, ref: Array, search: Array, lags: tuple[int, int
     q = box_sums(be, _power(xp, search), (h, w), lags)
     spec = fft.fft2(search, s=shape, axes=(1, 2), overwrite_x=True, **be.fft_kwargs)
     del search
-    ref_spec = _padded_fft2(be, ref, shape)
-    spec *= xp.conj(ref_spec, out=ref_spec)
-    del ref_spec
+    spec *= _conj_padded_fft2(be, ref, shape)
     # The spectrum stays whole (the sub-pixel zoom reads it). The inverse runs along range first, on every line,
     # then along azimuth on the Lx lag columns only: 0.71x the time of azimuth first on the peer settings (strided
     # azimuth transforms cost more per point than the contiguous range ones).
@@ -190,22 +188,24 @@ def complex_search_shape(window: tuple[int, int], lags: tuple[int, int]) -> tupl
     return fft_shape((window[0] + lags[0] - 1, window[1] + lags[1] - 1), real=False)
 
 
-def _padded_fft2(be: Backend, chips: Array, shape: tuple[int, int]) -> Array:
-    """``fft2`` of complex chips (B, h, w) zero-padded to ``shape``: written once into the padded array, the
-    range transform on the h lines that hold data, then the azimuth transform, both in place."""
+def _conj_padded_fft2(be: Backend, chips: Array, shape: tuple[int, int]) -> Array:
+    """``conj(fft2)`` of complex chips (B, h, w) zero-padded to ``shape``, as the unnormalised inverse transform of
+    the conjugate chips (which conjugates h*w values instead of the whole spectrum): written once into the padded
+    array, the range transform on the h lines that hold data, then the azimuth transform, both in place."""
     xp = be.xp
     b, h, w = chips.shape
     padded = xp.zeros((b, *shape), dtype=chips.dtype)
-    padded[:, :h, :w] = chips
-    _fft_in_place(be, padded[:, :h], axis=2)
-    _fft_in_place(be, padded, axis=1)
+    xp.conj(chips, out=padded[:, :h, :w])
+    _unnormalised_ifft_in_place(be, padded[:, :h], axis=2)
+    _unnormalised_ifft_in_place(be, padded, axis=1)
     return padded
 
 
-def _fft_in_place(be: Backend, values: Array, axis: int) -> None:
-    """Forward FFT of complex ``values`` (a view) along ``axis``, written back into it: scipy transforms views in
-    place when asked to overwrite; where a backend returns a new array instead, it is copied back."""
-    result = be.fft.fft(values, axis=axis, overwrite_x=True, **be.fft_kwargs)
+def _unnormalised_ifft_in_place(be: Backend, values: Array, axis: int) -> None:
+    """Inverse FFT of complex ``values`` (a view) along ``axis`` without the 1/n, written back into it: scipy
+    transforms views in place when asked to overwrite; where a backend returns a new array instead, it is copied
+    back."""
+    result = be.fft.ifft(values, axis=axis, norm="forward", overwrite_x=True, **be.fft_kwargs)
     if not be.xp.may_share_memory(result, values):
         values[...] = result
 
