@@ -330,9 +330,10 @@ def zoom_peak(be: Backend, surface: Surface, iy: Array, ix: Array, levels: int) 
 
     With two levels or more, the first (1/2-px) level is replaced by a parabola through the integer samples:
     it lies within 0.16 px of the refined peak (2 560 peer-settings windows of the benchmark pair, coherence
-    0.7), well inside the +/-0.25 px that the next level's grid spans, and costs nothing beside a level's
-    products with the whole spectrum (a tenth of complex mode's time). Windows whose first grid has its maximum
-    on its border (the parabola was off by more) are zoomed again from the integer peak through every level.
+    0.7), well inside the +/-0.25 px that the next level's grid spans, and costs next to nothing, where a level
+    (its products with the whole spectrum) took a tenth of complex mode's time. Windows whose first grid has its
+    maximum on its border (the parabola was off by more) are zoomed again from the integer peak through every
+    level.
     The last grid's peak is that of its quartic interpolant (:func:`_quartic_peak`), not a parabola's: on those
     windows, against a 1/512-px zoom, 0.0007/0.0003 px RMS (azimuth/range) where two levels ending in a
     parabola were 0.0011/0.0008 px and one level ending in a parabola 0.0025/0.0017 px.
