@@ -13,7 +13,8 @@ N = w*h / (beta_rg * beta_az) independent resolution cells and sigma_px = beta *
 
 Runs with only numpy, scipy, xarray (and scikit-image for the baseline, CuPy for ``--backend cupy``) on the
 path: ``PYTHONPATH=. python3 bench/track_bench.py [--backend cupy] [--lines 2048 --samples 4096]``.
-Timings on a shared machine vary; the ratio to the in-process baseline is the robust figure.
+Timings on a shared machine vary; the ratio to the in-process baseline is the robust figure: the methods run in
+rounds (each once per round, ``--repeat`` rounds), so that a drift of the machine's speed falls on all alike.
 """
 
 from __future__ import annotations
@@ -109,9 +110,17 @@ def accuracy(az: np.ndarray, rg: np.ndarray, truth: tuple[np.ndarray, np.ndarray
 
 
 def run_tracker(
-    ref: Any, sec: Any, args: argparse.Namespace, mode: str, backend: str, path: str = "window"
+    ref: Any,
+    sec: Any,
+    args: argparse.Namespace,
+    mode: str,
+    backend: str,
+    path: str = "window",
+    repeat: int | None = None,
+    warm_up: bool = True,
 ) -> tuple[Any, list[float], list[float]]:
-    """Timed tracker runs (one untimed warm-up on a GPU): the last Dataset, wall and CPU seconds of each run."""
+    """Timed tracker runs (``repeat``, else ``args.repeat``; one untimed warm-up on a GPU unless not
+    ``warm_up``): the last Dataset, wall and CPU seconds of each run."""
     options = {
         "oversampling_path": path,
         "window": args.window,
@@ -124,10 +133,10 @@ def run_tracker(
         # the tracker's defaults (SNR cut, outlier test) unless --no-filters: what `offset-cube track` writes
         **({"snr_threshold": 0.0, "outlier_mad_k": None} if args.no_filters else {}),
     }
-    if backend == "cupy":
+    if backend == "cupy" and warm_up:
         track_offsets(ref, sec, **options)
     times, cpu, ds = [], [], None
-    for _ in range(args.repeat):
+    for _ in range(args.repeat if repeat is None else repeat):
         started, cpu_started = time.perf_counter(), time.process_time()
         ds = track_offsets(ref, sec, **options)
         times.append(time.perf_counter() - started)
@@ -263,7 +272,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backend", choices=["numpy", "cupy"], default="numpy")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--memory-budget-mb", type=int, default=512)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per mode (the median is reported)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of timed runs, each method (and the baseline) once per round; the median is reported",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip scikit-image")
     parser.add_argument("--no-filters", action="store_true", help="tracker without its SNR cut and outlier test")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS at 1x and 2x image size")
@@ -318,22 +332,44 @@ def run_settings(ref: np.ndarray, sec: np.ndarray, field: Any, args: argparse.Na
         f"\n{preset}: window {_size(args.window)}, search {_size(args.search)}, skip {_size(args.skip)}: "
         f"{lines.size * samples.size} windows"
     )
+    trackers = [
+        (mode, path) for mode in args.modes for path in (args.oversampling_paths if mode == "amplitude" else ["window"])
+    ]
+    stride = max(1, args.baseline_stride)
+    sub_lines, sub_samples = lines[::stride], samples[::stride]
+    methods: list[tuple[str, str]] = trackers + ([] if args.no_baseline else [("skimage", "")])
+    times: dict[tuple[str, str], tuple[list[float], list[float], list[float]]] = {m: ([], [], []) for m in methods}
+    last: dict[tuple[str, str], Any] = {}
+    # Rounds of every method once each, so that the machine's drift (a shared VM's speed can move by a third within
+    # minutes) falls on the tracker and the baseline alike and their ratios compare runs made side by side.
+    for round_index in range(args.repeat):
+        for method in methods:
+            before = _reset_peak()
+            if method[0] == "skimage":
+                az, rg, wall, cpu = run_skimage(ref, sec, args, sub_lines, sub_samples)
+                last[method] = (az, rg)
+            else:
+                ds, wall, cpu = run_tracker(
+                    ref, sec, args, method[0], args.backend, method[1], repeat=1, warm_up=round_index == 0
+                )
+                last[method] = ds
+            times[method][0].extend(wall)
+            times[method][1].extend(cpu)
+            times[method][2].append(_peak_mib() - before)
     rows: list[dict[str, Any]] = []
     by_path: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-    for mode in args.modes:
-        for path in args.oversampling_paths if mode == "amplitude" else ["window"]:
-            before = _reset_peak()
-            ds, times, cpu = run_tracker(ref, sec, args, mode, args.backend, path)
-            peak = _peak_mib() - before
-            az, rg = ds.azimuth_offset.values, ds.range_offset.values
-            bound = crb(args.window, args.gamma, S1_BETA, mode == "complex")
-            chosen = ds.attrs["oversampling_path"]
-            name = f"tracker {mode}" + (f" ({path}: {chosen})" if mode == "amplitude" else "")
-            row = {**result_row(name, az, rg, truth, times, cpu, bound), "peak_rss_mib": peak, "mode": mode}
-            if args.backend == "cupy" and args.compare_numpy:
-                row.update(compare_with_numpy(ds, ref, sec, args, mode))
-            rows.append(row)
-            by_path[(mode, chosen)] = (az, rg)
+    for mode, path in trackers:
+        ds = last[(mode, path)]
+        wall, cpu, peaks = times[(mode, path)]
+        az, rg = ds.azimuth_offset.values, ds.range_offset.values
+        bound = crb(args.window, args.gamma, S1_BETA, mode == "complex")
+        chosen = ds.attrs["oversampling_path"]
+        name = f"tracker {mode}" + (f" ({path}: {chosen})" if mode == "amplitude" else "")
+        row = {**result_row(name, az, rg, truth, wall, cpu, bound), "peak_rss_mib": float(np.max(peaks)), "mode": mode}
+        if args.backend == "cupy" and args.compare_numpy:
+            row.update(compare_with_numpy(ds, ref, sec, args, mode))
+        rows.append(row)
+        by_path[(mode, chosen)] = (az, rg)
     if ("amplitude", "dense") in by_path and ("amplitude", "window") in by_path:
         dense, window = by_path[("amplitude", "dense")], by_path[("amplitude", "window")]
         differences = [d - w for d, w in zip(dense, window, strict=True)]
@@ -342,15 +378,12 @@ def run_settings(ref: np.ndarray, sec: np.ndarray, field: Any, args: argparse.Na
             "amplitude dense - per-window offsets, RMS az/rg (px): {:.5f}/{:.5f}".format(*out["dense_vs_window_rms_px"])
         )
     if not args.no_baseline:
-        stride = max(1, args.baseline_stride)
-        sub_lines, sub_samples = lines[::stride], samples[::stride]
         sub_truth = (truth[0][::stride, ::stride], truth[1][::stride, ::stride])
-        before = _reset_peak()
-        az, rg, times, cpu = run_skimage(ref, sec, args, sub_lines, sub_samples)
-        peak = _peak_mib() - before
+        az, rg = last[("skimage", "")]
+        wall, cpu, peaks = times[("skimage", "")]
         bound = crb(args.window, args.gamma, S1_BETA, coherent=False)
         name = "skimage phase_cross_correlation up16 (amplitude)" + (f" 1/{stride}^2" if stride > 1 else "")
-        rows.append({**result_row(name, az, rg, sub_truth, times, cpu, bound), "peak_rss_mib": peak})
+        rows.append({**result_row(name, az, rg, sub_truth, wall, cpu, bound), "peak_rss_mib": float(np.max(peaks))})
         for row in rows:
             row["speed_vs_skimage"] = row["windows_per_s"] / rows[-1]["windows_per_s"]
             row["cpu_speed_vs_skimage"] = row["windows_per_cpu_s"] / rows[-1]["windows_per_cpu_s"]
