@@ -116,11 +116,10 @@ def run_tracker(
     mode: str,
     backend: str,
     path: str = "window",
-    repeat: int | None = None,
     warm_up: bool = True,
 ) -> tuple[Any, list[float], list[float]]:
-    """Timed tracker runs (``repeat``, else ``args.repeat``; one untimed warm-up on a GPU unless not
-    ``warm_up``): the last Dataset, wall and CPU seconds of each run."""
+    """One timed tracker run (after an untimed warm-up on a GPU, unless not ``warm_up``): the Dataset, its wall and
+    CPU seconds (one-element lists, as :func:`run_skimage` returns them)."""
     options = {
         "oversampling_path": path,
         "window": args.window,
@@ -135,13 +134,9 @@ def run_tracker(
     }
     if backend == "cupy" and warm_up:
         track_offsets(ref, sec, **options)
-    times, cpu, ds = [], [], None
-    for _ in range(args.repeat if repeat is None else repeat):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        ds = track_offsets(ref, sec, **options)
-        times.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - cpu_started)
-    return ds, times, cpu
+    started, cpu_started = time.perf_counter(), time.process_time()
+    ds = track_offsets(ref, sec, **options)
+    return ds, [time.perf_counter() - started], [time.process_time() - cpu_started]
 
 
 def run_skimage(
@@ -219,7 +214,7 @@ def measure_memory(ref: np.ndarray, sec: np.ndarray, args: argparse.Namespace, m
         for factor in (1, 2):
             np.save(Path(tmp) / "ref.npy", np.concatenate([ref] * factor))
             np.save(Path(tmp) / "sec.npy", np.concatenate([sec] * factor))
-            command = [sys.executable, __file__, "--memory-child", tmp, "--modes", mode, "--repeat", "1"]
+            command = [sys.executable, __file__, "--memory-child", tmp, "--modes", mode]
             command += ["--oversampling-paths", args.oversampling_paths[-1]]
             command += ["--backend", args.backend, "--workers", str(args.workers)]
             command += ["--memory-budget-mb", str(args.memory_budget_mb)]
@@ -349,9 +344,7 @@ def run_settings(ref: np.ndarray, sec: np.ndarray, field: Any, args: argparse.Na
                 az, rg, wall, cpu = run_skimage(ref, sec, args, sub_lines, sub_samples)
                 last[method] = (az, rg)
             else:
-                ds, wall, cpu = run_tracker(
-                    ref, sec, args, method[0], args.backend, method[1], repeat=1, warm_up=round_index == 0
-                )
+                ds, wall, cpu = run_tracker(ref, sec, args, method[0], args.backend, method[1], round_index == 0)
                 last[method] = ds
             times[method][0].extend(wall)
             times[method][1].extend(cpu)
@@ -440,7 +433,7 @@ def result_row(
 
 def compare_with_numpy(ds: Any, ref: Any, sec: Any, args: argparse.Namespace, mode: str) -> dict[str, float]:
     """Largest offset difference between this (GPU) result and the numpy backend's, and how often > 0.005 px."""
-    cpu_ds, _, _ = run_tracker(ref, sec, argparse.Namespace(**{**vars(args), "repeat": 1}), mode, "numpy")
+    cpu_ds, _, _ = run_tracker(ref, sec, args, mode, "numpy")
     diffs = [np.abs(ds[n].values - cpu_ds[n].values) for n in ("azimuth_offset", "range_offset")]
     both = np.isfinite(diffs[0]) & np.isfinite(diffs[1])
     return {
